@@ -1,0 +1,145 @@
+"""Benchmark: `emgate export` of one month from a synthetic ledger.
+
+    python -m bench.export_month            # a full 31-day month (default 10 streams, 446,400 rows)
+    python -m bench.export_month --quick    # 2 days, 20 streams: a smoke run
+    python -m bench.export_month --streams 50 --days 31
+
+The ledger is built with gateway.sinks.ledger.Ledger (a real hash chain), one row per stream per
+minute, about 1 % of minutes substituted and flagged. The export runs in-process (export_month)
+so each phase is timed: verify (the whole chain; the read runs beside it), aggregate, tables,
+workbook, chart, write.
+The target is 5 s for the month; `extrapolated_s` scales the per-row phases to `target_streams`
+(10,000 by default) so the distance to that size is visible without building a 446-million-row
+ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.export.monthly import export_month
+from gateway.model import MinuteResult
+from gateway.settings import GatewaySettings
+from gateway.sinks.ledger import Ledger
+
+MONTH = "2026-01"  # 31 days
+TZ = "Asia/Shanghai"
+TARGET_S = 5.0
+# Phases that grow with rows; the rest grow with days x streams. "verify" is wall time until the
+# chain walk finished, and the month's read ran alongside it (so "read" is inside "verify").
+PER_ROW_PHASES = ("verify", "aggregate", "tables")
+
+
+def _settings(streams: int) -> GatewaySettings:
+    signals = {f"s{i:05d}": {"kind": "rate", "unit": "t/h"} for i in range(streams)}
+    stream_cfg = [
+        {
+            "process": f"p{i % 8}",
+            "stream": f"s{i:05d}",
+            "signal": f"s{i:05d}",
+            "method": "fuel_combustion",
+            "factor": "cn.coke",
+        }
+        for i in range(streams)
+    ]
+    return GatewaySettings(site={"name": "bench-works", "timezone": TZ}, signals=signals, streams=stream_cfg)
+
+
+def build_ledger(path: Path, streams: int, days: int) -> int:
+    """A ledger of `days` x 1440 minutes x `streams` rows from the month's start; returns rows."""
+    start = datetime(int(MONTH[:4]), int(MONTH[5:]), 1, tzinfo=ZoneInfo(TZ)).timestamp()
+    lg = Ledger(path, clock=lambda: 1_800_000_000.0)
+    rows = 0
+    try:
+        for day in range(days):
+            batch = []
+            for m in range(day * 1440, (day + 1) * 1440):
+                ts = start + 60.0 * m
+                for i in range(streams):
+                    sub = (m * 31 + i) % 97 == 0
+                    batch.append(
+                        MinuteResult(
+                            ts,
+                            "bench-works",
+                            f"p{i % 8}",
+                            f"s{i:05d}",
+                            "direct",
+                            "fuel_combustion",
+                            0.01 * (1 + i % 5),
+                            "t",
+                            28.53 * (1 + i % 5),
+                            "cn.coke",
+                            2853.0,
+                            0.2 if sub else 1.0,
+                            "substituted" if sub else "measured",
+                            "rule=last_good" if sub else "",
+                        )
+                    )
+            rows += lg.append(batch)
+    finally:
+        lg.close()
+    return rows
+
+
+def run(
+    quick: bool, *, streams: int | None = None, days: int | None = None, target_streams: int = 10_000
+) -> dict[str, Any]:
+    """Build a synthetic ledger, export one month from it, print and return the figures."""
+    streams = streams or (20 if quick else 10)
+    days = days or (2 if quick else 31)
+    with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
+        ledger = Path(tmp) / "ledger.sqlite"
+        t0 = time.perf_counter()
+        rows = build_ledger(ledger, streams, days)
+        build_s = time.perf_counter() - t0
+        settings = _settings(streams)
+        t0 = time.perf_counter()
+        result = export_month(settings, b"bench", ledger, MONTH, Path(tmp) / "out")
+        export_s = time.perf_counter() - t0
+        sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}
+        ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("ledger.sqlite*")) / 1e6
+    per_row_s = sum(result.seconds[k] for k in PER_ROW_PHASES)
+    scale = target_streams / streams * (31 / days)
+    figures = {
+        "quick": quick,
+        "streams": streams,
+        "days": days,
+        "rows": rows,
+        "ledger_mb": round(ledger_mb, 1),
+        "build_ledger_s": round(build_s, 2),
+        "export_s": round(export_s, 3),
+        "phases_s": {k: round(v, 3) for k, v in result.seconds.items()},
+        "export_rows_per_s": round(rows / export_s),
+        "verify_rows_per_s": round(rows / result.seconds["verify"]) if result.seconds["verify"] else None,
+        "target_s": TARGET_S,
+        "meets_target": export_s <= TARGET_S,
+        "output_bytes": sizes,
+        "target_streams": target_streams,
+        "target_rows": target_streams * 31 * 1440,
+        "extrapolated_s": round(export_s + per_row_s * (scale - 1), 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--streams", type=int, default=None)
+    p.add_argument("--days", type=int, default=None)
+    p.add_argument("--target-streams", type=int, default=10_000)
+    a = p.parse_args()
+    run(a.quick, streams=a.streams, days=a.days, target_streams=a.target_streams)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Benchmark: ledger appends/s, and backlog drain points/s into a real influxd after an outage.
+
+    python -m bench.ledger_drain            # 10,000 signals x 24 h outage = 14.4 M minute results
+    python -m bench.ledger_drain --quick    # 1,000 signals x 2 h: a smoke run (120,000 results)
+    python -m bench.ledger_drain --influx-url http://127.0.0.1:8086   # an influxd you started
+
+Phase 1 appends the outage's minute results the way the live gateway does: one transaction per
+closed minute (all signals of that minute), synchronous=FULL, hash-chained. Phase 2 starts the
+InfluxSink on that backlog (InfluxDB "returns") and times it until the cursor reaches the head;
+then the points in InfluxDB are counted, so a fast but lossy drain cannot pass. Phase 3 POSTs
+the same points pre-encoded from two plain threads: the server's ceiling on this machine, to
+tell a slow gateway from a slow (or CPU-starved) influxd. Goal: drain >= 100,000 points/s.
+`run(quick)` returns the figures as a dict for `python -m bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from gateway.model import MinuteResult
+from gateway.settings import InfluxConfig, RetryConfig
+from gateway.sinks.influx import CURSOR, InfluxSink, LineEncoder
+from gateway.sinks.ledger import Ledger
+
+GOAL_POINTS_PER_S = 100_000
+START = 1_795_000_000.0 - 1_795_000_000.0 % 86400
+
+
+def minute_results(minute: int, signals: int) -> list[MinuteResult]:
+    t = START + 60.0 * minute
+    return [
+        MinuteResult(
+            t,
+            "bench-works",
+            f"p{i % 16}",
+            f"s{i:05d}",
+            "direct",
+            "fuel_combustion",
+            0.4 + (i % 97) * 1e-3 + minute * 1e-6,
+            "t",
+            (0.4 + (i % 97) * 1e-3) * 3040.0,
+            "cn.coke",
+            3040.0,
+            1.0,
+            "measured" if (i + minute) % 101 else "substituted",
+            "" if (i + minute) % 101 else "rule=last_good",
+        )
+        for i in range(signals)
+    ]
+
+
+def build_backlog(path: Path, signals: int, minutes: int) -> dict[str, float]:
+    ledger = Ledger(path)
+    t0 = time.perf_counter()
+    rows = 0
+    for m in range(minutes):
+        rows += ledger.append(minute_results(m, signals))
+    elapsed = time.perf_counter() - t0
+    ledger.close()
+    return {
+        "rows": rows,
+        "append_s": elapsed,
+        "appends_per_s": rows / elapsed,
+        "minute_commits_per_s": minutes / elapsed,
+    }
+
+
+async def drain(
+    path: Path, url: str, org: str, bucket: str, token: str, measurement: str, batch_size: int
+) -> dict[str, float]:
+    ledger = Ledger(path)
+    cfg = InfluxConfig(
+        enabled=True,
+        url=url,
+        org=org,
+        bucket=bucket,
+        token=token,
+        measurement=measurement,
+        batch_size=batch_size,
+        timeout_s=60,
+    )
+    sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.2, cap_s=2.0))
+    t0 = time.perf_counter()
+    async with sink:
+        task = asyncio.create_task(sink.run(), name="influx-bench")
+        while ledger.cursor(CURSOR) < ledger.head_seq:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+        elapsed = time.perf_counter() - t0
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    points = sink.counters.points_written
+    ledger.close()
+    return {
+        "drain_s": elapsed,
+        "points_written": points,
+        "drain_points_per_s": points / elapsed,
+        "failed_attempts": sink.counters.batches_failed,
+        "quarantined": sink.counters.quarantined_rows,
+    }
+
+
+def server_ceiling(
+    path: Path,
+    url: str,
+    org: str,
+    bucket: str,
+    token: str,
+    measurement: str,
+    batch_size: int,
+    max_rows: int = 300_000,
+) -> dict[str, float]:
+    """The same points, pre-encoded, POSTed by plain threads: what influxd takes on this machine.
+
+    It tells whether the drain is limited by the gateway or by the server (and the CPU the two share).
+    """
+    ledger = Ledger(path)
+    rows, _ = ledger.outbox_rows(0, max_rows)
+    ledger.close()
+    enc = LineEncoder(measurement)
+    bodies = [enc.lines(rows[i : i + batch_size]).encode() for i in range(0, len(rows), batch_size)]
+    query = urllib.parse.urlencode({"org": org, "bucket": bucket, "precision": "s"})
+
+    def post(body: bytes) -> None:
+        req = urllib.request.Request(
+            f"{url}/api/v2/write?{query}",
+            data=body,
+            method="POST",
+            headers={"Authorization": f"Token {token}"},
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            resp.read()
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(post, bodies))
+    elapsed = time.perf_counter() - t0
+    return {"server_ceiling_points_per_s": len(rows) / elapsed, "server_ceiling_rows": len(rows)}
+
+
+def run(
+    quick: bool, influx_url: str | None = None, signals: int | None = None, minutes: int | None = None
+) -> dict[str, Any]:
+    """Run the benchmark; returns its figures (rates per second, sizes, whether the goal was met).
+
+    `signals` and `minutes` override the size (default 10,000 x 1440, quick 1,000 x 120).
+    """
+    default_signals, default_minutes = (1_000, 120) if quick else (10_000, 1440)
+    signals, minutes = signals or default_signals, minutes or default_minutes
+    batch_size = 10_000
+    with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
+        path = Path(tmp) / "ledger.sqlite"
+        out: dict[str, Any] = {"signals": signals, "outage_minutes": minutes, "batch_size": batch_size}
+        out.update(build_backlog(path, signals, minutes))
+        service = None
+        if influx_url is None:
+            from tests.services.influxd import InfluxService  # the same managed influxd the tests use
+
+            service = InfluxService()
+            service.start()
+            url, org, bucket, token = service.url, service.org, service.bucket, service.token
+        else:
+            url, org, bucket, token = (
+                influx_url,
+                "-",
+                "emgate/autogen",
+                os.environ.get("EMGATE__INFLUX__TOKEN", ""),
+            )
+        measurement = f"bench_{int(time.time())}"
+        try:
+            out.update(asyncio.run(drain(path, url, org, bucket, token, measurement, batch_size)))
+            out.update(server_ceiling(path, url, org, bucket, token, measurement + "_raw", batch_size))
+            if service is not None:
+                res = service.influxql(f'SELECT count("co2_kg") FROM "{measurement}"')
+                out["points_in_influx"] = int(res["results"][0]["series"][0]["values"][0][1])
+        finally:
+            if service is not None:
+                service.close()
+        out["ledger_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
+    out["goal_drain_points_per_s"] = GOAL_POINTS_PER_S
+    out["goal_met"] = (
+        out["drain_points_per_s"] >= GOAL_POINTS_PER_S
+        and out.get("points_in_influx", out["rows"]) == out["rows"]
+    )
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1,000 signals x 2 h instead of 10,000 x 24 h")
+    p.add_argument(
+        "--influx-url", default=None, help="use this influxd (database emgate) instead of starting one"
+    )
+    p.add_argument("--signals", type=int, default=None, help="signals (streams) per minute")
+    p.add_argument("--minutes", type=int, default=None, help="minutes of outage")
+    args = p.parse_args()
+    result = run(args.quick, args.influx_url, args.signals, args.minutes)
+    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The [budget] and [alerts] sections of the site file (see docs/alerts.md for examples).
+
+Kept apart from gateway/settings.py, which imports these models; this module must not import
+gateway.settings. Every model forbids unknown keys and is frozen, like the other sections.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from itertools import pairwise
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+Severity = Literal["info", "warning", "critical"]
+SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "critical")
+ProcessName = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
+MonthlyValues = Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=12, max_length=12)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProductionSourceConfig(_Section):
+    """The production signal: the `activity` (t of product) of one configured stream."""
+
+    process: ProcessName
+    stream: ProcessName
+
+
+class ProcessBudgetConfig(_Section):
+    """A sub-budget of one process: an absolute allowance, or its share of the site's."""
+
+    process: ProcessName
+    allowance_t: float | None = Field(None, gt=0, description="Absolute sub-allowance in tCO2 for the year.")
+    share: float | None = Field(None, gt=0, le=1, description="Fraction of the site allowance.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ProcessBudgetConfig:
+        if (self.allowance_t is None) == (self.share is None):
+            raise ValueError(f"process budget {self.process!r}: give exactly one of allowance_t or share")
+        return self
+
+
+class BudgetYearConfig(_Section):
+    """The allowance of one compliance year (calendar year in the site's time zone)."""
+
+    year: int = Field(ge=2000, le=2100)
+    allowance_t: float | None = Field(None, gt=0, description="Absolute allowance in tCO2.")
+    benchmark_t_per_t: float | None = Field(
+        None, gt=0, description="Intensity allowance: tCO2 per t of product."
+    )
+    production_plan_t: MonthlyValues | None = Field(
+        None, description="Planned production per month (t), January first."
+    )
+    trajectory: Literal["calendar_linear", "production_weighted", "monthly_profile"] = "calendar_linear"
+    monthly_profile: MonthlyValues | None = Field(
+        None, description="Relative weight of each month for trajectory monthly_profile."
+    )
+    processes: list[ProcessBudgetConfig] = Field(default_factory=list)
+    opening_t: float = Field(
+        0.0,
+        ge=0,
+        description="Emissions of the year before the ledger's first minute (t, from the plant's records), "
+        "for a gateway that starts mid-year.",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> BudgetYearConfig:
+        where = f"budget year {self.year}"
+        if (self.allowance_t is None) == (self.benchmark_t_per_t is None):
+            raise ValueError(
+                f"{where}: give exactly one of allowance_t (absolute) or benchmark_t_per_t (intensity)"
+            )
+        if self.trajectory == "monthly_profile" and (
+            self.monthly_profile is None or sum(self.monthly_profile) <= 0
+        ):
+            raise ValueError(
+                f"{where}: trajectory 'monthly_profile' needs monthly_profile (12 weights, not all 0)"
+            )
+        if self.production_plan_t is not None and sum(self.production_plan_t) <= 0:
+            raise ValueError(f"{where}: production_plan_t sums to 0")
+        names = [p.process for p in self.processes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: a process has two sub-budgets")
+        if sum(p.share or 0.0 for p in self.processes) > 1.0 + 1e-9:
+            raise ValueError(f"{where}: process shares add up to more than 1")
+        if self.allowance_t is not None and sum(
+            p.allowance_t or 0.0 for p in self.processes
+        ) > self.allowance_t * (1 + 1e-9):
+            raise ValueError(f"{where}: process sub-allowances exceed allowance_t {self.allowance_t}")
+        return self
+
+
+class BudgetConfig(_Section):
+    """An allowance budget evaluated every closed minute."""
+
+    name: str = Field("compliance", min_length=1, max_length=60)
+    scope: Literal["direct", "direct+indirect"] = Field(
+        "direct", description="direct = the compliance figure; direct+indirect for internal targets."
+    )
+    years: list[BudgetYearConfig] = Field(min_length=1)
+    production: ProductionSourceConfig | None = Field(
+        None, description="Stream whose activity is the production (t)."
+    )
+    projection: Literal["recent_rate", "plan_ratio"] = Field(
+        "recent_rate",
+        description="recent_rate: to date + recent t/s x time left; plan_ratio: to date + "
+        "(recent actual / recent trajectory) x allowance left on the trajectory.",
+    )
+    projection_window_days: float = Field(
+        30.0,
+        gt=0,
+        le=366,
+        description="Recent-rate window; 30 d rides out weekly and holiday swings, 7 d reacts faster.",
+    )
+    projection_min_days: float = Field(
+        1.0, ge=0, le=366, description="No budget or intensity alert before this much of the year has data."
+    )
+    carbon_price_cny_per_t: float | None = Field(None, ge=0)
+    price_file: Path | None = Field(
+        None,
+        description="CSV 'date,price_cny_per_t' (ISO date); the latest row not after the minute applies.",
+    )
+
+    @model_validator(mode="after")
+    def _rules(self) -> BudgetConfig:
+        years = [y.year for y in self.years]
+        if len(set(years)) != len(years):
+            raise ValueError("budget.years: a year is listed twice")
+        if self.carbon_price_cny_per_t is None and self.price_file is None:
+            raise ValueError("budget: give carbon_price_cny_per_t or price_file")
+        for y in self.years:
+            needs_production = y.benchmark_t_per_t is not None or y.trajectory == "production_weighted"
+            if needs_production and self.production is None and y.production_plan_t is None:
+                raise ValueError(
+                    f"budget year {y.year}: an intensity allowance or a production-weighted "
+                    "trajectory needs [budget.production] or production_plan_t"
+                )
+            if (
+                y.trajectory == "production_weighted"
+                and y.allowance_t is not None
+                and y.production_plan_t is None
+            ):
+                raise ValueError(
+                    f"budget year {y.year}: a production-weighted absolute allowance needs "
+                    "production_plan_t (the year's planned production)"
+                )
+        return self
+
+    def year(self, year: int) -> BudgetYearConfig | None:
+        return next((y for y in self.years if y.year == year), None)
+
+
+class ThresholdConfig(_Section):
+    """Raise at one level, clear at a lower one; both only after holding for a while.
+
+    The measure rises with trouble (fraction over allowance, robust z-score, missing fraction,
+    backlog rows). Severity s is raised at raise_at[s]; an active alert steps down from s only
+    below raise_at[s] - (lowest raise_at - clear_at), and clears below clear_at.
+    """
+
+    enabled: bool = True
+    raise_at: dict[Severity, float]
+    clear_at: float
+    min_duration_s: float = Field(
+        0.0, ge=0, description="The measure must stay at or above a raise level this long."
+    )
+    clear_duration_s: float = Field(0.0, ge=0, description="The measure must stay below clear_at this long.")
+    material_change: float = Field(
+        0.1, ge=0, description="Relative change of the headline figure that makes an update."
+    )
+    min_update_interval_s: float = Field(
+        900.0, ge=0, description="At most one update per alert per this interval."
+    )
+    max_events_per_hour: int = Field(
+        6, ge=1, description="Per alert; raises and clears always pass, updates wait."
+    )
+    reraise_after_s: float = Field(0.0, ge=0, description="A cleared alert is not raised again before this.")
+
+    @cached_property
+    def lowest_raise(self) -> float:
+        return min(self.raise_at.values())
+
+    @model_validator(mode="after")
+    def _levels(self) -> ThresholdConfig:
+        if not self.raise_at:
+            raise ValueError("raise_at needs at least one severity level")
+        levels = [self.raise_at[s] for s in SEVERITY_ORDER if s in self.raise_at]
+        if any(b <= a for a, b in pairwise(levels)):
+            raise ValueError(
+                f"raise_at levels must increase with severity (info < warning < critical), "
+                f"got {self.raise_at}"
+            )
+        if self.clear_at >= levels[0]:
+            raise ValueError(
+                f"clear_at {self.clear_at} must be below the lowest raise_at {levels[0]} (hysteresis)"
+            )
+        return self
+
+
+class SpikeConfig(ThresholdConfig):
+    """Robust z-score of a process's CO2 per minute against its own rolling baseline."""
+
+    raise_at: dict[Severity, float] = Field(default_factory=lambda: {"warning": 5.0, "critical": 10.0})
+    clear_at: float = 3.0
+    min_duration_s: float = 180.0
+    clear_duration_s: float = 120.0
+    baseline_minutes: int = Field(1440, ge=10, le=100_000, description="Rolling baseline length (minutes).")
+    min_history_minutes: int = Field(60, ge=5, description="No score before this many baseline minutes.")
+    refresh_minutes: int = Field(5, ge=1, description="Recompute median and MAD every N minutes (cost).")
+    min_mad_kg: float = Field(
+        1.0, gt=0, description="Floor of the scaled MAD, so a flat baseline does not alert on noise."
+    )
+    off_below_kg: float = Field(
+        0.0, ge=0, description="Minutes below this are 'not operating': not scored, not in the baseline."
+    )
+
+
+def _budget_default() -> ThresholdConfig:
+    # measure: (projected year-end - allowance) / allowance; material_change is relative to the
+    # allowance here (an update when the shortfall moves by 5 % of it). A year-end projection
+    # moves slowly and is read once a shift: at most one update per 6 h.
+    return ThresholdConfig(
+        raise_at={"warning": 0.0, "critical": 0.2},
+        clear_at=-0.05,
+        min_duration_s=3600,
+        clear_duration_s=3600,
+        material_change=0.05,
+        min_update_interval_s=21600,
+    )
+
+
+def _intensity_default() -> ThresholdConfig:
+    # measure: recent intensity / benchmark - 1
+    return ThresholdConfig(
+        raise_at={"warning": 0.05, "critical": 0.15},
+        clear_at=0.0,
+        min_duration_s=3600,
+        clear_duration_s=3600,
+        min_update_interval_s=21600,
+    )
+
+
+def _coverage_default() -> ThresholdConfig:
+    # measure: 1 - coverage of the process's streams in the minute
+    return ThresholdConfig(
+        raise_at={"warning": 0.25, "critical": 0.75}, clear_at=0.1, min_duration_s=300, clear_duration_s=300
+    )
+
+
+def _device_default() -> ThresholdConfig:
+    # measure: 1 while a device (health component) is lost, else 0
+    return ThresholdConfig(raise_at={"warning": 0.5}, clear_at=0.25, min_duration_s=60, clear_duration_s=60)
+
+
+def _backlog_default() -> ThresholdConfig:
+    # measure: ledger rows not yet written to InfluxDB
+    return ThresholdConfig(
+        raise_at={"warning": 5000, "critical": 100_000},
+        clear_at=500,
+        min_duration_s=300,
+        clear_duration_s=300,
+        material_change=0.5,
+    )
+
+
+class DataQualityConfig(_Section):
+    coverage: ThresholdConfig = Field(default_factory=_coverage_default)
+    device: ThresholdConfig = Field(default_factory=_device_default)
+    influx_backlog: ThresholdConfig = Field(default_factory=_backlog_default)
+
+
+class AlertMqttConfig(_Section):
+    """Where alerts are published: <topic_prefix>/<site>/alerts, .../alerts/active, .../budget."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = Field(None, description="Default: emgate-alerts-<site>.")
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Wait for PUBACK before the connection counts as lost."
+    )
+    topic_prefix: str = Field("emgate", min_length=1)
+
+
+class AlertsConfig(_Section):
+    """The operator alert stream. The stage runs when enabled or when [budget] is set."""
+
+    enabled: bool = False
+    mqtt: AlertMqttConfig | None = None
+    budget: ThresholdConfig = Field(default_factory=_budget_default)
+    intensity: ThresholdConfig = Field(default_factory=_intensity_default)
+    spike: SpikeConfig = Field(default_factory=SpikeConfig)
+    data_quality: DataQualityConfig = Field(default_factory=DataQualityConfig)

@@ -1,0 +1,268 @@
+"""Year-to-date sums of a budget and the budget position's JSON (used by AlertStage).
+
+BudgetTracker keeps the sums of the budget's scope (per process, production, and a rolling
+window for the recent rate) for the current compliance year, a calendar year in the site's
+zone; it rolls over with the year and can take the year to date back from the ledger. The
+arithmetic is analytics.budget; this module only keeps the state and reads the price file.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import defaultdict, deque
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+from analytics.budget import (
+    BudgetInputs,
+    BudgetPosition,
+    ProcessDeviation,
+    budget_position,
+    latest_price,
+    process_deviations,
+)
+from gateway.alert_settings import BudgetConfig, BudgetYearConfig
+from gateway.alerts.model import iso_at, json_safe
+from gateway.alerts.store import AlertStore
+from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DAY_S = 86400.0
+
+
+def year_month_edges(year: int, tz: str) -> NDArray[np.float64]:
+    """13 epoch seconds: 1 January 00:00 of `year` ... 1 January of the next, in the site's zone."""
+    z = ZoneInfo(tz)
+    edges = [datetime(year, m, 1, tzinfo=z).timestamp() for m in range(1, 13)]
+    edges.append(datetime(year + 1, 1, 1, tzinfo=z).timestamp())
+    return np.array(edges, dtype=np.float64)
+
+
+class PriceTable:
+    """A constant carbon price, or the dated rows of a price file (date,price_cny_per_t)."""
+
+    def __init__(self, cfg: BudgetConfig, tz: str) -> None:
+        if cfg.price_file is None:
+            self.dates_s = np.array([0.0])
+            self.prices = np.array([float(cfg.carbon_price_cny_per_t or 0.0)])
+            return
+        self.dates_s, self.prices = read_price_file(cfg.price_file, tz)
+
+    def at(self, t: float) -> float:
+        if len(self.prices) == 1:
+            return float(self.prices[0])
+        return latest_price(self.dates_s, self.prices, t)
+
+
+def read_price_file(path: Path, tz: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Read 'date,price_cny_per_t' rows (ISO dates, a header line allowed) sorted by date."""
+    rows: list[tuple[float, float]] = []
+    z = ZoneInfo(tz)
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            for n, row in enumerate(csv.reader(fh), start=1):
+                if not row or row[0].strip().startswith("#") or (n == 1 and not row[0].strip()[:1].isdigit()):
+                    continue
+                try:
+                    day = datetime.fromisoformat(row[0].strip()).replace(tzinfo=z)
+                    rows.append((day.timestamp(), float(row[1])))
+                except (ValueError, IndexError) as exc:
+                    raise ConfigError(
+                        f"budget.price_file {path} line {n}: {exc}; expected 'YYYY-MM-DD,price_cny_per_t'"
+                    ) from None
+    except OSError as exc:
+        raise ConfigError(f"budget.price_file {path}: cannot read: {exc.strerror}; check the path") from None
+    if not rows:
+        raise ConfigError(f"budget.price_file {path}: no price rows; expected 'YYYY-MM-DD,price_cny_per_t'")
+    rows.sort()
+    return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+
+class BudgetTracker:
+    """Year-to-date and recent-window sums of one budget's scope; rolls over with the year."""
+
+    def __init__(self, cfg: BudgetConfig, tz: str) -> None:
+        self.cfg, self.tz = cfg, tz
+        self.scopes: tuple[str, ...] = ("direct",) if cfg.scope == "direct" else ("direct", "indirect")
+        self.prices = PriceTable(cfg, tz)
+        self.window_s = cfg.projection_window_days * DAY_S
+        self.year: int | None = None
+        self.year_cfg: BudgetYearConfig | None = None
+        self.edges = np.zeros(13)
+        self._reset(None)
+
+    def _reset(self, year: int | None) -> None:
+        self.year = year
+        self.year_cfg = self.cfg.year(year) if year is not None else None
+        if year is not None:
+            self.edges = year_month_edges(year, self.tz)
+            if self.year_cfg is None:
+                log.warning(
+                    "budget %r: no allowance configured for %d; add a [[budget.years]] entry "
+                    "with year = %d to evaluate it",
+                    self.cfg.name,
+                    year,
+                    year,
+                )
+        y = self.year_cfg
+        self._profile = np.array(y.monthly_profile) if y is not None and y.monthly_profile else None
+        self._plan = np.array(y.production_plan_t) if y is not None and y.production_plan_t else None
+        self.by_process_t: dict[str, float] = defaultdict(float)
+        # a gateway started mid-year adds what the plant emitted before its first minute
+        self.total_t = self.year_cfg.opening_t if self.year_cfg is not None else 0.0
+        self.production_t = 0.0
+        self.first_minute_s: float | None = None
+        self._recent: deque[tuple[float, float, float]] = deque()
+        self._recent_t = 0.0
+        self._recent_prod_t = 0.0
+
+    def _year_of(self, minute_start: float) -> int:
+        return datetime.fromtimestamp(minute_start, ZoneInfo(self.tz)).year
+
+    def add_minute(
+        self, minute_start: float, co2_t_by_process: dict[str, float], production_t: float
+    ) -> None:
+        if self.year is None or not (self.edges[0] <= minute_start < self.edges[-1]):
+            self._reset(self._year_of(minute_start))
+        total = 0.0
+        for p, v in co2_t_by_process.items():
+            self.by_process_t[p] += v
+            total += v
+        self.total_t += total
+        self.production_t += production_t
+        if self.first_minute_s is None:
+            self.first_minute_s = minute_start
+        self._recent.append((minute_start, total, production_t))
+        self._recent_t += total
+        self._recent_prod_t += production_t
+        while self._recent and self._recent[0][0] < minute_start + 60.0 - self.window_s:
+            _, old_t, old_p = self._recent.popleft()
+            self._recent_t -= old_t
+            self._recent_prod_t -= old_p
+
+    def restore(self, store: AlertStore, now_s: float) -> None:
+        """Take the year to date (up to `now_s`, the first minute not closed) from the ledger."""
+        self._reset(self._year_of(now_s - 60.0))
+        start = float(self.edges[0])
+        for p, kg in store.ledger_sums(start, now_s, self.scopes).items():
+            self.by_process_t[p] = kg / 1000.0
+        self.total_t = sum(self.by_process_t.values()) + (self.year_cfg.opening_t if self.year_cfg else 0.0)
+        prod = self.cfg.production
+        if prod is not None:
+            self.production_t = store.ledger_production_t(start, now_s, prod.process, prod.stream)
+        window = store.ledger_minutes(
+            max(start, now_s - self.window_s),
+            now_s,
+            self.scopes,
+            (prod.process, prod.stream) if prod else None,
+        )
+        for m, kg, p_t in window:
+            self._recent.append((m, kg / 1000.0, p_t))
+            self._recent_t += kg / 1000.0
+            self._recent_prod_t += p_t
+        first = store.ledger_first_minute(start, now_s)
+        self.first_minute_s = first
+        if self.total_t:
+            log.info(
+                "budget %s: %.3f tCO2 (%s) from %s to date restored from the ledger",
+                self.year,
+                self.total_t,
+                self.cfg.scope,
+                iso_at(first or start, self.tz),
+            )
+
+    def data_days(self, now_s: float) -> float:
+        return 0.0 if self.first_minute_s is None else (now_s - self.first_minute_s) / DAY_S
+
+    def position(self, now_s: float) -> BudgetPosition | None:
+        """The budget at `now_s` (the end of the last closed minute); None without a year config."""
+        y = self.year_cfg
+        if y is None or self.first_minute_s is None:
+            return None
+        window = min(self.window_s, now_s - self.first_minute_s)
+        has_signal = self.cfg.production is not None
+        return budget_position(
+            BudgetInputs(
+                now_s=now_s,
+                month_edges_s=self.edges,
+                actual_t=self.total_t,
+                recent_actual_t=self._recent_t,
+                recent_window_s=window,
+                allowance_t=y.allowance_t,
+                benchmark_t_per_t=y.benchmark_t_per_t,
+                trajectory=y.trajectory,
+                projection=self.cfg.projection,
+                monthly_profile=self._profile,
+                production_t=self.production_t if has_signal else None,
+                recent_production_t=self._recent_prod_t if has_signal else None,
+                production_plan_t=self._plan,
+                price_cny_per_t=self.prices.at(now_s),
+            )
+        )
+
+    def deviations(self, pos: BudgetPosition) -> tuple[ProcessDeviation, ...]:
+        """Each process's part of the deviation from the trajectory (analytics.budget)."""
+        y = self.year_cfg
+        subs = {
+            p.process: p.allowance_t if p.allowance_t is not None else pos.allowance_t * (p.share or 0.0)
+            for p in (y.processes if y else [])
+        }
+        return process_deviations(dict(self.by_process_t), subs, pos.trajectory_t, pos.trajectory_share)
+
+
+def format_t(x: float) -> str:
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:,.2f}"
+
+
+def budget_payload(
+    site: str,
+    tz: str,
+    name: str,
+    scope: str,
+    year: int,
+    pos: BudgetPosition,
+    at_s: float,
+    method: str,
+    processes: tuple[ProcessDeviation, ...],
+) -> dict[str, Any]:
+    """The retained budget position (topic <prefix>/<site>/budget); schema in docs/alerts.md."""
+    position = {
+        "site": site,
+        "budget": name,
+        "scope": scope,
+        "year": year,
+        "at": iso_at(at_s, tz),
+        "allowance_t": pos.allowance_t,
+        "trajectory_t": pos.trajectory_t,
+        "actual_t": pos.actual_t,
+        "gap_t": pos.gap_t,
+        "projected_year_end_t": pos.projected_year_end_t,
+        "shortfall_t": pos.shortfall_t,
+        "shortfall_cny": pos.shortfall_cny,
+        "price_cny_per_t": pos.price_cny_per_t,
+        "elapsed_fraction": pos.elapsed_fraction,
+        "projection_method": method,
+        "production_t": pos.production_t,
+        "projected_production_t": pos.projected_production_t,
+        "intensity_t_per_t": pos.intensity_t_per_t,
+        "recent_intensity_t_per_t": pos.recent_intensity_t_per_t,
+        "benchmark_t_per_t": pos.benchmark_t_per_t,
+        "processes": [
+            {
+                "process": d.process,
+                "actual_t": d.actual_t,
+                "trajectory_t": d.trajectory_t,
+                "deviation_t": d.deviation_t,
+                "share": d.share,
+            }
+            for d in processes
+        ],
+    }
+    return json_safe(position)  # type: ignore[no-any-return]

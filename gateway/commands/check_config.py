@@ -1,0 +1,38 @@
+"""`emgate check-config FILE`: validate a site file, factors and streams without running."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from gateway.commands.common import load_or_report, report_config_error
+from gateway.errors import ConfigError
+from gateway.factor_library import site_factor_table
+from gateway.stages.emissions import EmissionCalculator
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("check-config", help="validate a site configuration file")
+    p.add_argument("config", type=Path, help="site TOML file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_or_report(args.config)
+    if settings is None:
+        return 2
+    try:
+        factors = site_factor_table(
+            settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides]
+        )
+        EmissionCalculator(settings, factors)
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    n_points = sum(len(d.points) for d in settings.modbus.devices)
+    print(
+        f"{args.config}: ok — site {settings.site.name} ({settings.site.timezone}), "
+        f"{len(settings.modbus.devices)} Modbus device(s) with {n_points} point(s), "
+        f"{len(settings.mqtt.brokers)} MQTT broker(s), {len(settings.signals)} signal(s), {len(settings.streams)} stream(s)"
+    )
+    return 0

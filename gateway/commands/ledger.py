@@ -1,0 +1,169 @@
+"""`emgate ledger verify FILE` and `emgate ledger show FILE`: the ledger for auditors and people.
+
+    emgate ledger verify var/ledger.sqlite            -> exit 0, head hash and row count
+    emgate ledger verify var/ledger.sqlite --expect-head 3f2a...   (a head recorded earlier)
+    emgate ledger show var/ledger.sqlite --from 2026-11-23T08:00 --to 2026-11-23T09:00 --process sinter
+    emgate ledger show var/ledger.sqlite --history    (superseded rows and corrections too)
+    emgate ledger show var/ledger.sqlite --quarantine (rows InfluxDB refused, with its message)
+
+Both open the file read-only. verify exits 1 naming the first bad row when the chain is broken
+(a row edited, deleted, inserted or reordered), 2 when the file cannot be read as a ledger.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from gateway.errors import SinkWriteError
+from gateway.sinks.ledger import Ledger, LedgerRow
+from gateway.sinks.ledger_audit import verify_ledger
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ledger", help="verify or show a ledger file")
+    lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    v = lsub.add_parser("verify", help="check the hash chain; print the head hash and row count")
+    v.add_argument("file", type=Path, help="ledger SQLite file")
+    v.add_argument(
+        "--expect-head",
+        default=None,
+        metavar="HASH",
+        help="a head hash recorded earlier; fail if it is no longer in the chain",
+    )
+    v.set_defaults(func=run_verify)
+    s = lsub.add_parser("show", help="print minute results (current view, or --history)")
+    s.add_argument("file", type=Path, help="ledger SQLite file")
+    s.add_argument(
+        "--from",
+        dest="from_",
+        type=parse_time,
+        default=None,
+        metavar="TIME",
+        help="first minute, ISO 8601 (UTC unless it has an offset) or epoch seconds",
+    )
+    s.add_argument(
+        "--to", type=parse_time, default=None, metavar="TIME", help="end (exclusive), same formats"
+    )
+    s.add_argument("--process", default=None, help="only this process")
+    s.add_argument(
+        "--history", action="store_true", help="every row: superseded ones and corrections with their reason"
+    )
+    s.add_argument(
+        "--quarantine", action="store_true", help="rows InfluxDB refused for good, with the server's message"
+    )
+    s.add_argument(
+        "--limit", type=int, default=1000, help="print at most this many rows (default 1000; 0 = all)"
+    )
+    s.set_defaults(func=run_show)
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (naive means UTC) or epoch seconds -> epoch seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither ISO 8601 (2026-11-23T08:00) nor epoch seconds"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        report = verify_ledger(args.file, expect_head=args.expect_head)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"emgate ledger verify: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
+        return 2
+    if not report.ok:
+        print(
+            f"emgate ledger verify: {args.file}: BROKEN at row {report.bad_seq}: {report.problem}",
+            file=sys.stderr,
+        )
+        print(f"  rows 1..{report.rows} are intact; their head is {report.head_hash}", file=sys.stderr)
+        return 1
+    if report.expected_head_found is False:
+        print(
+            f"emgate ledger verify: {args.file}: head {args.expect_head} recorded earlier is not in the chain: "
+            "the ledger was rewritten or cut back",
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"{args.file}: ok — {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
+        f"head {report.head_hash}"
+    )
+    return 0
+
+
+def _fmt_time(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def run_show(args: argparse.Namespace) -> int:
+    try:
+        ledger = Ledger(args.file, readonly=True)
+    except SinkWriteError as exc:
+        print(f"emgate ledger show: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    if args.quarantine:
+        return _show_quarantine(ledger, out)
+    try:
+        out.write(
+            f"{'seq':>8} {'minute (UTC)':17} {'process':16} {'stream':22} {'scope':8} {'quality':11} "
+            f"{'activity':>12} {'unit':8} {'co2_kg':>12}  flags\n"
+        )
+        shown = 0
+        if args.history:
+            rows = ledger.history(from_s=args.from_, to_s=args.to, process=args.process)
+        else:
+            rows = (
+                LedgerRow(seq, r, None, None, 0.0, "", "")
+                for seq, r in ledger.current(
+                    from_s=args.from_, to_s=args.to, process=args.process, by_minute=True
+                )
+            )
+        for row in rows:
+            if args.limit and shown >= args.limit:
+                out.write("... more rows; narrow --from/--to/--process or raise --limit\n")
+                break
+            r = row.result
+            out.write(
+                f"{row.seq:>8} {_fmt_time(r.minute_start):17} {r.process:16} {r.stream:22} {r.scope:8} "
+                f"{r.quality:11} {r.activity:>12.4f} {r.activity_unit:8} {r.co2_kg:>12.3f}  {r.flags}\n"
+            )
+            if row.supersedes is not None:
+                out.write(f"{'':8}   supersedes row {row.supersedes}: {row.reason}\n")
+            shown += 1
+    except sqlite3.Error as exc:
+        print(f"emgate ledger show: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        ledger.close()
+    return 0
+
+
+def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
+    try:
+        rows = ledger.quarantined()
+    except sqlite3.Error as exc:
+        print(f"emgate ledger show: {ledger.path}: no quarantine table ({exc})", file=sys.stderr)
+        return 2
+    finally:
+        ledger.close()
+    for q in rows:
+        at = datetime.fromtimestamp(float(q["at"]), UTC).strftime("%Y-%m-%d %H:%M:%SZ")  # type: ignore[arg-type]
+        out.write(
+            f"{q['sink']} rows {q['first_seq']}..{q['last_seq']} ({q['rows']}) at {at}: HTTP {q['status']} {q['message']}\n"
+        )
+    out.write(f"{len(rows)} quarantined batch(es)\n")
+    return 0

@@ -1,0 +1,63 @@
+"""`emgate run --config FILE`: run the gateway for a site until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gateway.commands.common import load_or_report, report_config_error
+from gateway.errors import ConfigError, SinkWriteError
+from gateway.http import add_http_argument, http_bind, status_page
+from gateway.sinks.console import ConsoleListener
+from gateway.supervisor import Gateway
+
+log = logging.getLogger("gateway")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run the gateway for a site")
+    p.add_argument("--config", type=Path, required=True, help="site TOML file")
+    p.add_argument("--minutes", type=int, default=None, help="stop after this many closed minutes")
+    p.add_argument("--quiet", action="store_true", help="do not print each closed minute")
+    add_http_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_or_report(args.config)
+    if settings is None:
+        return 2
+    try:
+        gw = Gateway.build(settings)
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    except SinkWriteError as exc:
+        log.error("%s", exc)
+        return 1
+    if not args.quiet and sys.stdout.isatty():  # a terminal gets a live table, a pipe or journal gets lines
+        from gateway.live_table import LiveTable
+
+        gw.extra_tasks.append(LiveTable(gw).run)
+    elif not args.quiet:
+        gw.listeners.append(ConsoleListener(settings.site.timezone))
+    log.info("site %s: %d Modbus device(s), ledger %s%s", settings.site.name, len(settings.modbus.devices),
+             settings.ledger.path, f", InfluxDB {settings.influx.url}" if settings.influx.enabled else "")
+    try:
+        asyncio.run(_run_with_page(gw, http_bind(args, settings), args.minutes))
+    except ConfigError as exc:  # the status page's port is taken or malformed
+        report_config_error(exc)
+        return 2
+    finally:
+        gw.close()
+    return 0
+
+
+async def _run_with_page(gw: Gateway, bind: str | None, minutes: int | None) -> None:
+    async with status_page(gw, bind) as page:
+        if page is not None:
+            print(f"emgate run: status page {page.url} (metrics {page.url}metrics)", flush=True)
+        await gw.run(stop_after_minutes=minutes)

@@ -1,0 +1,106 @@
+"""Turn a site file into settings, or into a list of problems a person can act on.
+
+Each problem names the key path (`modbus.devices[0].points[2].adress`), the line in the file
+where that key (or its table) is written, and what to check. pydantic's errors carry the key
+path; tomllib keeps no positions, so `_KeyLines` re-reads the text to find them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.errors import ConfigError
+from gateway.settings import GatewaySettings
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_\-]+)\s*=""")
+
+
+class _KeyLines:
+    """Maps key paths to line numbers for the common TOML shapes (tables, arrays of tables, keys)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        counts: dict[tuple[str, ...], int] = {}
+        current: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                parts = tuple(p.strip().strip('"') for p in header.group(2).split("."))
+                path = self._resolve(parts, counts)
+                if header.group(1) == "[[":
+                    index = counts.get(path, -1) + 1
+                    counts[path] = index
+                    path = (*path, str(index))
+                current = path
+                self.lines.setdefault(current, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                self.lines.setdefault((*current, key.group(1).strip("\"'")), number)
+
+    def _resolve(self, parts: tuple[str, ...], counts: dict[tuple[str, ...], int]) -> tuple[str, ...]:
+        # [[a.b]] inside the latest [[a]] element: insert the element index after a.
+        out: list[str] = []
+        for part in parts:
+            out.append(part)
+            idx = counts.get(tuple(out))
+            if idx is not None and part != parts[-1]:
+                out.append(str(idx))
+        return tuple(out)
+
+    def find(self, loc: tuple[str, ...]) -> int | None:
+        for end in range(len(loc), 0, -1):
+            line = self.lines.get(loc[:end])
+            if line is not None:
+                return line
+        return None
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+_HINTS = {
+    "extra_forbidden": "unknown key; check its spelling against `emgate config-schema` or config/examples/",
+    "missing": "required key is missing",
+}
+
+
+def settings_from_toml(path: Path) -> GatewaySettings:
+    """Read and validate a site file; raise ConfigError with every problem found."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; check the --config path") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}; check its permissions") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return GatewaySettings(**data)
+    except ValidationError as exc:
+        lines = _KeyLines(text)
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            where = _format_loc(loc)
+            line = lines.find(tuple(str(p) for p in loc))
+            at = f"{path}:{line}" if line else str(path)
+            hint = _HINTS.get(err["type"], "")
+            msg = err["msg"].removeprefix("Value error, ")
+            text_ = f"{at}: {where}: {msg}" + (f" ({hint})" if hint and hint not in msg else "")
+            problems.append(text_)
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None

@@ -1,0 +1,480 @@
+"""Pure aggregation of one month of minute results: days x streams x factors, in integer units.
+
+Rounding rule (domain reference 5.6: minutes sum unrounded, round only on output). The smallest
+cell of the export is (local day, stream line, factor id). Its minutes are summed in float64, in
+ledger order, and the sum is rounded once: CO2 to whole grams, activity to millionths of its
+unit (1 g of coal, 1 Wh, 0.01 Nm3). Every other figure (a day, a stream's month, a process, a
+scope, the total) is an integer sum of those cells, so a month equals the sum of its days and
+the processes add up to the total exactly, to the last printed digit.
+
+A *line* is (process, stream, scope, method, activity_unit): if a stream's unit or scope ever
+changed within the month, its parts are kept apart instead of adding unlike quantities.
+
+No I/O here: arrays and plain values in, frozen dataclasses out.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from numpy.typing import NDArray
+
+QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
+SCOPES = ("direct", "indirect")
+G_PER_KG = 1000.0
+MICRO = 1_000_000  # activity cells are integer millionths of the activity unit
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One stream line of the month: the key every figure is grouped by."""
+
+    process: str
+    stream: str
+    scope: str
+    method: str
+    activity_unit: str
+
+    def sort_key(self) -> tuple[int, str, str, str, str]:
+        order = SCOPES.index(self.scope) if self.scope in SCOPES else len(SCOPES)
+        return (order, self.process, self.stream, self.method, self.activity_unit)
+
+
+@dataclass(frozen=True)
+class MonthPeriod:
+    """A calendar month in the site's time zone, as epoch seconds [start_s, end_s).
+
+    day_starts_s has one entry per local day plus the month's end; a day is 23 or 25 hours long
+    across a daylight-saving change, so days are looked up, never computed as 86,400 s.
+    """
+
+    month: str
+    timezone: str
+    start_s: float
+    end_s: float
+    day_starts_s: NDArray[np.float64]
+    day_labels: tuple[str, ...]
+    year_start_s: float
+    year_end_s: float
+
+    @property
+    def minutes(self) -> int:
+        return round((self.end_s - self.start_s) / 60.0)
+
+    @property
+    def days(self) -> int:
+        return len(self.day_labels)
+
+
+def month_period(month: str, timezone: str) -> MonthPeriod:
+    """The month `YYYY-MM` in IANA zone `timezone`. Raises ValueError for a malformed month."""
+    m = _MONTH.match(month)
+    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
+        raise ValueError(f"month {month!r} is not YYYY-MM (e.g. 2026-11)")
+    year, mon = int(m.group(1)), int(m.group(2))
+    tz = ZoneInfo(timezone)
+    ndays = calendar.monthrange(year, mon)[1]
+    first = datetime(year, mon, 1)
+    starts = [(first + timedelta(days=d)).replace(tzinfo=tz).timestamp() for d in range(ndays + 1)]
+    labels = tuple((first + timedelta(days=d)).strftime("%Y-%m-%d") for d in range(ndays))
+    return MonthPeriod(
+        month=month,
+        timezone=timezone,
+        start_s=starts[0],
+        end_s=starts[-1],
+        day_starts_s=np.asarray(starts, dtype=np.float64),
+        day_labels=labels,
+        year_start_s=datetime(year, 1, 1, tzinfo=tz).timestamp(),
+        year_end_s=datetime(year + 1, 1, 1, tzinfo=tz).timestamp(),
+    )
+
+
+@dataclass(frozen=True)
+class MonthRows:
+    """The current-view rows of one month, columnar, in ledger (seq) order.
+
+    line and factor index `lines` and `factor_ids`; quality indexes QUALITIES (-1: a label this
+    version does not know, treated as flagged). flags holds each row's flag string ("" if none).
+    """
+
+    seq: NDArray[np.int64]
+    minute_start: NDArray[np.float64]
+    line: NDArray[np.int32]
+    factor: NDArray[np.int32]
+    activity: NDArray[np.float64]
+    co2_kg: NDArray[np.float64]
+    ef_kg_per_unit: NDArray[np.float64]
+    coverage: NDArray[np.float64]
+    quality: NDArray[np.int8]
+    flags: tuple[str, ...]
+    lines: tuple[Line, ...]
+    factor_ids: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+# Column order of the records rows_from_records takes (a SELECT of the ledger returns them so).
+RECORD_FIELDS = (
+    "seq",
+    "minute_start",
+    "process",
+    "stream",
+    "scope",
+    "method",
+    "activity",
+    "activity_unit",
+    "co2_kg",
+    "factor_id",
+    "ef_kg_per_unit",
+    "coverage",
+    "quality",
+    "flags",
+)
+
+
+def rows_from_records(records: Sequence[Sequence[object]]) -> MonthRows:
+    """Columnar MonthRows from record tuples in RECORD_FIELDS order (ledger order kept).
+
+    Lines and factor ids are numbered in sorted order, so the numbering depends only on the
+    content, not on which row came first.
+    """
+    n = len(records)
+    if n == 0:
+        e_f, e_i = np.zeros(0, np.float64), np.zeros(0, np.int32)
+        return MonthRows(
+            np.zeros(0, np.int64), e_f, e_i, e_i, e_f, e_f, e_f, e_f, np.zeros(0, np.int8), (), (), ()
+        )
+    cols = list(zip(*records, strict=True))
+    line_keys = list(zip(cols[2], cols[3], cols[4], cols[5], cols[7], strict=True))
+    distinct = sorted((Line(*k) for k in set(line_keys)), key=Line.sort_key)
+    line_index = {
+        (ln.process, ln.stream, ln.scope, ln.method, ln.activity_unit): i for i, ln in enumerate(distinct)
+    }
+    factor_ids = tuple(sorted(set(cols[9])))
+    factor_index = {f: i for i, f in enumerate(factor_ids)}
+    q_index = {q: i for i, q in enumerate(QUALITIES)}
+    return MonthRows(
+        seq=np.fromiter(cols[0], np.int64, n),
+        minute_start=np.fromiter(cols[1], np.float64, n),
+        line=np.fromiter((line_index[k] for k in line_keys), np.int32, n),
+        factor=np.fromiter((factor_index[f] for f in cols[9]), np.int32, n),
+        activity=np.fromiter(cols[6], np.float64, n),
+        co2_kg=np.fromiter(cols[8], np.float64, n),
+        ef_kg_per_unit=np.fromiter(cols[10], np.float64, n),
+        coverage=np.fromiter(cols[11], np.float64, n),
+        quality=np.fromiter((q_index.get(q, -1) for q in cols[12]), np.int8, n),
+        flags=tuple(cols[13]),
+        lines=tuple(distinct),
+        factor_ids=factor_ids,
+    )
+
+
+@dataclass(frozen=True)
+class FactorUse:
+    """How much of one line's month used one factor id (an evidence item)."""
+
+    line: int
+    factor: int
+    minutes: int
+    activity_u: int  # millionths of the line's activity unit
+    co2_g: int
+    ef_kg_per_unit_min: float
+    ef_kg_per_unit_max: float
+    first_minute_s: float
+    last_minute_s: float
+
+
+@dataclass(frozen=True)
+class MonthTables:
+    """Everything the export prints, as integers where they are summed.
+
+    day_* arrays are [days, lines]; quality_minutes is [days, lines, len(QUALITIES)];
+    quality_co2_g is [lines, len(QUALITIES)] (CO2 of the minutes of each quality, for shares).
+    flagged holds the minutes whose quality is not measured or that carry a flag, one row each.
+    """
+
+    period: MonthPeriod
+    lines: tuple[Line, ...]
+    factor_ids: tuple[str, ...]
+    day_co2_g: NDArray[np.int64]
+    day_activity_u: NDArray[np.int64]
+    day_minutes: NDArray[np.int64]
+    day_coverage_sum: NDArray[np.float64]
+    quality_minutes: NDArray[np.int64]
+    quality_co2_g: NDArray[np.int64]
+    factor_uses: tuple[FactorUse, ...]
+    flagged: MonthRows
+    flag_minutes: tuple[dict[str, int], ...]  # per line: flag name -> minutes carrying it
+    rows: int  # minute rows in the month
+    first_seq: int | None
+    last_seq: int | None
+
+    @property
+    def line_co2_g(self) -> NDArray[np.int64]:
+        return self.day_co2_g.sum(axis=0)
+
+    @property
+    def line_activity_u(self) -> NDArray[np.int64]:
+        return self.day_activity_u.sum(axis=0)
+
+
+# A cell record: the minutes of one local day, line, factor id and quality, pre-summed (by SQLite
+# in the export, by `cells_from_rows` here). Summing per quality keeps the quality shares exact.
+CELL_FIELDS = (
+    "day",
+    "process",
+    "stream",
+    "scope",
+    "method",
+    "activity_unit",
+    "factor_id",
+    "quality",
+    "minutes",
+    "co2_kg",
+    "activity",
+    "coverage",
+    "ef_min",
+    "ef_max",
+    "first_s",
+    "last_s",
+    "first_seq",
+    "last_seq",
+)
+
+
+def month_rows_inside(rows: MonthRows, period: MonthPeriod) -> tuple[MonthRows, int]:
+    """The rows whose minute lies in the period, and how many were left out."""
+    keep = (rows.minute_start >= period.start_s) & (rows.minute_start < period.end_s)
+    return _take(rows, np.flatnonzero(keep)), int(len(rows) - keep.sum())
+
+
+def _take(rows: MonthRows, idx: NDArray[np.int64]) -> MonthRows:
+    return MonthRows(
+        rows.seq[idx],
+        rows.minute_start[idx],
+        rows.line[idx],
+        rows.factor[idx],
+        rows.activity[idx],
+        rows.co2_kg[idx],
+        rows.ef_kg_per_unit[idx],
+        rows.coverage[idx],
+        rows.quality[idx],
+        tuple(rows.flags[i] for i in idx.tolist()),
+        rows.lines,
+        rows.factor_ids,
+    )
+
+
+def flagged_rows(rows: MonthRows) -> MonthRows:
+    """Rows whose quality is not measured or that carry a flag."""
+    has_flags = np.fromiter((bool(f) for f in rows.flags), bool, len(rows))
+    return _take(rows, np.flatnonzero((rows.quality != 0) | has_flags))
+
+
+def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, ...]]:
+    """Cell records (CELL_FIELDS) from minute rows inside the period; the reference for the SQL."""
+    day = np.searchsorted(period.day_starts_s, rows.minute_start, side="right") - 1
+    groups: dict[tuple[object, ...], list[object]] = {}
+    for i in range(len(rows)):
+        ln = rows.lines[rows.line[i]]
+        q = int(rows.quality[i])
+        key = (
+            int(day[i]),
+            ln.process,
+            ln.stream,
+            ln.scope,
+            ln.method,
+            ln.activity_unit,
+            rows.factor_ids[rows.factor[i]],
+            QUALITIES[q] if q >= 0 else "unknown",
+        )
+        ef, t, seq = float(rows.ef_kg_per_unit[i]), float(rows.minute_start[i]), int(rows.seq[i])
+        g = groups.get(key)
+        if g is None:
+            groups[key] = [
+                1,
+                float(rows.co2_kg[i]),
+                float(rows.activity[i]),
+                float(rows.coverage[i]),
+                ef,
+                ef,
+                t,
+                t,
+                seq,
+                seq,
+            ]
+            continue
+        g[0] += 1  # type: ignore[operator]
+        g[1] += float(rows.co2_kg[i])  # type: ignore[operator]
+        g[2] += float(rows.activity[i])  # type: ignore[operator]
+        g[3] += float(rows.coverage[i])  # type: ignore[operator]
+        g[4], g[5] = min(g[4], ef), max(g[5], ef)  # type: ignore[type-var]
+        g[6], g[7] = min(g[6], t), max(g[7], t)  # type: ignore[type-var]
+        g[8], g[9] = min(g[8], seq), max(g[9], seq)  # type: ignore[type-var]
+    return [(*k, *v) for k, v in groups.items()]  # first-seen order: deterministic for a given ledger
+
+
+def aggregate_month(rows: MonthRows, period: MonthPeriod) -> MonthTables:
+    """MonthTables from minute rows (rows outside the period are left out). Small months and tests;
+    the export itself lets SQLite build the cells (same rules, see aggregate_cells)."""
+    inside, _ = month_rows_inside(rows, period)
+    return aggregate_cells(cells_from_rows(inside, period), flagged_rows(inside), period)
+
+
+def aggregate_cells(
+    cells: Sequence[Sequence[object]], flagged: MonthRows, period: MonthPeriod
+) -> MonthTables:
+    """Sum cell records (CELL_FIELDS) into day x line x factor figures; see the module docstring.
+
+    CO2 and activity of a (day, line, factor) are the float sums of its quality cells, rounded
+    once to grams and millionths. NaN never occurs (the ledger refuses it).
+    """
+    n = len(cells)
+    cols = list(zip(*cells, strict=True)) if n else [()] * len(CELL_FIELDS)
+    line_keys = list(zip(cols[1], cols[2], cols[3], cols[4], cols[5], strict=True))
+    lines = tuple(sorted((Line(*k) for k in set(line_keys)), key=Line.sort_key))
+    line_index = {
+        (ln.process, ln.stream, ln.scope, ln.method, ln.activity_unit): i for i, ln in enumerate(lines)
+    }
+    factor_ids = tuple(sorted(set(cols[6])))
+    factor_index = {f: i for i, f in enumerate(factor_ids)}
+    q_index = {q: i for i, q in enumerate(QUALITIES)}
+    nl, nd, nf, nq = len(lines), period.days, max(len(factor_ids), 1), len(QUALITIES)
+
+    day = np.fromiter(cols[0], np.int64, n)
+    line = np.fromiter((line_index[k] for k in line_keys), np.int64, n)
+    factor = np.fromiter((factor_index[f] for f in cols[6]), np.int64, n)
+    q = np.fromiter((q_index.get(x, -1) for x in cols[7]), np.int64, n)  # type: ignore[arg-type]
+    minutes = np.fromiter(cols[8], np.int64, n)
+    co2_kg = np.fromiter(cols[9], np.float64, n)
+    activity = np.fromiter(cols[10], np.float64, n)
+    coverage = np.fromiter(cols[11], np.float64, n)
+
+    # Sparse (day, line, factor) cells: a site may have thousands of lines and factor ids.
+    key = (day * nl + line) * nf + factor
+    cell, inverse = np.unique(key, return_inverse=True)
+    co2_g = np.rint(np.bincount(inverse, weights=co2_kg, minlength=len(cell)) * G_PER_KG).astype(np.int64)
+    act_u = np.rint(np.bincount(inverse, weights=activity, minlength=len(cell)) * MICRO).astype(np.int64)
+    cell_day, rest = np.divmod(cell, nl * nf)
+    cell_line, cell_factor = np.divmod(rest, nf)
+    day_co2_g = np.zeros((nd, nl), np.int64)
+    day_act_u = np.zeros((nd, nl), np.int64)
+    np.add.at(day_co2_g, (cell_day, cell_line), co2_g)
+    np.add.at(day_act_u, (cell_day, cell_line), act_u)
+
+    dl = day * nl + line
+    day_minutes = np.bincount(dl, weights=minutes, minlength=nd * nl).reshape(nd, nl).round().astype(np.int64)
+    day_cov = np.bincount(dl, weights=coverage, minlength=nd * nl).reshape(nd, nl)
+    known = q >= 0
+    qm = np.bincount(dl[known] * nq + q[known], weights=minutes[known], minlength=nd * nl * nq)
+    qc = np.bincount(line[known] * nq + q[known], weights=co2_kg[known], minlength=nl * nq)
+
+    uses = _factor_uses(cols, line, factor, minutes, cell_line, cell_factor, co2_g, act_u, nf)
+    flag_minutes: list[dict[str, int]] = [{} for _ in range(nl)]
+    for i in range(len(flagged)):
+        ln = flagged.lines[flagged.line[i]]
+        counts = flag_minutes[line_index[(ln.process, ln.stream, ln.scope, ln.method, ln.activity_unit)]]
+        for name in flag_names(flagged.flags[i]):
+            counts[name] = counts.get(name, 0) + 1
+    seqs = (min(cols[16]), max(cols[17])) if n else (None, None)
+    return MonthTables(
+        period=period,
+        lines=lines,
+        factor_ids=factor_ids,
+        day_co2_g=day_co2_g,
+        day_activity_u=day_act_u,
+        day_minutes=day_minutes,
+        day_coverage_sum=day_cov,
+        quality_minutes=qm.reshape(nd, nl, nq).round().astype(np.int64),
+        quality_co2_g=np.rint(qc * G_PER_KG).astype(np.int64).reshape(nl, nq),
+        factor_uses=uses,
+        flagged=flagged,
+        flag_minutes=tuple({k: c[k] for k in sorted(c)} for c in flag_minutes),
+        rows=int(minutes.sum()),
+        first_seq=seqs[0],
+        last_seq=seqs[1],  # type: ignore[arg-type]
+    )
+
+
+def _factor_uses(
+    cols: list[tuple[object, ...]],
+    line: NDArray[np.int64],
+    factor: NDArray[np.int64],
+    minutes: NDArray[np.int64],
+    cell_line: NDArray[np.int64],
+    cell_factor: NDArray[np.int64],
+    co2_g: NDArray[np.int64],
+    act_u: NDArray[np.int64],
+    nf: int,
+) -> tuple[FactorUse, ...]:
+    if len(line) == 0:
+        return ()
+    groups, inv = np.unique(line * nf + factor, return_inverse=True)
+    k = len(groups)
+    mins = np.bincount(inv, weights=minutes, minlength=k).round().astype(np.int64)
+    ef_min, ef_max = np.full(k, np.inf), np.full(k, -np.inf)
+    t_min, t_max = np.full(k, np.inf), np.full(k, -np.inf)
+    np.minimum.at(ef_min, inv, np.fromiter(cols[12], np.float64, len(line)))
+    np.maximum.at(ef_max, inv, np.fromiter(cols[13], np.float64, len(line)))
+    np.minimum.at(t_min, inv, np.fromiter(cols[14], np.float64, len(line)))
+    np.maximum.at(t_max, inv, np.fromiter(cols[15], np.float64, len(line)))
+    cell_group = np.searchsorted(groups, cell_line * nf + cell_factor)
+    g_co2, g_act = np.zeros(k, np.int64), np.zeros(k, np.int64)
+    np.add.at(g_co2, cell_group, co2_g)
+    np.add.at(g_act, cell_group, act_u)
+    return tuple(
+        FactorUse(
+            line=int(g // nf),
+            factor=int(g % nf),
+            minutes=int(mins[j]),
+            activity_u=int(g_act[j]),
+            co2_g=int(g_co2[j]),
+            ef_kg_per_unit_min=float(ef_min[j]),
+            ef_kg_per_unit_max=float(ef_max[j]),
+            first_minute_s=float(t_min[j]),
+            last_minute_s=float(t_max[j]),
+        )
+        for j, g in enumerate(groups.tolist())
+    )
+
+
+def flag_names(flags: str) -> list[str]:
+    """Flag names for counting: `bad_samples=3` -> `bad_samples`; `rule=last_good` stays whole."""
+    out = []
+    for token in filter(None, flags.split(";")):
+        name, sep, value = token.partition("=")
+        out.append(name if sep and _is_number(value) else token)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def calendar_linear_allowance_t(
+    allowance_year_t: float, period: MonthPeriod, at_s: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """Month-to-date allowance at `at_s` (domain 6.2, calendar-linear): A_year x elapsed / year."""
+    year_s = period.year_end_s - period.year_start_s
+    return allowance_year_t * (np.asarray(at_s, np.float64) - period.start_s) / year_s
+
+
+def grams_to_t(g: int) -> float:
+    """Whole grams as tonnes; the float prints as the exact 6-decimal figure."""
+    return int(g) / 1e6
+
+
+def micro_to_units(u: int) -> float:
+    return int(u) / MICRO

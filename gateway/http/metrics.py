@@ -1,0 +1,196 @@
+"""Prometheus /metrics: a custom Collector that reads the gateway's own counters at scrape time.
+
+Nothing is recorded on the hot path for Prometheus: the sources, the minute window, the ledger
+and the InfluxDB sink already count what they do (plain ints, a bisect per poll for latency),
+and `GatewayCollector.collect()` turns those numbers into metric families when scraped.
+Every name starts with `emgate_`; counters end in `_total`, units are in the name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
+from prometheus_client.registry import Collector
+
+from gateway.health import LATENCY_BUCKETS_S
+from gateway.http.history import MinuteHistory
+from gateway.http.status import alerts_view
+
+_COMPONENT = re.compile(r"^(?P<kind>[a-z_]+)\[(?P<name>.+)\]$")
+
+
+def _source_of(component: str) -> tuple[str, str]:
+    """'modbus[bf-1]' -> ('modbus', 'bf-1'); 'influx' -> ('influx', 'influx')."""
+    m = _COMPONENT.match(component)
+    return (m["kind"], m["name"]) if m else (component, component)
+
+
+def _dropped_samples(src: Any) -> tuple[str, int] | None:
+    cfg = getattr(src, "cfg", None) or getattr(src, "_cfg", None)
+    if cfg is None:
+        return None
+    return cfg.name, int(getattr(src, "dropped_batches", 0)) * len(cfg.points)
+
+
+class GatewayCollector(Collector):
+    """Reads `gw` (a gateway.supervisor.Gateway) and an optional MinuteHistory on each scrape."""
+
+    def __init__(self, gw: Any, history: MinuteHistory | None = None, sse_clients: Any = None) -> None:
+        self._gw, self._history, self._sse_clients = gw, history, sse_clients
+
+    def collect(self) -> Iterator[Any]:
+        gw = self._gw
+        counters = gw.window.counters
+
+        read = CounterMetricFamily(
+            "emgate_samples_read", "Readings received from each source.", labels=["source"]
+        )
+        late = CounterMetricFamily(
+            "emgate_samples_late", "Readings dropped because their minute had closed.", labels=["source"]
+        )
+        for name, c in sorted(counters.sources.items()):
+            read.add_metric([name], c.samples)
+            late.add_metric([name], c.late)
+        dropped = CounterMetricFamily(
+            "emgate_samples_dropped",
+            "Readings dropped at a full sample queue (poll cadence kept).",
+            labels=["source"],
+        )
+        for src in gw.sources:
+            found = _dropped_samples(src)
+            if found is not None:
+                dropped.add_metric([found[0]], found[1])
+        mqtt_dropped = CounterMetricFamily(
+            "emgate_mqtt_messages_dropped",
+            "MQTT messages or batches dropped at a full queue.",
+            labels=["source", "queue"],
+        )
+        for src in getattr(gw, "mqtt_sources", ()):
+            c = getattr(src, "counters", None)
+            if c is not None:
+                name = f"mqtt[{src.cfg.name}]"
+                mqtt_dropped.add_metric([name, "inbound"], getattr(c, "dropped_inbound", 0))
+                mqtt_dropped.add_metric([name, "pipeline"], getattr(c, "dropped_batches", 0))
+        yield read
+        yield late
+        yield dropped
+        yield mqtt_dropped
+        yield CounterMetricFamily(
+            "emgate_samples_bad", "Readings that were not GOOD (comm, decode, range).", value=counters.bad
+        )
+
+        latency = HistogramMetricFamily(
+            "emgate_poll_latency_seconds", "Time to read all blocks of one poll.", labels=["source"]
+        )
+        up = GaugeMetricFamily(
+            "emgate_component_up",
+            "1 while the component's last attempt succeeded.",
+            labels=["kind", "source"],
+        )
+        errors = CounterMetricFamily(
+            "emgate_component_errors", "Failed polls or connects.", labels=["kind", "source"]
+        )
+        last_good = GaugeMetricFamily(
+            "emgate_component_last_good_timestamp_seconds",
+            "Clock time of the last good poll.",
+            labels=["kind", "source"],
+        )
+        for comp, h in sorted(gw.health.components.items()):
+            kind, name = _source_of(comp)
+            up.add_metric([kind, name], 1.0 if h.ok else 0.0)
+            errors.add_metric([kind, name], h.errors)
+            if h.last_good is not None:
+                last_good.add_metric([kind, name], h.last_good)
+            if h.latency_s is not None or any(h.latency_counts):
+                cum, buckets = 0, []
+                for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), h.latency_counts, strict=True):
+                    cum += n
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cum))
+                latency.add_metric([name], buckets, sum_value=h.latency_sum_s)
+        yield latency
+        yield up
+        yield errors
+        yield last_good
+
+        yield CounterMetricFamily(
+            "emgate_minutes_closed", "Minutes closed by the minute window.", value=counters.minutes_closed
+        )
+        if self._history is not None:
+            lag = self._history.close_lag
+            yield SummaryMetricFamily(
+                "emgate_minute_close_lag_seconds",
+                "Delay from a minute's end to its results reaching the listeners.",
+                count_value=lag.count,
+                sum_value=lag.sum_s,
+            )
+            if lag.last_s is not None:
+                yield GaugeMetricFamily(
+                    "emgate_minute_close_lag_last_seconds",
+                    "Close lag of the latest minute.",
+                    value=lag.last_s,
+                )
+            today = GaugeMetricFamily(
+                "emgate_co2_today_kg", "CO2 since local midnight, per process.", labels=["process"]
+            )
+            for process, kg in sorted(self._history.day_kg.items()):
+                today.add_metric([process], kg)
+            yield today
+
+        influx = getattr(gw, "influx", None)
+        backlog = influx.counters.backlog if influx is not None else 0
+        yield GaugeMetricFamily(
+            "emgate_outbox_backlog_rows", "Ledger rows not yet acknowledged by InfluxDB.", value=backlog
+        )
+        if influx is not None:
+            yield CounterMetricFamily(
+                "emgate_influx_points_written",
+                "Points InfluxDB acknowledged.",
+                value=influx.counters.points_written,
+            )
+            yield CounterMetricFamily(
+                "emgate_influx_batches_failed",
+                "Write batches that failed (retried).",
+                value=influx.counters.batches_failed,
+            )
+        yield GaugeMetricFamily(
+            "emgate_ledger_rows", "Rows in the ledger (head sequence number).", value=gw.ledger.head_seq
+        )
+        lc = getattr(gw.ledger, "counters", None)
+        if lc is not None:
+            yield GaugeMetricFamily(
+                "emgate_ledger_pending_results",
+                "Results held in memory while the disk refuses writes.",
+                value=lc.pending,
+            )
+            yield CounterMetricFamily(
+                "emgate_ledger_write_failures",
+                "Ledger writes that failed (retried).",
+                value=lc.write_failures,
+            )
+            yield CounterMetricFamily(
+                "emgate_ledger_corrections", "Correction rows appended.", value=lc.corrections
+            )
+        alerts, _ = alerts_view(gw)
+        yield GaugeMetricFamily("emgate_alerts_active", "Alerts currently active.", value=len(alerts or ()))
+        if self._sse_clients is not None:
+            yield GaugeMetricFamily(
+                "emgate_status_page_clients", "Open status page event streams.", value=self._sse_clients()
+            )
+
+
+def gateway_registry(
+    gw: Any, history: MinuteHistory | None = None, sse_clients: Any = None
+) -> CollectorRegistry:
+    """A registry of its own (not the process-global one), holding only the gateway's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GatewayCollector(gw, history, sse_clients))
+    return registry

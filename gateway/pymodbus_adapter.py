@@ -1,0 +1,211 @@
+"""The one module that imports pymodbus (pinned to 3.16.x in pyproject.toml).
+
+pymodbus changes names and behaviour between minors (slave= became device_id=, its datastore
+was replaced by SimData/SimDevice in 3.10+, convert_from_registers changed results), so the rest
+of the gateway sees only this small surface:
+
+- `ModbusClient`: connect, read one block with function code 1, 2, 3 or 4, close. There is no
+  write method, by design: emgate never writes to a device.
+- `RegisterServer`: a Modbus TCP server whose registers are filled on each read by a callback,
+  used by the simulated plant and the tests.
+
+Errors are translated once, here: no reply or a lost link -> `ModbusNoReply` (transient, the
+source backs off); an exception response -> `ModbusExceptionReply` with its code (2 = illegal
+data address, which the read planner isolates; 6 = busy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusException
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from gateway.errors import GatewayError, TransientError
+
+# pymodbus logs every failed request at ERROR; the sources report state changes themselves.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+RegisterKind = Literal["holding", "input", "coil", "discrete"]
+READ_FUNCTION_CODES: dict[str, int] = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
+
+
+class ModbusNoReply(TransientError):
+    """No (valid) reply: timeout, connection lost, garbage frame."""
+
+
+class ModbusExceptionReply(GatewayError):
+    """The device answered with a Modbus exception code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def illegal_address(self) -> bool:
+        return self.code == 2
+
+
+class ModbusClient:
+    """A read-only Modbus client for one TCP connection or one serial line."""
+
+    def __init__(
+        self,
+        *,
+        transport: Literal["tcp", "rtu", "rtu_over_tcp"],
+        host: str = "127.0.0.1",
+        port: int = 502,
+        serial_port: str | None = None,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+        timeout_s: float = 1.0,
+        endpoint: str = "",
+    ) -> None:
+        self.endpoint = endpoint or (serial_port if transport == "rtu" else f"{host}:{port}") or "modbus"
+        self.transport = transport
+        self._timeout_s = timeout_s
+        # pymodbus' own timeout sits above every per-call timeout, so ours always fires first:
+        # its timeout counts towards a hidden disconnect after retries+3 misses, and the link
+        # (gateway/sources/modbus_link.py), not pymodbus, decides when a connection is reset.
+        inner_timeout_s = timeout_s + 1.0
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if transport == "rtu":
+            if not serial_port:
+                raise ValueError("transport rtu needs a serial port")
+            self._client = AsyncModbusSerialClient(
+                serial_port, framer=FramerType.RTU, baudrate=baudrate, parity=parity,
+                stopbits=stopbits, timeout=inner_timeout_s, retries=0, reconnect_delay=0,
+            )
+        else:
+            framer = FramerType.RTU if transport == "rtu_over_tcp" else FramerType.SOCKET
+            # reconnect_delay=0 turns off pymodbus' hidden reconnect: the source owns reconnects.
+            self._client = AsyncModbusTcpClient(
+                host, port=port, framer=framer, timeout=inner_timeout_s, retries=0, reconnect_delay=0,
+            )
+
+    async def connect(self) -> None:
+        """Connect or raise ModbusNoReply (pymodbus' own context manager ignores a failed connect)."""
+        try:
+            ok = await self._client.connect()
+        except (OSError, ModbusException) as exc:
+            raise ModbusNoReply(f"{self.endpoint}: connect failed: {exc}") from exc
+        if not ok:
+            raise ModbusNoReply(f"{self.endpoint}: connect failed; check host, port (or serial device) and that the device is up")
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._client.connected)
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def read(self, kind: RegisterKind, address: int, count: int, unit_id: int,
+                   timeout_s: float | None = None) -> list[int]:
+        """Read `count` registers (16-bit words) or bits (0/1) starting at `address`.
+
+        `timeout_s` (default: the client's) bounds this one request, so devices with different
+        timeouts can share one serial line or TCP connection.
+        """
+        call = {
+            "holding": self._client.read_holding_registers,
+            "input": self._client.read_input_registers,
+            "coil": self._client.read_coils,
+            "discrete": self._client.read_discrete_inputs,
+        }[kind]
+        what = f"{self.endpoint} unit {unit_id}: read {kind}({address}, count={count})"
+        limit_s = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        try:
+            # asyncio.timeout, not wait_for: no extra task per request (it showed in the benchmark)
+            async with asyncio.timeout(limit_s):
+                response = await call(address, count=count, device_id=unit_id)
+        except TimeoutError as exc:
+            raise ModbusNoReply(f"{what}: no reply within {limit_s}s; check the unit id and the link") \
+                from exc
+        except ModbusException as exc:
+            raise ModbusNoReply(f"{what}: {exc}; check the unit id and the link") from exc
+        except (OSError, AttributeError, ValueError, IndexError, KeyError) as exc:
+            # a garbled frame can surface as a parsing error inside pymodbus
+            raise ModbusNoReply(f"{what}: bad reply ({type(exc).__name__}: {exc})") from exc
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0) or 0)
+            raise ModbusExceptionReply(f"{what}: device answered exception code {code}", code)
+        if kind in ("coil", "discrete"):
+            bits = list(response.bits)[:count]
+            if len(bits) < count:
+                raise ModbusNoReply(f"{what}: short reply ({len(bits)} bits)")
+            return [int(b) for b in bits]
+        registers = list(response.registers)
+        if len(registers) != count:
+            raise ModbusNoReply(f"{what}: reply has {len(registers)} registers, expected {count}")
+        return registers
+
+
+FillCallback = Callable[[int, int, int, list[int]], Awaitable[int | None] | int | None]
+"""fill(function_code, address, count, registers): update `registers` (the whole block, from
+address 0) in place before the reply; return a Modbus exception code to refuse the read."""
+
+
+class RegisterServer:
+    """A Modbus TCP server on loopback with `n_registers` registers per unit id.
+
+    Holding and input registers, coils and discrete inputs share one register block (pymodbus'
+    shared mode). Every read calls the unit's fill callback first, so a simulator computes
+    values on demand; `fills` maps unit id -> callback (None: registers stay as written).
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int, fills: dict[int, FillCallback | None], n_registers: int) -> None:
+        self.host, self.port = host, port
+        devices = [
+            SimDevice(id=uid, simdata=[SimData(0, count=n_registers, values=0, datatype=DataType.REGISTERS)],
+                      action=self._action(fill))
+            for uid, fill in fills.items()
+        ]
+        self._server = ModbusTcpServer(devices, address=(host, port))
+        self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _action(fill: FillCallback | None):  # type: ignore[no-untyped-def]
+        async def action(function_code: int, start_address: int, address: int, count: int,
+                         registers: list[int], set_values: object) -> ExcCodes | None:
+            if set_values is not None:
+                return ExcCodes.ILLEGAL_FUNCTION  # the simulator is read-only, like emgate
+            if fill is None:
+                return None
+            result = fill(function_code, address, count, registers)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return ExcCodes(result) if result else None
+
+        return action
+
+    async def __aenter__(self) -> RegisterServer:
+        self._task = asyncio.create_task(self._server.serve_forever(), name=f"modbus-server[{self.port}]")
+        # serve_forever binds asynchronously; wait until the port accepts connections.
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection(self.host, self.port)
+                writer.close()
+                await writer.wait_closed()
+                return self
+            except OSError:
+                if self._task.done():
+                    self._task.result()
+                await asyncio.sleep(0.01)
+        raise OSError(f"modbus simulator did not start on {self.host}:{self.port}")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._server.shutdown()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass

@@ -1,0 +1,455 @@
+"""The site configuration: one TOML file, validated by pydantic models.
+
+Precedence, highest first: environment variables `EMGATE__<SECTION>__<KEY>` (for example
+`EMGATE__INFLUX__TOKEN`), then the TOML file, then the defaults below. Secrets (the InfluxDB
+token, MQTT passwords) are `SecretStr`: they print as `**********` and can also be read from a
+file (`token_file`, `password_file`) so they never have to sit in the site file.
+
+Every section forbids unknown keys, so a misspelt key is an error that names it. Rules that
+span fields (unique names, register counts, units that fit the factor) are `model_validator`s.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.alert_settings import AlertsConfig, BudgetConfig
+from gateway.units import integrated_unit
+
+Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(Section):
+    name: Name = Field(description="Site name; tags every record and topic (emgate/<site>/...).")
+    timezone: str = Field("UTC", description="IANA time zone of the site's wall clock, e.g. Asia/Shanghai.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'Asia/Shanghai'") from None
+        return value
+
+
+class WindowConfig(Section):
+    """How samples become minutes (Telegraf's period/delay/grace)."""
+
+    delay_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="Minute M closes at M + 60 s + delay_s; at least the interval of any interval-total signal.",
+    )
+    grace_s: float = Field(
+        30.0, ge=0, le=3600, description="Samples older than this past their minute's close are dropped and counted as late."
+    )
+    coverage_threshold: float = Field(0.75, ge=0, le=1, description="Below this covered fraction a minute is substituted.")
+
+
+class RetryConfig(Section):
+    """Full-jitter exponential backoff: delay = uniform(0, min(cap_s, base_s * 2**attempt))."""
+
+    base_s: float = Field(0.5, gt=0, le=60)
+    cap_s: float = Field(30.0, gt=0, le=3600)
+
+
+RegisterKind = Literal["holding", "input", "coil", "discrete"]
+
+
+class ModbusPointConfig(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    signal: Name = Field(description="Signal name this point feeds (a key of [signals]).")
+    address: int = Field(ge=0, le=65535, description="Zero-based register or bit address.")
+    # `register` would shadow a BaseModel attribute, so the TOML key is an alias.
+    kind: RegisterKind = Field("holding", alias="register", description="Register table: holding, input, coil or discrete.")
+    type: str = Field("UINT16", description="INT16/UINT16/INT32/UINT32/INT64/UINT64/FLOAT16/FLOAT32/FLOAT64/BIT/STRING.")
+    byte_order: Literal["ABCD", "DCBA", "BADC", "CDAB"] = "ABCD"
+    bit: int | None = Field(None, ge=0, le=15, description="Bit index for type BIT (0 = least significant).")
+    length: int | None = Field(None, ge=1, le=120, description="Registers for type STRING.")
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str = ""
+    sentinel: float | None = Field(None, description="Raw value that means 'no reading'.")
+    min: float | None = Field(None, description="Plausible minimum (engineering units); outside is flagged, not clamped.")
+    max: float | None = Field(None, description="Plausible maximum (engineering units).")
+
+    @field_validator("type")
+    @classmethod
+    def _upper_type(cls, value: str) -> str:
+        allowed = {"INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "FLOAT16", "FLOAT32", "FLOAT64", "BIT", "STRING"}
+        up = value.upper()
+        if up not in allowed:
+            raise ValueError(f"unknown data type {value!r}; use one of {', '.join(sorted(allowed))}")
+        return up
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> ModbusPointConfig:
+        if self.type == "BIT" and self.bit is None and self.kind in ("holding", "input"):
+            raise ValueError("type BIT on a register needs 'bit' (0-15)")
+        if self.type == "STRING" and self.length is None:
+            raise ValueError("type STRING needs 'length' (registers)")
+        if self.type != "STRING" and self.length is not None:
+            raise ValueError(f"'length' applies to type STRING only, not {self.type}")
+        if self.type != "BIT" and self.bit is not None:
+            raise ValueError(f"'bit' applies to type BIT only, not {self.type}")
+        if self.kind in ("coil", "discrete") and self.type not in ("BIT", "UINT16"):
+            raise ValueError(f"a {self.kind} is one bit; use type BIT, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class ModbusDeviceConfig(Section):
+    name: Name
+    transport: Literal["tcp", "rtu", "rtu_over_tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = Field(502, ge=1, le=65535)
+    serial_port: str | None = Field(None, description="Serial device for transport rtu, e.g. /dev/ttyUSB0.")
+    baudrate: int = Field(9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    unit_id: int = Field(1, ge=0, le=247)
+    poll_s: float = Field(1.0, gt=0, le=3600)
+    timeout_s: float = Field(1.0, gt=0, le=60)
+    retries: int = Field(1, ge=0, le=10)
+    max_registers_per_read: int = Field(125, ge=1, le=125)
+    max_gap_registers: int = Field(8, ge=0, le=120, description="Unused registers a read may bridge to save a request.")
+    points: list[ModbusPointConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _device_rules(self) -> ModbusDeviceConfig:
+        if self.timeout_s >= self.poll_s * 10:
+            raise ValueError(
+                f"timeout_s {self.timeout_s} is far beyond poll_s {self.poll_s}; a dead device would stall its own polls"
+            )
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError("transport 'rtu' needs serial_port (e.g. /dev/ttyUSB0)")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        where = self.serial_port if self.transport == "rtu" else f"{self.host}:{self.port}"
+        return f"modbus '{self.name}' {where} unit {self.unit_id}"
+
+
+class ModbusConfig(Section):
+    devices: list[ModbusDeviceConfig] = Field(default_factory=list)
+
+
+class TlsConfig(Section):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = Field(False, description="Skip hostname verification (test benches only).")
+
+
+class MqttSubscriptionConfig(Section):
+    topic: str = Field(min_length=1, description="Topic filter; + and # wildcards allowed.")
+    format: Literal["json", "number", "line_protocol"] = "json"
+    fields: dict[str, Name] = Field(
+        default_factory=dict, description="JSON field path (or line-protocol measurement.field) -> signal."
+    )
+    signal: Name | None = Field(None, description="Signal for a bare-number payload.")
+    timestamp_field: str | None = None
+    timestamp_format: str = "epoch_s"
+
+    @model_validator(mode="after")
+    def _mapping(self) -> MqttSubscriptionConfig:
+        if self.format == "number" and not self.signal:
+            raise ValueError("format 'number' needs 'signal'")
+        if self.format == "json" and not self.fields:
+            raise ValueError("format 'json' needs 'fields' (JSON path -> signal)")
+        return self
+
+
+class MqttBrokerConfig(Section):
+    name: Name
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    client_id: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    tls: TlsConfig | None = None
+    qos: Literal[0, 1, 2] = 1
+    clean_session: bool = True
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    queue_size: int = Field(10000, ge=10, le=1_000_000, description="Bounded inbound queue; overflow is dropped and counted.")
+    subscriptions: list[MqttSubscriptionConfig] = Field(default_factory=list)
+
+    def password_value(self) -> str | None:
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_secret_file(self.password_file, f"mqtt broker '{self.name}' password_file")
+        return None
+
+
+class MqttConfig(Section):
+    brokers: list[MqttBrokerConfig] = Field(default_factory=list)
+
+
+SignalKind = Literal["rate", "counter", "interval_total", "instant"]
+
+
+class SignalConfig(Section):
+    """How one signal becomes a minute amount (domain reference 5.1-5.4)."""
+
+    kind: SignalKind = "rate"
+    unit: str = Field(description="Unit of the signal, e.g. t/h, Nm3/h, kW, kWh, Nm3, t.")
+    max_gap_s: float | None = Field(
+        None, gt=0, description="Longest segment integrated; default 3 x the fastest poll feeding it."
+    )
+    substitution: Literal["none", "last_good", "hour_average", "lookback_max"] = "last_good"
+    integration: Literal["trapezoid", "left"] = "trapezoid"
+    counter_bits: Literal[16, 32, 64] = 32
+    counter_scale: float = Field(1.0, gt=0, description="Engineering units per count.")
+    max_rate_per_s: float | None = Field(None, gt=0, description="Plausibility bound for counter wraps (units per second).")
+    interval_s: float = Field(900.0, gt=0, description="Interval length for kind interval_total.")
+    interval_label: Literal["start", "end"] = "end"
+
+    @property
+    def amount_unit(self) -> str:
+        """Unit of the per-minute amount this signal yields."""
+        return integrated_unit(self.unit) if self.kind == "rate" else self.unit
+
+
+Method = Literal[
+    "fuel_combustion", "carbon_content", "carbonate", "electrode", "material", "carbon_balance", "electricity", "heat"
+]
+
+
+class StreamConfig(Section):
+    """One emission stream: a signal, a process, a method and a factor."""
+
+    process: Name
+    stream: Name
+    signal: Name
+    method: Method
+    factor: str = Field(min_length=1, description="Factor id in the factor library (or a site override's id).")
+    scope: Literal["direct", "indirect"] | None = Field(
+        None, description="Default: indirect for electricity and heat, else direct."
+    )
+    sign: Literal[1, -1] = Field(1, description="-1 for a carbon-balance output (carbon leaving the process).")
+    estimated: bool = Field(
+        False,
+        description="The method is a proxy (e.g. converter oxygen for decarburisation): measured minutes are flagged 'estimated'.",
+    )
+
+    @property
+    def effective_scope(self) -> str:
+        if self.scope is not None:
+            return self.scope
+        return "indirect" if self.method in ("electricity", "heat") else "direct"
+
+
+class FactorOverrideConfig(BaseModel):
+    """A site factor, or a site value (lab NCV, carbon content, ...) replacing a library factor
+    for a period (`overrides = "<library id>"`). Its other keys are those of a library entry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str
+    overrides: str | None = None
+    source: str
+    valid_from: str | None = None
+    valid_to: str | None = None
+
+
+class FactorsConfig(Section):
+    library: list[Path] = Field(
+        default_factory=list, description="Factor TOML files or folders; default: the shipped config/factors."
+    )
+    overrides: list[FactorOverrideConfig] = Field(default_factory=list)
+
+
+class CsvInputConfig(Section):
+    """How `emgate replay` reads one kind of column-mapped CSV file (one mapping per file pattern)."""
+
+    match: str = Field(min_length=1, description="File-name pattern this mapping applies to, e.g. 'steel_industry_energy*.csv'.")
+    layout: Literal["columns", "periods"] = Field(
+        "columns",
+        description="columns: a timestamp column and value columns; periods: start, end and a constant value per row (energy = power x duration).",
+    )
+    timestamp_column: str = "ts"
+    timestamp_format: str = Field(
+        "iso8601", description="iso8601, epoch_s, epoch_ms or a strftime pattern such as %d/%m/%Y %H:%M."
+    )
+    start_column: str | None = Field(None, description="For layout periods: the period's start column.")
+    end_column: str | None = Field(None, description="For layout periods: the period's end column.")
+    timezone: str | None = Field(None, description="Zone of naive timestamps; default the site's.")
+    midnight_is_end_of_day: bool = Field(
+        False,
+        description="A row stamped 00:00 belongs to the END of its date (24:00), as in files that write 24:00 as 00:00 of the same date.",
+    )
+    zero_rows: Literal["keep", "missing"] = Field(
+        "keep",
+        description="Rows whose mapped values are all zero: keep them as zero readings, or treat them as missing (the signal's substitution rule applies).",
+    )
+    columns: dict[str, Name] = Field(description="Column -> signal.")
+    encoding: str = "utf-8-sig"
+    delimiter: str = ","
+
+    @model_validator(mode="after")
+    def _layout(self) -> CsvInputConfig:
+        if self.layout == "periods" and not (self.start_column and self.end_column):
+            raise ValueError("layout 'periods' needs start_column and end_column")
+        if not self.columns:
+            raise ValueError("columns must map at least one column to a signal")
+        return self
+
+
+class ReplayConfig(Section):
+    csv: list[CsvInputConfig] = Field(default_factory=list)
+
+
+class LedgerConfig(Section):
+    path: Path = Path("var/ledger.sqlite")
+    checkpoint_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Save the minute in progress this often (gateway clock s); a crash loses at most this much of it.",
+    )
+
+
+class InfluxConfig(Section):
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8086"
+    org: str = "-"
+    bucket: str = "emgate/autogen"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    measurement: str = "emissions"
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    def token_value(self) -> str:
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            return read_secret_file(self.token_file, "influx.token_file")
+        return ""
+
+
+class HttpConfig(Section):
+    bind: str = Field("127.0.0.1:8080", description="Status page and /metrics address (host:port).")
+
+
+class PipelineConfig(Section):
+    sample_buffer: int = Field(
+        1000, ge=1, le=1_000_000, description="Sample batches queued between sources and the minute stage."
+    )
+
+
+def read_secret_file(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+
+
+class GatewaySettings(BaseSettings):
+    """The whole site configuration. Build it with `load_settings(path)`."""
+
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="EMGATE__", env_nested_delimiter="__", frozen=True)
+
+    site: SiteConfig
+    window: WindowConfig = WindowConfig()
+    retry: RetryConfig = RetryConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    modbus: ModbusConfig = ModbusConfig()
+    mqtt: MqttConfig = MqttConfig()
+    signals: dict[Name, SignalConfig] = Field(default_factory=dict)
+    streams: list[StreamConfig] = Field(default_factory=list)
+    factors: FactorsConfig = FactorsConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    influx: InfluxConfig = InfluxConfig()
+    http: HttpConfig = HttpConfig()
+    replay: ReplayConfig = ReplayConfig()
+    budget: BudgetConfig | None = None
+    alerts: AlertsConfig = AlertsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The TOML file arrives as init kwargs; the environment overrides it.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _cross_rules(self) -> GatewaySettings:
+        problems: list[str] = []
+        seen: set[str] = set()
+        for dev in self.modbus.devices:
+            if dev.name in seen:
+                problems.append(f"modbus.devices: device name {dev.name!r} is used twice; names must be unique")
+            seen.add(dev.name)
+            for point in dev.points:
+                if point.signal not in self.signals:
+                    problems.append(
+                        f"modbus device {dev.name!r} point at {point.address}: signal {point.signal!r} is not declared under [signals]"
+                    )
+        for broker in self.mqtt.brokers:
+            for sub in broker.subscriptions:
+                for signal in [*sub.fields.values(), *([sub.signal] if sub.signal else [])]:
+                    if signal not in self.signals:
+                        problems.append(
+                            f"mqtt broker {broker.name!r} topic {sub.topic!r}: signal {signal!r} is not declared under [signals]"
+                        )
+        for mapping in self.replay.csv:
+            for column, signal in mapping.columns.items():
+                if signal not in self.signals:
+                    problems.append(
+                        f"replay.csv {mapping.match!r} column {column!r}: signal {signal!r} is not declared under [signals]"
+                    )
+        keys: set[tuple[str, str]] = set()
+        for stream in self.streams:
+            if stream.signal not in self.signals:
+                problems.append(
+                    f"stream {stream.process}/{stream.stream}: signal {stream.signal!r} is not declared under [signals]"
+                )
+            if (stream.process, stream.stream) in keys:
+                problems.append(f"stream {stream.process}/{stream.stream} is declared twice")
+            keys.add((stream.process, stream.stream))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def signal_poll_s(self) -> dict[str, float]:
+        """Fastest poll interval feeding each signal (MQTT signals: none)."""
+        out: dict[str, float] = {}
+        for dev in self.modbus.devices:
+            for point in dev.points:
+                out[point.signal] = min(out.get(point.signal, dev.poll_s), dev.poll_s)
+        return out
+
+
+def load_settings(path: Path) -> GatewaySettings:
+    """Read and validate a site file. Raises ConfigError listing every problem with its key path."""
+    from gateway.config_errors import settings_from_toml
+
+    return settings_from_toml(path)
+
+
+def parse_toml(path: Path) -> dict[str, Any]:
+    with path.open("rb") as fh:
+        return tomllib.load(fh)

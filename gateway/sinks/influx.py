@@ -1,0 +1,422 @@
+"""Ledger -> InfluxDB, through durable cursors: the ledger is the outbox.
+
+Theory of operation. The sink reads ledger rows after its cursor ("influx" in table cursors),
+writes them in batches with the async client, and moves the cursor only after InfluxDB
+acknowledged the batch. A crash between the write and the cursor update repeats the batch,
+which is harmless: a point is keyed by measurement, tags (site, process, stream, scope) and the
+minute's timestamp (second precision), so writing it again overwrites it with the same values.
+Only current rows are written (a superseded row is skipped, its correction follows later in the
+ledger), so InfluxDB always ends up holding the current view.
+
+Outage and backlog. Nothing waits in memory: while InfluxDB is away the backlog is the ledger
+rows past the cursor, on disk. It costs no space beyond the ledger itself, so its bound is the
+ledger's, and the policy is stated: the ledger is never dropped to make room, and no row is
+skipped for InfluxDB because it waited long; `counters.backlog` (rows not yet delivered) is
+there for the status page. When InfluxDB returns, the backlog drains oldest first without
+starving live minutes: once the backlog is more than one batch, the sink marks the ledger head
+("influx_live_mark") and from then on each step writes the rows newer than the mark first (live
+minutes, cursor "influx_live"), then up to `max_batches` batches of backlog up to the mark.
+When the backlog reaches the mark the two cursors join. Backlog batches overlap
+(`max_in_flight` requests), so the next batch is read and encoded while InfluxDB ingests one;
+a cursor moves past a batch only when it and every batch before it were acknowledged, so a
+crash resumes either phase without a gap.
+
+Errors. 429 and 503 wait for Retry-After when the server sends it (seconds or an HTTP date),
+408, other 5xx and connection failures wait a full-jitter backoff; none of these skip data.
+400, 413 and 422 mean the data is refused: the batch is split in halves until the refused rows
+are found, and those rows are quarantined (table quarantine: seqs, status, the server's message),
+counted, and passed; the good rows of the batch are written. 401, 403 and 404 (token, rights,
+database) are configuration problems, not bad data: they are retried with backoff and reported,
+never quarantined, so fixing the token delivers everything. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from influxdb_client import WritePrecision
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+
+from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines
+from gateway.errors import SinkWriteError
+from gateway.model import MinuteResult
+from gateway.settings import InfluxConfig, RetryConfig
+from gateway.sinks.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+CURSOR = "influx"
+LIVE_MARK = "influx_live_mark"
+LIVE_CURSOR = "influx_live"
+SINK = "influx"
+_DATA_REFUSED = frozenset((400, 413, 422))
+_MAX_RETRY_AFTER_S = 3600.0
+
+
+def _tag(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
+
+
+def _str_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class LineEncoder:
+    """Packed ledger rows (Ledger.outbox_rows) -> line protocol, caching the escaped series key
+    and string fields.
+
+    The caches keep encoding to a few microseconds per row for a 24 h backlog of 10,000
+    streams: only the four numbers and the timestamp change from row to row.
+    """
+
+    def __init__(self, measurement: str) -> None:
+        self._measurement = _tag(measurement)
+        self._series: dict[str, str] = {}
+        self._strings: dict[str, str] = {}
+
+    def _new_series(self, key: str) -> str:
+        site, process, stream, scope = json.loads(key)
+        s = f"{self._measurement},process={_tag(process)},scope={_tag(scope)},site={_tag(site)},stream={_tag(stream)} "
+        if len(self._series) < 1_000_000:
+            self._series[key] = s
+        return s
+
+    def _new_strings(self, key: str) -> str:
+        method, unit, factor, quality, flags = json.loads(key)
+        s = (
+            f"activity_unit={_str_field(unit)},quality={_str_field(quality)},method={_str_field(method)},"
+            f"factor_id={_str_field(factor)},flags={_str_field(flags)}"
+        )
+        if len(self._strings) < 100_000:
+            self._strings[key] = s
+        return s
+
+    def lines(self, rows: Sequence[Sequence[Any]]) -> str:
+        """Packed rows as a line-protocol body; non-finite numbers are left out."""
+        series, strings = self._series, self._strings
+        out = []
+        for _, ts, act, co2, ef, cov, skey, fkey in rows:
+            head = series.get(skey) or self._new_series(skey)
+            text = strings.get(fkey) or self._new_strings(fkey)
+            total = co2 + act + cov + ef
+            if total - total == 0.0:  # all four finite (inf or NaN anywhere makes this NaN)
+                out.append(
+                    f"{head}co2_kg={co2!r},activity={act!r},coverage={cov!r},ef_kg_per_unit={ef!r},{text} {int(ts)}"
+                )
+            else:  # InfluxDB refuses inf; leave the field out rather than lose the point
+                nums = "".join(
+                    f"{n}={v!r},"
+                    for n, v in (
+                        ("co2_kg", co2),
+                        ("activity", act),
+                        ("coverage", cov),
+                        ("ef_kg_per_unit", ef),
+                    )
+                    if math.isfinite(v)
+                )
+                out.append(f"{head}{nums}{text} {int(ts)}")
+        return "\n".join(out)
+
+
+def pack(seq: int, r: MinuteResult) -> tuple[Any, ...]:
+    """A MinuteResult as the packed row Ledger.outbox_rows returns."""
+    return (
+        seq,
+        r.minute_start,
+        r.activity,
+        r.co2_kg,
+        r.ef_kg_per_unit,
+        r.coverage,
+        json.dumps([r.site, r.process, r.stream, r.scope]),
+        json.dumps([r.method, r.activity_unit, r.factor_id, r.quality, r.flags]),
+    )
+
+
+def to_line(r: MinuteResult, measurement: str) -> str:
+    """One minute result as an InfluxDB line (second precision)."""
+    return LineEncoder(measurement).lines([pack(0, r)])
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds to wait: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return min(_MAX_RETRY_AFTER_S, max(0.0, float(value)))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return min(_MAX_RETRY_AFTER_S, max(0.0, when - (time.time() if now is None else now)))
+
+
+@dataclass
+class InfluxCounters:
+    points_written: int = 0
+    batches_written: int = 0
+    batches_failed: int = 0  # attempts that will be retried
+    quarantined_rows: int = 0
+    quarantined_batches: int = 0
+    backlog: int = 0  # ledger rows not yet delivered (or quarantined)
+    live_points: int = 0  # points written ahead of the backlog while catching up
+    failing: bool = False  # the last attempt failed; results wait in the ledger
+    last_error: str = ""  # what the last failure said (never contains the token)
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class InfluxSink:
+    """Drains the ledger into InfluxDB; `notify()` after each append wakes it."""
+
+    #: batches one drain step writes, and how many requests may be in flight at once
+    max_batches = 4
+    max_in_flight = 2
+
+    def __init__(self, cfg: InfluxConfig, ledger: Ledger, retry: RetryConfig) -> None:
+        self._cfg, self._ledger, self._retry = cfg, ledger, retry
+        self._wake = asyncio.Event()
+        self.counters = InfluxCounters()
+        self._client: InfluxDBClientAsync | None = None
+        self._failing = False
+        self._encoder = LineEncoder(cfg.measurement)
+        self._token = ""
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def __aenter__(self) -> InfluxSink:
+        try:
+            token = self._cfg.token_value()
+        except ValueError as exc:  # token_file unreadable: says which file, never its content
+            raise SinkWriteError(f"influx {self._cfg.url}: {exc}", retryable=False) from None
+        self._token = token
+        self._client = InfluxDBClientAsync(
+            url=self._cfg.url,
+            token=token,
+            org=self._cfg.org,
+            timeout=int(self._cfg.timeout_s * 1000),
+            enable_gzip=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await asyncio.shield(client.close())
+
+    async def run(self) -> None:
+        """Drain forever: returns only when cancelled. Waits and retries on every write failure."""
+        attempt = 0
+        while True:
+            try:
+                drained = await self.drain_once()
+            except SinkWriteError as exc:
+                self.counters.batches_failed += 1
+                self.counters.failing, self.counters.last_error = True, str(exc)
+                if not self._failing:
+                    log.error(
+                        "influx %s: %s (results wait in the ledger; backlog %d)",
+                        self._cfg.url,
+                        exc,
+                        self.counters.backlog,
+                    )
+                    self._failing = True
+                cap = min(self._retry.cap_s, self._retry.base_s * 2 ** min(attempt, 16))
+                if exc.retry_after is not None:  # the server said when; a little jitter spreads gateways out
+                    delay = exc.retry_after + random.uniform(0, min(1.0, 0.1 * exc.retry_after))
+                else:
+                    delay = random.uniform(0, cap)
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            if self._failing:
+                log.info(
+                    "influx %s: recovered after %d failed attempt(s); backlog %d",
+                    self._cfg.url,
+                    attempt,
+                    self.counters.backlog,
+                )
+                self._failing = False
+            self.counters.failing = False
+            attempt = 0
+            if not drained:
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(5.0):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+
+    # -- one step -------------------------------------------------------------------------------
+    async def drain_once(self) -> int:
+        """Write up to `max_batches` batches (and, while catching up, a live batch first).
+
+        Returns the points written; raises SinkWriteError when InfluxDB is unreachable or asks
+        us to wait (the cursors then stand after the last acknowledged batch).
+        """
+        assert self._client is not None, "enter the sink before running it"
+        led, n = self._ledger, self._cfg.batch_size
+        cursor = led.cursor(CURSOR)
+        mark = led.cursor(LIVE_MARK)
+        if not mark and led.head_seq - cursor > n:
+            mark = led.head_seq  # backlog of more than one batch: from now on live rows go first
+            led.set_cursors({LIVE_MARK: mark, LIVE_CURSOR: mark})
+        self._update_backlog()
+        written = 0
+        if mark:
+            w = await self._deliver(led.cursor(LIVE_CURSOR), None, LIVE_CURSOR, 1)
+            self.counters.live_points += w
+            written += w
+            w = await self._deliver(cursor, mark, CURSOR, self.max_batches)
+            written += w
+            if led.cursor(CURSOR) >= mark:
+                # the backlog reached the mark: everything up to the live cursor is delivered
+                led.set_cursors({CURSOR: led.cursor(LIVE_CURSOR), LIVE_MARK: 0, LIVE_CURSOR: 0})
+        else:
+            written += await self._deliver(cursor, None, CURSOR, self.max_batches)
+        written += await self._deliver_alerts()
+        self._update_backlog()
+        return written
+
+    async def _deliver_alerts(self) -> int:
+        """Alert events past their own cursor (gateway/alerts/influx_lines.py)."""
+        led = self._ledger
+        body, last, count = alert_lines(led.connection, led.cursor(ALERT_CURSOR), self._cfg.batch_size)
+        if not count:
+            return 0
+        try:
+            await self._write(body)
+        except _Refused as exc:  # an event InfluxDB will never take must not block the others
+            log.error("influx %s: %d alert event(s) refused and skipped: %s", self._cfg.url, count, exc)
+        led.set_cursors({ALERT_CURSOR: last})
+        return count
+
+    def _update_backlog(self) -> None:
+        led = self._ledger
+        mark = led.cursor(LIVE_MARK)
+        live_done = led.cursor(LIVE_CURSOR) - mark if mark else 0
+        self.counters.backlog = max(0, led.head_seq - led.cursor(CURSOR) - live_done)
+
+    async def _deliver(self, after: int, upto: int | None, cursor: str, max_batches: int) -> int:
+        """Write batches after `after` (up to `upto`), `max_in_flight` at a time, moving `cursor`
+        past each batch once it and every batch before it are acknowledged.
+
+        Overlapping requests keep both sides busy: the next batch is read and encoded here while
+        InfluxDB ingests the previous one.
+        """
+        written = 0
+        inflight: deque[tuple[int, asyncio.Task[int]]] = deque()
+        try:
+            for _ in range(max_batches):
+                rows, superseded = self._ledger.outbox_rows(after, self._cfg.batch_size, upto)
+                if not rows:
+                    break
+                after = rows[-1][0]
+                current = [r for r in rows if r[0] not in superseded] if superseded else rows
+                inflight.append(
+                    (after, asyncio.create_task(self._write_splitting(current), name="influx-write"))
+                )
+                await asyncio.sleep(0)  # let the request go out before encoding the next batch
+                while len(inflight) >= self.max_in_flight or (inflight and inflight[0][1].done()):
+                    seq, task = inflight.popleft()
+                    written += await task
+                    self._ledger.set_cursors({cursor: seq})
+            while inflight:
+                seq, task = inflight.popleft()
+                written += await task
+                self._ledger.set_cursors({cursor: seq})
+        finally:
+            for _, task in inflight:  # after a failure: later batches may land too, which is harmless
+                task.cancel()
+            if inflight:
+                await asyncio.gather(*(t for _, t in inflight), return_exceptions=True)
+        return written
+
+    async def _write_splitting(self, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        try:
+            await self._write(self._encoder.lines(rows))
+        except _Refused as refused:
+            if len(rows) > 1:
+                mid = len(rows) // 2
+                return await self._write_splitting(rows[:mid]) + await self._write_splitting(rows[mid:])
+            seq = int(rows[0][0])
+            self._ledger.quarantine(SINK, seq, seq, 1, refused.status, refused.message)
+            self.counters.quarantined_rows += 1
+            self.counters.quarantined_batches += 1
+            log.warning(
+                "influx %s: row %d quarantined: HTTP %d %s",
+                self._cfg.url,
+                seq,
+                refused.status,
+                refused.message,
+            )
+            return 0
+        self.counters.points_written += len(rows)
+        self.counters.batches_written += 1
+        return len(rows)
+
+    async def _write(self, body: str) -> None:
+        assert self._client is not None
+        try:
+            await self._client.write_api().write(
+                bucket=self._cfg.bucket, org=self._cfg.org, record=body, write_precision=WritePrecision.S
+            )
+        except InfluxDBError as exc:
+            status = getattr(exc, "status", None)
+            if status is None and exc.response is not None:
+                status = getattr(exc.response, "status", None)
+            message = _server_message(exc, self._token)
+            if status in _DATA_REFUSED:
+                raise _Refused(int(status), message) from exc
+            retry_after = (
+                parse_retry_after(getattr(exc, "retry_after", None)) if status in (429, 503) else None
+            )
+            hint = (
+                " (check influx.token / token_file, the user's rights and that the database exists)"
+                if status in (401, 403, 404)
+                else ""
+            )
+            raise SinkWriteError(
+                f"write answered HTTP {status}: {message}{hint}", retryable=True, retry_after=retry_after
+            ) from exc
+        except (OSError, TimeoutError) as exc:
+            raise SinkWriteError(
+                f"unreachable: {type(exc).__name__}: {exc}; check influx.url and that InfluxDB is up",
+                retryable=True,
+            ) from exc
+        except Exception as exc:  # aiohttp raises its own ClientError tree (not all are OSError)
+            if type(exc).__module__.startswith("aiohttp"):
+                raise SinkWriteError(
+                    f"unreachable: {type(exc).__name__}: {exc}; check influx.url and that InfluxDB is up",
+                    retryable=True,
+                ) from exc
+            raise
+
+
+def _server_message(exc: InfluxDBError, token: str) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(message, bytes):
+        message = message.decode(errors="replace")
+    message = str(message).strip()[:2000]
+    # a proxy or server that echoes the Authorization header must not put the token in our log
+    return message.replace(token, "<token>") if token else message

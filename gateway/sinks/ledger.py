@@ -1,0 +1,510 @@
+"""The local ledger: every closed minute result, once, in order, hash-chained.
+
+Storage. SQLite, WAL, synchronous=FULL (why: gateway/sinks/ledger_format.py, with the schema
+and the canonical encoding). The in-progress minute's checkpoint lives in the same file and is
+written in the same transaction as the minute it closes (see gateway/checkpoint.py), so the two
+cannot disagree.
+
+Chain. Row n's hash is SHA-256 over row n-1's hash and the canonical encoding of row n
+(`canonical_row`: its seq, every field, what it supersedes, why, when it was recorded). Editing,
+deleting, inserting or reordering rows breaks the chain at the first row touched; `verify`
+(gateway/sinks/ledger_audit.py) walks it. The head (seq, hash) is also kept in `meta`, so cutting
+rows off the end is caught too, unless the head is rewritten as well: for that, an auditor keeps
+the head hash `emgate ledger verify` prints and later checks it with `--expect-head`.
+
+Corrections. Rows are never updated or deleted (triggers refuse it). A late sample, a corrected
+factor or a restated month is a new row that names the row it supersedes and a reason. The
+current view (export, status, InfluxDB) is every row nobody supersedes; the history is every
+row. A row can be superseded once, so the corrections of one minute form a chain.
+
+Idempotence. A unique index on (minute_start, process, stream) over original rows makes an
+append idempotent: a minute written twice (a restart replaying its checkpoint) is stored once.
+
+Disk failures. If a write fails (disk full, file system remounted read-only), `append` keeps the
+results in memory, in order, flags them `ledger_delayed`, and writes them before anything newer
+once the disk takes writes again. The checkpoint is not advanced meanwhile, so a crash during
+the failure restarts from the last checkpoint and the lost minutes are recomputed or marked,
+not skipped. The in-memory backlog is bounded (`max_pending`): past it, append raises, the
+gateway stops, and the restart recovers from the checkpoint. Rows are never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import SinkWriteError
+from gateway.model import MinuteResult
+from gateway.sinks.ledger_format import (  # re-exported: the ledger's public names
+    _CURRENT,
+    DELAYED_FLAG,
+    FIELDS,
+    GENESIS_HASH,
+    REAL_FIELDS,
+    ROW_COLUMNS,
+    SCHEMA_VERSION,
+    LedgerRow,
+    _row,
+    canonical_row,
+    chain_hash,
+    create_owner_only,
+    normalized_values,
+    open_ledger_db,
+    result_values,
+)
+
+__all__ = [
+    "DELAYED_FLAG",
+    "FIELDS",
+    "GENESIS_HASH",
+    "REAL_FIELDS",
+    "ROW_COLUMNS",
+    "SCHEMA_VERSION",
+    "Ledger",
+    "LedgerCounters",
+    "LedgerRow",
+    "canonical_row",
+    "chain_hash",
+    "create_owner_only",
+    "normalized_values",
+    "open_ledger_db",
+    "result_values",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LedgerCounters:
+    rows_appended: int = 0
+    corrections: int = 0
+    write_failures: int = 0
+    pending: int = 0  # results held in memory while the disk refuses writes
+
+
+class Ledger:
+    """Append-only store of minute results. Not thread-safe: one writer, called from one task."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_pending: int = 2_000_000,
+        clock: Callable[[], float] = time.time,
+        readonly: bool = False,
+    ) -> None:
+        self.path = path
+        self.max_pending = max_pending
+        self.counters = LedgerCounters()
+        self._clock = clock
+        self._pending: list[MinuteResult] = []
+        self._pending_checkpoint: bytes | None = None
+        self._failing = False
+        try:
+            self._db = open_ledger_db(path, readonly=readonly)
+        except (sqlite3.Error, OSError) as exc:
+            raise SinkWriteError(
+                f"ledger {path}: cannot open: {exc}; check the path, that its directory exists and is writable, and its permissions",
+                retryable=False,
+            ) from exc
+        row = self._db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
+        self.head_seq, self.head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    def append(self, results: Iterable[MinuteResult], *, checkpoint: bytes | None = None) -> int:
+        """Append results not already stored, in the order given; returns the rows written.
+
+        `checkpoint` (the minute window's state after the close that produced `results`) is
+        stored in the same transaction. If the disk refuses the write, the results wait in
+        memory (flagged `ledger_delayed`) and go first at the next successful append; 0 is
+        returned. Raises SinkWriteError only when that in-memory backlog exceeds max_pending.
+        """
+        results = list(results)
+        if checkpoint is not None:
+            self._pending_checkpoint = checkpoint
+        if self._pending:
+            self._pending.extend(
+                dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results
+            )
+            results = self._pending
+        if not results and self._pending_checkpoint is None:
+            return 0
+        try:
+            written = self._write_originals(results, self._pending_checkpoint)
+        except SinkWriteError as exc:
+            self.counters.write_failures += 1
+            if not self._failing:
+                log.error(
+                    "%s; %d result(s) held in memory until the disk takes writes again", exc, len(results)
+                )
+                self._failing = True
+            if results is not self._pending:
+                self._pending = [
+                    dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results
+                ]
+            self.counters.pending = len(self._pending)
+            if len(self._pending) > self.max_pending:
+                raise SinkWriteError(
+                    f"ledger {self.path}: {len(self._pending)} result(s) waiting in memory, more than "
+                    f"max_pending {self.max_pending}; stopping so the restart recovers from the checkpoint",
+                    retryable=False,
+                ) from exc
+            return 0
+        if self._failing:
+            log.info("ledger %s: recovered; %d delayed result(s) written", self.path, len(results))
+            self._failing = False
+        self._pending, self._pending_checkpoint = [], None
+        self.counters.pending = 0
+        return written
+
+    @property
+    def pending(self) -> int:
+        """Results waiting in memory for the disk (0 when healthy)."""
+        return len(self._pending)
+
+    def retry_pending(self) -> int:
+        """Try again to write results held in memory; returns the rows written."""
+        return self.append([]) if (self._pending or self._pending_checkpoint is not None) else 0
+
+    def save_checkpoint(self, state: bytes, *, delta: bool = False) -> bool:
+        """Store the window's in-progress state on its own (between closes). False if not stored.
+
+        A full state replaces the checkpoint and its deltas; a `delta` (readings since the last
+        save) is added to them. Skipped while results wait in memory: a checkpoint newer than
+        the ledger's last row would make a crash skip those minutes instead of recomputing them.
+        """
+        if self._pending or self._pending_checkpoint is not None:
+            return False
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            if delta:
+                self._db.execute(
+                    "INSERT INTO checkpoint_delta(saved_at, state) VALUES (?, ?)",
+                    (float(self._clock()), state),
+                )
+            else:
+                self._put_checkpoint(state)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self.counters.write_failures += 1
+            log.debug("ledger %s: checkpoint not saved: %s", self.path, exc)
+            return False
+        return True
+
+    def load_checkpoint(self) -> tuple[float, bytes] | None:
+        """(saved_at, state) of the last full checkpoint, or None."""
+        row = self._db.execute("SELECT saved_at, state FROM checkpoint WHERE id = 1").fetchone()
+        return (float(row[0]), bytes(row[1])) if row else None
+
+    def load_checkpoint_deltas(self) -> list[tuple[float, bytes]]:
+        """(saved_at, readings) saved since the last full checkpoint, oldest first."""
+        return [
+            (float(t), bytes(b))
+            for t, b in self._db.execute("SELECT saved_at, state FROM checkpoint_delta ORDER BY n")
+        ]
+
+    def correct(self, corrections: Iterable[tuple[int, MinuteResult]], reason: str) -> list[int]:
+        """Append corrections: (seq superseded, corrected result) pairs, one reason for all.
+
+        The superseded row must exist, be current (not superseded already) and be for the same
+        minute, process and stream. Returns the new rows' seqs. All or nothing.
+        """
+        corrections = list(corrections)
+        if not reason.strip():
+            raise ValueError("a correction needs a reason (what changed and why)")
+        if self._pending:
+            raise SinkWriteError(
+                f"ledger {self.path}: {len(self._pending)} result(s) still wait for the disk; "
+                "correct after they are written",
+                retryable=True,
+            )
+        targets: set[int] = set()
+        for old_seq, new in corrections:
+            row = self._db.execute(
+                f"SELECT seq, minute_start, process, stream FROM minutes m WHERE seq = ? AND {_CURRENT}",
+                (old_seq,),
+            ).fetchone()
+            if row is None:
+                raise ValueError(
+                    f"ledger {self.path}: row {old_seq} does not exist or is already superseded; "
+                    "correct the current row (see `emgate ledger show`)"
+                )
+            if (float(row[1]), row[2], row[3]) != new.key() or old_seq in targets:
+                raise ValueError(
+                    f"ledger {self.path}: row {old_seq} is {row[2]}/{row[3]} at {row[1]:.0f}, "
+                    f"the correction is {new.process}/{new.stream} at {new.minute_start:.0f} (or repeats a row)"
+                )
+            targets.add(old_seq)
+        rows = self._chain([(new, old, reason) for old, new in corrections])
+        self._insert(rows, None)
+        self.counters.corrections += len(rows)
+        return [r[0] for r in rows]
+
+    def last_minute(self) -> float | None:
+        """Start of the latest minute in the ledger, or None when it is empty."""
+        row = self._db.execute("SELECT max(minute_start) FROM minutes").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def current_seq(self, minute_start: float, process: str, stream: str) -> int | None:
+        """Seq of the current row for a minute, process and stream (for corrections)."""
+        row = self._db.execute(
+            f"SELECT seq FROM minutes m WHERE minute_start = ? AND process = ? AND stream = ? AND {_CURRENT}",
+            (float(minute_start), process, stream),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def _write_originals(self, results: list[MinuteResult], checkpoint: bytes | None) -> int:
+        fresh: list[tuple[MinuteResult, int | None, str | None]] = []
+        if results:
+            lo = min(r.minute_start for r in results)
+            hi = max(r.minute_start for r in results)
+            try:
+                existing = {
+                    (m, p, s)
+                    for m, p, s in self._db.execute(
+                        "SELECT minute_start, process, stream FROM minutes WHERE supersedes IS NULL AND minute_start BETWEEN ? AND ?",
+                        (float(lo), float(hi)),
+                    )
+                }
+            except sqlite3.Error as exc:
+                raise SinkWriteError(
+                    f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True
+                ) from exc
+            for r in results:
+                k = (float(r.minute_start), r.process, r.stream)
+                if k not in existing:
+                    existing.add(k)
+                    fresh.append((r, None, None))
+        rows = self._chain(fresh)
+        self._insert(rows, checkpoint)
+        self.counters.rows_appended += len(rows)
+        return len(rows)
+
+    def _chain(self, items: list[tuple[MinuteResult, int | None, str | None]]) -> list[tuple[object, ...]]:
+        rows: list[tuple[object, ...]] = []
+        seq, prev = self.head_seq, self.head_hash
+        now = float(self._clock())
+        for r, supersedes, reason in items:
+            values = result_values(r)
+            seq += 1
+            h = chain_hash(prev, canonical_row(seq, values, supersedes, reason, now))
+            rows.append((seq, *values, supersedes, reason, now, prev, h))
+            prev = h
+        return rows
+
+    def _insert(self, rows: list[tuple[object, ...]], checkpoint: bytes | None) -> None:
+        if not rows and checkpoint is None:
+            return
+        placeholders = ",".join("?" * len(ROW_COLUMNS))
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            if rows:
+                self._db.executemany(
+                    f"INSERT INTO minutes ({', '.join(ROW_COLUMNS)}) VALUES ({placeholders})", rows
+                )
+                self._db.executemany(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [("head_seq", str(rows[-1][0])), ("head_hash", str(rows[-1][-1]))],
+                )
+            if checkpoint is not None:
+                self._put_checkpoint(checkpoint)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SinkWriteError(
+                f"ledger {self.path}: append failed: {exc}; check disk space, that the file system is "
+                "writable and the file's permissions",
+                retryable=True,
+            ) from exc
+        if rows:
+            self.head_seq, self.head_hash = int(rows[-1][0]), str(rows[-1][-1])  # type: ignore[call-overload]
+
+    def _put_checkpoint(self, state: bytes) -> None:
+        self._db.execute("DELETE FROM checkpoint_delta")
+        self._db.execute(
+            "INSERT INTO checkpoint(id, saved_at, state) VALUES (1, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET saved_at = excluded.saved_at, state = excluded.state",
+            (float(self._clock()), state),
+        )
+
+    def _rollback(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    # -- outbox cursors and quarantine --------------------------------------------------------
+    def rows_after(
+        self, seq: int, limit: int, *, upto: int | None = None, current_only: bool = False
+    ) -> list[tuple[int, MinuteResult]]:
+        """Rows with seq in (seq, upto], oldest first; `current_only` skips superseded rows."""
+        where = (
+            "m.seq > ?"
+            + (" AND m.seq <= ?" if upto is not None else "")
+            + (f" AND {_CURRENT}" if current_only else "")
+        )
+        params = (seq, upto, limit) if upto is not None else (seq, limit)
+        cur = self._db.execute(
+            f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {where} "
+            "ORDER BY m.seq LIMIT ?",
+            params,
+        )
+        return [(row[0], MinuteResult(*row[1:])) for row in cur]
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The ledger's database, for readers of its other tables (alerts); never write minutes through it."""
+        return self._db
+
+    def cursor(self, name: str) -> int:
+        row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        self.set_cursors({name: seq})
+
+    def set_cursors(self, values: dict[str, int]) -> None:
+        """Move cursors together, in one transaction."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany(
+                "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                list(values.items()),
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SinkWriteError(
+                f"ledger {self.path}: cannot move cursor(s) {sorted(values)}: {exc}", retryable=True
+            ) from exc
+
+    def outbox_rows(
+        self, after: int, limit: int, upto: int | None = None
+    ) -> tuple[list[tuple[Any, ...]], set[int]]:
+        """Rows for a sink with seq in (after, upto], oldest first, packed for encoding, and the
+        seqs among them that are superseded.
+
+        A packed row is (seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage,
+        series, strings) where `series` is the JSON array [site, process, stream, scope] and
+        `strings` the JSON array [method, activity_unit, factor_id, quality, flags], built by
+        SQLite: draining a day's backlog is mostly per-row overhead, and two cached keys cost
+        less than nine string objects. Superseded rows are included so the cursor can pass them.
+        """
+        where = "seq > ?" + (" AND seq <= ?" if upto is not None else "")
+        params = (after, upto, limit) if upto is not None else (after, limit)
+        rows = self._db.execute(
+            "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, json_array(site, process, stream, scope), "
+            f"json_array(method, activity_unit, factor_id, quality, flags) FROM minutes WHERE {where} ORDER BY seq LIMIT ?",
+            params,
+        ).fetchall()
+        if not rows:
+            return rows, set()
+        superseded = {
+            s
+            for (s,) in self._db.execute(
+                "SELECT supersedes FROM minutes WHERE supersedes IS NOT NULL AND supersedes BETWEEN ? AND ?",
+                (rows[0][0], rows[-1][0]),
+            )
+        }
+        return rows, superseded
+
+    def quarantine(
+        self,
+        sink: str,
+        first_seq: int,
+        last_seq: int,
+        rows: int,
+        status: int | None,
+        message: str,
+        cursors: dict[str, int] | None = None,
+    ) -> None:
+        """Record rows a sink rejected for good (with the server's message) and move past them."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO quarantine(sink, first_seq, last_seq, rows, status, message, at) VALUES (?,?,?,?,?,?,?)",
+                (sink, first_seq, last_seq, rows, status, message[:4000], float(self._clock())),
+            )
+            if cursors:
+                self._db.executemany(
+                    "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                    list(cursors.items()),
+                )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SinkWriteError(
+                f"ledger {self.path}: cannot record quarantine: {exc}", retryable=True
+            ) from exc
+
+    def quarantined(self, sink: str | None = None) -> list[dict[str, object]]:
+        cur = self._db.execute(
+            "SELECT id, sink, first_seq, last_seq, rows, status, message, at FROM quarantine"
+            + (" WHERE sink = ?" if sink else "")
+            + " ORDER BY id",
+            (sink,) if sink else (),
+        )
+        names = ("id", "sink", "first_seq", "last_seq", "rows", "status", "message", "at")
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    # -- reading ----------------------------------------------------------------------------
+    def results(self) -> Iterator[MinuteResult]:
+        """The current view: every result nobody supersedes, in ledger order."""
+        for _, r in self.current():
+            yield r
+
+    def current(
+        self,
+        *,
+        from_s: float | None = None,
+        to_s: float | None = None,
+        process: str | None = None,
+        by_minute: bool = False,
+    ) -> Iterator[tuple[int, MinuteResult]]:
+        """(seq, result) of the current view, minute_start in [from_s, to_s), in ledger order
+        (or by minute, then ledger order, with `by_minute`)."""
+        where, params = _filters(from_s, to_s, process)
+        order = "m.minute_start, m.seq" if by_minute else "m.seq"
+        sql = f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {_CURRENT}{where} ORDER BY {order}"
+        for row in self._db.execute(sql, params):
+            yield row[0], MinuteResult(*row[1:])
+
+    def history(
+        self, *, from_s: float | None = None, to_s: float | None = None, process: str | None = None
+    ) -> Iterator[LedgerRow]:
+        """Every row, superseded or not, with its chain data, in ledger order."""
+        where, params = _filters(from_s, to_s, process)
+        sql = f"SELECT {', '.join('m.' + c for c in ROW_COLUMNS)} FROM minutes m WHERE 1=1{where} ORDER BY m.seq"
+        for raw in self._db.execute(sql, params):
+            yield _row(raw)
+
+
+def _filters(from_s: float | None, to_s: float | None, process: str | None) -> tuple[str, tuple[object, ...]]:
+    where, params = "", []
+    if from_s is not None:
+        where += " AND m.minute_start >= ?"
+        params.append(float(from_s))
+    if to_s is not None:
+        where += " AND m.minute_start < ?"
+        params.append(float(to_s))
+    if process is not None:
+        where += " AND m.process = ?"
+        params.append(process)
+    return where, tuple(params)
+
+
+def _add_flag(flags: str, flag: str) -> str:
+    parts = set(filter(None, flags.split(";")))
+    parts.add(flag)
+    return ";".join(sorted(parts))

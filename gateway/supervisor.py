@@ -1,0 +1,186 @@
+"""run_gateway(): the pipeline's tasks in one TaskGroup, and supervise(): their restart policy.
+
+    sources --SampleBatch--> queue --> MinuteStage --MinuteFrame--> EmissionCalculator
+        --MinuteResult--> Ledger --cursor--> InfluxSink
+                                 \\-> listeners (console, status page, alerts)
+
+Every task has a parent: a bug in any of them cancels the group and the service manager
+restarts us, after every sink has flushed. Transient failures (a device or broker away) are
+retried inside `supervise` with full-jitter backoff and never reach the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gateway.alerts.budget_stage import attach_alerts
+from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
+from gateway.clock import Clock, SystemClock
+from gateway.errors import TransientError
+from gateway.factor_library import site_factor_table
+from gateway.health import ComponentHealth, HealthRegistry
+from gateway.model import MinuteResult, SampleBatch
+from gateway.settings import GatewaySettings, RetryConfig
+from gateway.signals import SignalTable
+from gateway.sinks.influx import InfluxSink
+from gateway.sinks.ledger import Ledger
+from gateway.sources.modbus import ModbusSource
+from gateway.sources.modbus_link import ModbusLinkPool
+from gateway.sources.mqtt import MqttSource
+from gateway.stages.emissions import EmissionCalculator
+from gateway.stages.minute import MinuteFrame, MinuteStage, MinuteWindow
+
+log = logging.getLogger(__name__)
+
+ResultListener = Callable[[list[MinuteResult]], None]
+
+
+class Component(Protocol):
+    async def run(self) -> None: ...
+
+
+def backoff_delay(retry: RetryConfig, attempt: int) -> float:
+    """Full jitter: uniform(0, min(cap, base * 2**attempt))."""
+    return random.uniform(0.0, min(retry.cap_s, retry.base_s * 2 ** min(attempt, 30)))
+
+
+async def supervise(make: Callable[[], AbstractAsyncContextManager[Any]], retry: RetryConfig,
+                    health: ComponentHealth, clock: Clock) -> None:
+    """Enter and run a component forever, retrying transient failures with backoff.
+
+    The backoff starts again from its base after a run that stayed up longer than the cap: a
+    link that drops once a day must not wait as long as one that never came up.
+    """
+    attempt = 0
+    while True:
+        started = clock.now()
+        try:
+            async with make() as component:
+                await component.run()
+        except TransientError as exc:
+            health.failed(str(exc))
+            if clock.now() - started > retry.cap_s:
+                attempt = 0
+            delay = backoff_delay(retry, attempt)
+            attempt += 1
+            await clock.sleep_until(clock.now() + delay)
+            continue
+        return
+
+
+class _Stop(Exception):
+    """Raised inside the group to end a run that reached its minute limit."""
+
+
+@dataclass
+class Gateway:
+    """The assembled pipeline. Build it with `Gateway.build(settings)`, then `await run()`."""
+
+    settings: GatewaySettings
+    clock: Clock
+    signals: SignalTable
+    ledger: Ledger
+    calculator: EmissionCalculator
+    window: MinuteWindow
+    health: HealthRegistry = field(default_factory=HealthRegistry)
+    listeners: list[ResultListener] = field(default_factory=list)
+    influx: InfluxSink | None = None
+    minutes_closed: int = 0
+    sources: list[ModbusSource] = field(default_factory=list)
+    mqtt_sources: list[MqttSource] = field(default_factory=list)
+    # Extra coroutines (status page publisher, live table) run in the pipeline's TaskGroup, so a
+    # bug in one cancels the group like any stage. Name one with a `task_name` attribute.
+    extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    recovery: Recovery | None = None  # what startup restored from the ledger's checkpoint
+
+    @classmethod
+    def build(cls, settings: GatewaySettings, *, clock: Clock | None = None) -> Gateway:
+        clock = clock or SystemClock()
+        signals = SignalTable.from_settings(settings)
+        factors = site_factor_table(settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides])
+        calculator = EmissionCalculator(settings, factors)
+        ledger = Ledger(settings.ledger.path)
+        first = math.ceil(clock.now() / 60.0) * 60.0
+        window = MinuteWindow(signals, settings.window, next_minute=first)
+        gw = cls(settings, clock, signals, ledger, calculator, window)
+        gw.recovery = recover_window(ledger, window, clock.now())
+        if settings.influx.enabled:
+            gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
+        if settings.budget is not None or settings.alerts.enabled:
+            attach_alerts(gw)  # a listener, plus the "alerts-mqtt" task when [alerts.mqtt] is set
+        return gw
+
+    async def on_frame(self, frame: MinuteFrame) -> None:
+        results = self.calculator.compute(frame)
+        if self.recovery is not None:
+            results = self.recovery.flag(results)
+        # the window's state after this close is stored in the same transaction as its minutes
+        self.ledger.append(results, checkpoint=window_checkpoint(self.window))
+        if self.influx is not None:
+            self.influx.notify()
+        for listener in self.listeners:
+            listener(results)
+        self.minutes_closed += len(frame.starts)
+
+    async def run(self, *, stop_after_minutes: int | None = None) -> None:
+        """Run until cancelled, or until `stop_after_minutes` minutes have closed."""
+        s = self.settings
+        queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=s.pipeline.sample_buffer)
+        stage = MinuteStage(self.window, queue, self._on_frame_checked(stop_after_minutes), self.clock)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                # devices on one serial port or host:port share one client and lock (modbus_link.py)
+                links = ModbusLinkPool(s.retry)
+                links.reserve_timeouts(list(s.modbus.devices))
+                for dev in s.modbus.devices:
+                    h = self.health.get(f"modbus[{dev.name}]")
+                    src = ModbusSource(dev, self.signals, queue, self.clock, h, links=links, retry=s.retry)
+                    self.sources.append(src)
+                    tg.create_task(supervise(lambda src=src: src, s.retry, h, self.clock), name=f"modbus[{dev.name}]")
+                for broker in s.mqtt.brokers:  # one supervised task per broker, into the same queue
+                    hb = self.health.get(f"mqtt[{broker.name}]")
+                    msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
+                    self.mqtt_sources.append(msrc)
+                    tg.create_task(supervise(lambda msrc=msrc: msrc, s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
+                tg.create_task(stage.run(), name="minute")
+                checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
+                tg.create_task(checkpoints, name="checkpoint")
+                for i, make in enumerate(self.extra_tasks):
+                    tg.create_task(make(), name=getattr(make, "task_name", f"extra[{i}]"))  # type: ignore[arg-type]
+                if self.influx is not None:
+                    influx = self.influx
+                    tg.create_task(supervise(lambda: influx, s.retry, self.health.get("influx"), self.clock), name="influx")
+        except* _Stop:
+            pass
+        finally:
+            await self._flush()
+
+    def _on_frame_checked(self, stop_after: int | None) -> Callable[[MinuteFrame], Any]:
+        async def handle(frame: MinuteFrame) -> None:
+            await self.on_frame(frame)
+            if stop_after is not None and self.minutes_closed >= stop_after:
+                raise _Stop
+
+        return handle
+
+    async def _flush(self, deadline_s: float = 15.0) -> None:
+        """Deliver what the ledger holds past the InfluxDB cursor, within a deadline."""
+        if self.influx is None:
+            return
+        try:
+            async with asyncio.timeout(deadline_s):
+                async with self.influx as sink:
+                    while await sink.drain_once():
+                        pass
+        except Exception as exc:
+            log.warning("influx: %d result(s) left for the next start (%s)", self.influx.counters.backlog, exc)
+
+    def close(self) -> None:
+        self.ledger.close()

@@ -1,0 +1,224 @@
+"""Pure aggregation of the monthly export: local months and days, exact sums, quality counts."""
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from gateway.export.documents import ExportContext, build_summary
+from gateway.export.manifest import figures_g, restatement_entry
+from gateway.export.tables import (
+    aggregate_month,
+    flag_names,
+    month_period,
+    month_rows_inside,
+    rows_from_records,
+)
+
+TZ = "Asia/Shanghai"
+
+
+def record(
+    seq: int,
+    minute_start: float,
+    process: str = "bf",
+    stream: str = "coke",
+    *,
+    scope: str = "direct",
+    co2_kg: float = 1.0,
+    activity: float = 0.5,
+    unit: str = "t",
+    factor: str = "cn.coke",
+    ef: float = 3000.0,
+    quality: str = "measured",
+    coverage: float = 1.0,
+    flags: str = "",
+) -> tuple[object, ...]:
+    method = "electricity" if scope == "indirect" else "fuel_combustion"
+    return (
+        seq,
+        minute_start,
+        process,
+        stream,
+        scope,
+        method,
+        activity,
+        unit,
+        co2_kg,
+        factor,
+        ef,
+        coverage,
+        quality,
+        flags,
+    )
+
+
+def ctx() -> ExportContext:
+    return ExportContext(
+        site="s", sources={}, factors={}, ledger={"head_seq": 0, "head_hash": "0" * 64}, budget=None
+    )
+
+
+def test_month_is_local_and_days_follow_dst() -> None:
+    p = month_period("2026-03", "Europe/Berlin")  # clocks go forward on 29 March: that day has 23 h
+    assert p.days == 31 and p.day_labels[28] == "2026-03-29"
+    assert p.minutes == 31 * 1440 - 60
+    assert np.diff(p.day_starts_s)[28] == 23 * 3600
+    sh = month_period("2026-11", TZ)
+    assert sh.start_s == 1793462400.0  # 2026-10-31T16:00Z = 2026-11-01T00:00+08:00
+    assert sh.minutes == 30 * 1440
+
+
+@pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-11", "2026/11", "1969-12", ""])
+def test_malformed_month_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="YYYY-MM"):
+        month_period(bad, TZ)
+
+
+def test_rows_outside_the_local_month_are_left_out() -> None:
+    p = month_period("2026-11", TZ)
+    recs = [record(1, p.start_s - 60), record(2, p.start_s), record(3, p.end_s - 60), record(4, p.end_s)]
+    assert month_rows_inside(rows_from_records(recs), p)[1] == 2
+    t = aggregate_month(rows_from_records(recs), p)
+    assert t.rows == 2 and (t.first_seq, t.last_seq) == (2, 3)
+    assert t.day_minutes[0, 0] == 1 and t.day_minutes[-1, 0] == 1 and t.day_minutes.sum() == 2
+
+
+def test_processes_sum_to_total_and_days_to_month_exactly() -> None:
+    p = month_period("2026-11", TZ)
+    rng = np.random.default_rng(7)
+    recs = []
+    seq = 0
+    for m in range(0, p.minutes, 7):
+        for proc, stream, scope in (
+            ("bf", "coke", "direct"),
+            ("sinter", "breeze", "direct"),
+            ("lf", "power", "indirect"),
+        ):
+            seq += 1
+            recs.append(
+                record(
+                    seq,
+                    p.start_s + 60 * m,
+                    proc,
+                    stream,
+                    scope=scope,
+                    co2_kg=float(rng.uniform(0, 900)),
+                    activity=float(rng.uniform(0, 1)),
+                )
+            )
+    t = aggregate_month(rows_from_records(recs), p)
+    s = build_summary(t, ctx())
+    total = Decimal(str(s["co2_t"]))
+    assert sum(Decimal(str(v)) for v in s["by_process"].values()) == total
+    assert (
+        Decimal(str(s["scopes"]["direct"]["co2_t"])) + Decimal(str(s["scopes"]["indirect"]["co2_t"])) == total
+    )
+    assert s["compliance_co2_t"] == s["scopes"]["direct"]["co2_t"] and s["co2_scope"] == "direct+indirect"
+    assert t.day_co2_g.sum(axis=0).tolist() == t.line_co2_g.tolist()
+    # Grams agree with the unrounded minutes to within the per-cell rounding (0.5 g per day x line).
+    raw_kg = sum(r[8] for r in recs)
+    assert abs(float(total) * 1000 - raw_kg) <= 0.0005 * t.day_co2_g.size
+
+
+def test_quality_counts_and_substituted_share() -> None:
+    p = month_period("2026-11", TZ)
+    recs = [
+        record(1, p.start_s, co2_kg=100.0),
+        record(2, p.start_s + 60, co2_kg=300.0, quality="substituted", coverage=0.2, flags="rule=last_good"),
+        record(3, p.start_s + 120, co2_kg=100.0, quality="estimated", flags="bad_samples=3;counter_resets=1"),
+    ]
+    t = aggregate_month(rows_from_records(recs), p)
+    dq = build_summary(t, ctx())["scopes"]["direct"]["data_quality"]
+    assert dq["substituted_minutes"] == 1 and dq["estimated_minutes"] == 1
+    assert dq["substituted_co2_t"] == 0.3 and dq["estimated_co2_t"] == 0.1
+    assert dq["substituted_estimated_share_pct"] == 80.0
+    assert dq["minutes_present"] == 3 and dq["minutes_absent"] == p.minutes - 3
+    assert dq["coverage_pct"] == round(100 * 2.2 / p.minutes, 4)
+    assert dq["flag_minutes"] == {"bad_samples": 1, "counter_resets": 1, "rule=last_good": 1}
+    assert t.flagged.seq.tolist() == [2, 3] and t.flagged.flags == (
+        "rule=last_good",
+        "bad_samples=3;counter_resets=1",
+    )
+
+
+def test_a_factor_change_mid_month_gives_two_evidence_items() -> None:
+    p = month_period("2026-11", TZ)
+    half = p.start_s + 15 * 86400
+    recs = [
+        record(
+            i + 1,
+            p.start_s + 3600 * i,
+            factor="cn.pci" if p.start_s + 3600 * i < half else "site.pci.lab",
+            ef=2800.0 if p.start_s + 3600 * i < half else 2600.0,
+            co2_kg=10.0,
+        )
+        for i in range(720)
+    ]
+    t = aggregate_month(rows_from_records(recs), p)
+    uses = sorted(t.factor_uses, key=lambda u: u.first_minute_s)
+    assert [t.factor_ids[u.factor] for u in uses] == ["cn.pci", "site.pci.lab"]
+    assert [u.minutes for u in uses] == [360, 360]
+    assert sum(u.co2_g for u in uses) == int(t.line_co2_g[0]) == 7_200_000
+
+
+def test_units_and_scopes_are_never_added_together() -> None:
+    p = month_period("2026-11", TZ)
+    recs = [
+        record(1, p.start_s, "lf", "power", scope="indirect", unit="MWh"),
+        record(2, p.start_s, "lf", "electrode", scope="direct", unit="t"),
+    ]
+    rows = rows_from_records(recs)
+    assert [(ln.scope, ln.stream) for ln in rows.lines] == [("direct", "electrode"), ("indirect", "power")]
+    s = build_summary(aggregate_month(rows, p), ctx())
+    assert s["scopes"]["direct"]["by_process"] == {"lf": 0.001} and s["scopes"]["indirect"]["by_process"] == {
+        "lf": 0.001
+    }
+
+
+def test_empty_month_exports_zeros() -> None:
+    p = month_period("2026-02", TZ)
+    s = build_summary(aggregate_month(rows_from_records([]), p), ctx())
+    assert s["co2_t"] == 0.0 and s["streams"] == [] and s["data_quality"]["minutes_expected"] == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        ("", []),
+        ("bad_samples=3", ["bad_samples"]),
+        ("counter_resets=1;rule=hour_average", ["counter_resets", "rule=hour_average"]),
+        ("ledger_delayed", ["ledger_delayed"]),
+    ],
+)
+def test_flag_names(flags: str, names: list[str]) -> None:
+    assert flag_names(flags) == names
+
+
+def test_restatement_entry_names_old_new_and_difference() -> None:
+    p = month_period("2026-11", TZ)
+    before = build_summary(
+        aggregate_month(rows_from_records([record(1, p.start_s, co2_kg=1000.0)]), p), ctx()
+    )
+    after = build_summary(aggregate_month(rows_from_records([record(2, p.start_s, co2_kg=1250.5)]), p), ctx())
+    assert restatement_entry(before, before, []) is None
+    entry = restatement_entry(before, after, [{"seq": 2, "reason": "late samples"}])
+    assert entry is not None
+    bf = next(ln for ln in entry["lines"] if ln["scope"] == "direct" and ln["process"] == "bf")
+    assert (bf["old_co2_t"], bf["new_co2_t"], bf["difference_co2_t"]) == (1.0, 1.2505, 0.2505)
+    assert figures_g(after)[("direct+indirect", "(total)")] == 1_250_500
+
+
+def test_a_long_sheet_is_cut_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import openpyxl
+
+    from gateway.export import workbook
+    from gateway.export.documents import Column, Sheet
+
+    monkeypatch.setattr(workbook, "SHEET_MAX_ROWS", 5)
+    sheet = Sheet("x.csv", "X", [Column("n", "N", "0")], rows=[[i] for i in range(8)], totals=[["Total"]])
+    ws = openpyxl.load_workbook(io.BytesIO(workbook.build_workbook([], [sheet], title="t")))["X"]
+    values = [r[0].value for r in ws.iter_rows()]
+    assert values == ["N", 0, 1, 2, 3, 4, "3 more row(s) in x.csv; the sheet shows 5", "Total"]

@@ -1,0 +1,317 @@
+"""StatusServer on a real loopback socket: page, JSON, event stream, /metrics, shutdown, errors.
+
+The gateway is a stand-in with the same attributes the server reads (settings, clock, health,
+window counters, ledger, influx), so these tests do not depend on the pipeline's stages.
+"""
+
+import asyncio
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.alerts.model import Alert
+from gateway.errors import ConfigError
+from gateway.health import HealthRegistry
+from gateway.http.server import StatusServer, parse_bind
+from gateway.http.sse import EventHub, format_event
+from gateway.http.status import alerts_view
+from gateway.model import MinuteResult
+from gateway.sinks.influx import InfluxCounters
+from gateway.stages.minute import SourceCounts, WindowCounters
+
+T0 = 1_795_400_000.0  # a minute boundary (2026-11-22 22:13:20 UTC is not; fixed below)
+T0 -= T0 % 60
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+    def real_delay(self, t: float) -> float:
+        return t - self.t
+
+    async def sleep_until(self, t: float) -> None:  # pragma: no cover
+        self.t = max(self.t, t)
+
+
+class AlertStageStandIn:
+    """What the status page reads of gateway.alerts.budget_stage.AlertStage (a result listener)."""
+
+    def __init__(self) -> None:
+        self.alerts = [
+            Alert(
+                id="budget:-:year:20261122T2200Z",
+                seq=1,
+                kind="budget",
+                severity="critical",
+                state="raised",
+                at="2026-11-23T06:00:00+08:00",
+                at_s=T0,
+                process=None,
+                message="projected 1,120 t is 12 % over the 1,000 t allowance",
+                site="works-1",
+                details={"over_fraction": 0.12},
+            )
+        ]
+        self.budget_position: dict[str, Any] | None = {
+            "site": "works-1",
+            "budget": "works",
+            "scope": "direct",
+            "year": 2026,
+            "allowance_t": 1000.0,
+            "trajectory_t": 900.0,
+            "actual_t": 950.0,
+            "projected_year_end_t": 1120.0,
+            "shortfall_t": 120.0,
+            "shortfall_cny": 10200.0,
+            "elapsed_fraction": 0.9,
+            "processes": [{"process": "bf", "actual_t": 900.0}],
+        }
+
+    def __call__(self, results: list[MinuteResult]) -> None:
+        pass
+
+    def active(self) -> list[Alert]:
+        return self.alerts
+
+
+@dataclass
+class FakeGateway:
+    ledger_path: Path
+    clock: Clock = field(default_factory=lambda: Clock(T0 + 125.0))
+    health: HealthRegistry = field(default_factory=HealthRegistry)
+    listeners: list[Any] = field(default_factory=list)
+    extra_tasks: list[Any] = field(default_factory=list)
+    sources: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.settings = SimpleNamespace(
+            site=SimpleNamespace(name="works-1", timezone="Asia/Shanghai"),
+            http=SimpleNamespace(bind="127.0.0.1:0"),
+        )
+        self.window = SimpleNamespace(
+            counters=WindowCounters(
+                samples=30,
+                late=2,
+                bad=1,
+                minutes_closed=2,
+                sources={"bf-1": SourceCounts(samples=20, late=2), "lf-1": SourceCounts(samples=10)},
+            )
+        )
+        self.ledger = SimpleNamespace(head_seq=4, path=self.ledger_path)
+        self.influx = SimpleNamespace(counters=InfluxCounters(points_written=3, batches_failed=1, backlog=7))
+        self.sources = [SimpleNamespace(cfg=SimpleNamespace(name="bf-1", points=[1, 2]), dropped_batches=3)]
+        bf = self.health.get("modbus[bf-1]")
+        for latency_s in (0.004, 0.02, 0.02, 0.3):
+            bf.succeeded(T0 + 120, latency_s)
+        lf = self.health.get("modbus[lf-1]")
+        lf.succeeded(T0 + 100, 0.01)
+        lf.failed("modbus 'lf-1' 127.0.0.1:5020 unit 4: no reply within 1.0s")
+
+
+def minute(start: float, process: str, co2_kg: float) -> list[MinuteResult]:
+    return [
+        MinuteResult(
+            start,
+            "works-1",
+            process,
+            "s",
+            "direct",
+            "fuel_combustion",
+            1.0,
+            "t",
+            co2_kg,
+            "f",
+            1.0,
+            1.0,
+            "measured",
+        )
+    ]
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> FakeGateway:
+    return FakeGateway(tmp_path / "ledger.sqlite")
+
+
+async def read_event(resp: aiohttp.ClientResponse) -> tuple[str, dict[str, Any]]:
+    event, data = "", ""
+    async with asyncio.timeout(5):
+        while True:
+            line = (await resp.content.readline()).decode()
+            if line == "":
+                raise EOFError("stream ended")
+            line = line.rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif line == "" and data:
+                return event, json.loads(data)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("[::1]:9000", ("::1", 9000)),
+        ("localhost:0", ("localhost", 0)),
+    ],
+)
+def test_parse_bind(value: str, expected: tuple[str, int]) -> None:
+    assert parse_bind(value) == expected
+
+
+@pytest.mark.parametrize("value", ["8080", ":8080", "host:", "host:http", "host:70000"])
+def test_parse_bind_rejects_with_the_value_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        parse_bind(value)
+
+
+async def test_page_script_and_status_json(gw: FakeGateway) -> None:
+    async with StatusServer(gw, "127.0.0.1:0") as server, aiohttp.ClientSession() as http:
+        server.history(minute(T0, "bf", 12.5))
+        async with http.get(server.url) as r:
+            page = await r.text()
+            assert r.status == 200 and r.content_type == "text/html"
+            assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        assert '<script src="/page.js">' in page and 'id="processes"' in page
+        async with http.get(server.url + "page.js") as r:
+            assert r.content_type == "text/javascript"
+            assert "EventSource" in await r.text()
+        async with http.get(server.url + "api/status") as r:
+            snap = await r.json()
+        async with http.get(server.url + "healthz") as r:
+            assert await r.text() == "ok\n"
+    assert snap["site"] == "works-1"
+    assert snap["processes"] == ["bf"]
+    assert snap["latest"] == {"minute_start": T0, "co2_kg": {"bf": 12.5}}
+    assert snap["totals"]["today_kg"] == {"bf": 12.5}
+    assert snap["influx"]["backlog_rows"] == 7
+    assert snap["alerts"] is None and snap["budgets"] is None
+    devices = {d["name"]: d for d in snap["devices"]}
+    assert devices["modbus[bf-1]"]["ok"] and devices["modbus[bf-1]"]["latency_ms"] == pytest.approx(300.0)
+    assert devices["modbus[bf-1]"]["age_s"] == pytest.approx(5.0)
+    assert not devices["modbus[lf-1]"]["ok"] and "no reply" in devices["modbus[lf-1]"]["last_error"]
+
+
+async def test_metrics_are_read_from_the_gateways_counters(gw: FakeGateway) -> None:
+    gw.listeners.append(AlertStageStandIn())
+    async with StatusServer(gw, "127.0.0.1:0") as server, aiohttp.ClientSession() as http:
+        gw.clock.t = T0 + 63.0
+        server.history(minute(T0, "bf", 12.5))
+        async with http.get(server.url + "metrics") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            text = await r.text()
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("emgate_"), family.name
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert samples[("emgate_samples_read_total", (("source", "bf-1"),))] == 20
+    assert samples[("emgate_samples_late_total", (("source", "bf-1"),))] == 2
+    assert samples[("emgate_samples_dropped_total", (("source", "bf-1"),))] == 6  # 3 batches x 2 points
+    assert samples[("emgate_samples_bad_total", ())] == 1
+    bucket = {
+        le: samples[("emgate_poll_latency_seconds_bucket", (("le", le), ("source", "bf-1")))]
+        for le in ("0.005", "0.025", "0.25", "0.5", "+Inf")
+    }
+    assert bucket == {"0.005": 1, "0.025": 3, "0.25": 3, "0.5": 4, "+Inf": 4}
+    assert samples[("emgate_poll_latency_seconds_sum", (("source", "bf-1"),))] == pytest.approx(0.344)
+    assert samples[("emgate_component_up", (("kind", "modbus"), ("source", "lf-1")))] == 0
+    assert samples[("emgate_component_errors_total", (("kind", "modbus"), ("source", "lf-1")))] == 1
+    assert samples[("emgate_minute_close_lag_seconds_count", ())] == 1
+    assert samples[("emgate_minute_close_lag_last_seconds", ())] == pytest.approx(3.0)
+    assert samples[("emgate_outbox_backlog_rows", ())] == 7
+    assert samples[("emgate_ledger_rows", ())] == 4
+    assert samples[("emgate_alerts_active", ())] == 1
+    assert samples[("emgate_co2_today_kg", (("process", "bf"),))] == 12.5
+
+
+async def test_alert_and_budget_sections_come_from_the_alert_stage(gw: FakeGateway) -> None:
+    assert alerts_view(gw) == (None, None)  # no alert stage: the page hides both sections
+    stage = AlertStageStandIn()
+    gw.listeners.append(stage)
+    alerts, budgets = alerts_view(gw)
+    assert alerts is not None and len(alerts) == 1
+    assert alerts[0]["kind"] == "budget" and alerts[0]["severity"] == "critical"
+    assert alerts[0]["details"] == {"over_fraction": 0.12}
+    assert budgets is not None and budgets[0]["projected_year_end_t"] == 1120.0
+    assert budgets[0]["processes"] == [{"process": "bf", "actual_t": 900.0}]
+    stage.budget_position, stage.alerts = None, []
+    assert alerts_view(gw) == ([], [])  # a stage with nothing to report: sections shown, empty
+
+
+async def test_event_stream_sends_a_snapshot_then_each_change(gw: FakeGateway) -> None:
+    async with StatusServer(gw, "127.0.0.1:0", interval_s=0.05) as server, aiohttp.ClientSession() as http:
+        publisher = asyncio.create_task(server.run(), name="http")
+        try:
+            async with http.get(server.url + "events") as r:
+                assert r.headers["Content-Type"] == "text/event-stream"
+                event, snap = await read_event(r)
+                assert event == "snapshot" and snap["processes"] == []
+                server.history(minute(T0, "bf", 1.0))
+                while "bf" not in snap["processes"]:
+                    _, snap = await read_event(r)
+                server.history(minute(T0 + 60, "lf", 2.0))
+                while "lf" not in snap["processes"]:
+                    _, snap = await read_event(r)
+                assert snap["series"]["co2_kg"] == {"bf": [1.0, None], "lf": [None, 2.0]}
+                assert server.hub.subscribers == 1
+        finally:
+            publisher.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await publisher
+
+
+async def test_leaving_the_server_ends_open_streams_quickly(gw: FakeGateway) -> None:
+    http = aiohttp.ClientSession()
+    try:
+        server = StatusServer(gw, "127.0.0.1:0", interval_s=0.05)
+        async with server:
+            server.hub.publish("snapshot", {"n": 1})
+            resp = await http.get(server.url + "events")
+            assert (await read_event(resp))[1] == {"n": 1}
+            started = time.monotonic()
+        assert time.monotonic() - started < 2.0
+        with pytest.raises(EOFError):
+            await read_event(resp)
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(server.url + "healthz")
+    finally:
+        await http.close()
+
+
+async def test_a_busy_port_fails_at_start_with_what_to_do(gw: FakeGateway) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port}.*choose another --http"):
+            async with StatusServer(gw, f"127.0.0.1:{port}"):
+                pass
+
+
+def test_a_slow_subscriber_loses_its_oldest_events_not_the_gateway() -> None:
+    hub = EventHub(queue_size=2)
+    q: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=2)
+    hub._subscribers.add(q)
+    for n in range(5):
+        hub.publish("snapshot", {"n": n})
+    assert hub.dropped == 3
+    assert [q.get_nowait(), q.get_nowait()] == [
+        format_event("snapshot", {"n": 3}),
+        format_event("snapshot", {"n": 4}),
+    ]
+    assert format_event("x", {"a": 1}) == b'event: x\ndata: {"a":1}\n\n'

@@ -1,0 +1,127 @@
+"""Window checkpoints in the ledger file: full at each close, deltas between, recovery on start."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.substitution import SubstitutionHistory
+from gateway.checkpoint import (
+    RESTART_FLAG,
+    checkpoint_loop,
+    decode_window_state,
+    encode_window_state,
+    recover_window,
+    window_checkpoint,
+)
+from gateway.clock import ScaledClock
+from gateway.model import SampleBatch, SampleQuality
+from gateway.settings import GatewaySettings
+from gateway.signals import SignalTable
+from gateway.sinks.ledger import Ledger
+from gateway.stages.minute import MinuteWindow, WindowState
+from tests.unit.test_ledger import T0, result
+
+
+def window(names: tuple[str, ...] = ("a", "b"), next_minute: float = T0) -> MinuteWindow:
+    settings = GatewaySettings(
+        site={"name": "w"}, signals={n: {"kind": "rate", "unit": "t/h"} for n in names}
+    )
+    return MinuteWindow(SignalTable.from_settings(settings), settings.window, next_minute=next_minute)
+
+
+def batch(w: MinuteWindow, name: str, ts: list[float], value: float = 6.0) -> SampleBatch:
+    n = len(ts)
+    return SampleBatch(
+        "dev",
+        np.full(n, w.signals.id(name), np.int32),
+        np.array(ts),
+        np.full(n, value),
+        np.full(n, SampleQuality.GOOD, np.uint8),
+    )
+
+
+def test_state_round_trips_and_remaps_signals_by_name() -> None:
+    hist = SubstitutionHistory(
+        amounts=np.array([1.0, 2.0]), slots=np.array([3, 5]), next_slot=6, capacity=1440
+    )
+    state = WindowState(
+        T0,
+        np.array([0, 1, 1], np.int32),
+        np.array([T0 + 1, T0 + 2, T0 + 3]),
+        np.array([1.0, 2.0, 3.0]),
+        np.zeros(3, np.uint8),
+        {0: None, 1: hist},
+    )
+    data = encode_window_state(state, ["a", "b"])
+    back = decode_window_state(data, ["b", "c", "a"])  # b is now 0, a is 2, c is new
+    assert back.next_minute == T0
+    assert sorted(zip(back.signal_ids.tolist(), back.values.tolist(), strict=True)) == [(0, 2.0), (0, 3.0), (2, 1.0)]
+    assert back.history[2] is None and back.history[0].next_slot == 6  # type: ignore[union-attr]
+    np.testing.assert_array_equal(back.history[0].amounts, [1.0, 2.0])  # type: ignore[union-attr]
+    with pytest.raises(ValueError, match="not a window checkpoint"):
+        decode_window_state(b"garbage", ["a"])
+
+
+def test_recovery_from_full_and_delta_checkpoints(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    w = window()
+    w.ingest(batch(w, "a", [T0 + 1.0, T0 + 10.0]))
+    ledger.append([], checkpoint=window_checkpoint(w))  # what a close stores with its minutes
+    assert ledger.load_checkpoint_deltas() == []
+    w.ingest(batch(w, "a", [T0 + 20.0, T0 + 30.0]))
+    w.ingest(batch(w, "b", [T0 + 25.0]))
+    new = w.export_new_readings()
+    assert sorted(new.ts.tolist()) == [T0 + 20.0, T0 + 25.0, T0 + 30.0]  # only what came since
+    assert ledger.save_checkpoint(encode_window_state(new, w.signals.names), delta=True)
+    assert len(w.export_new_readings().ts) == 0
+
+    restarted = window()
+    rec = recover_window(ledger, restarted, now=T0 + 200.0)
+    assert rec is not None and rec.buffered_readings == 5 and rec.resume_minute == T0
+    assert rec.flagged_until == T0 + 240.0  # the minute the restart happened in is flagged too
+    frame = restarted.close(3)
+    assert frame.starts.tolist() == [T0, T0 + 60, T0 + 120]
+    flagged = rec.flag([result(0), result(3), result(4)])
+    assert [RESTART_FLAG in r.flags for r in flagged] == [True, True, False]
+    ledger.close()
+
+
+def test_recovery_without_checkpoint_resumes_after_the_last_minute(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    assert recover_window(ledger, window(), now=T0) is None  # fresh ledger: nothing to recover
+    ledger.append([result(0), result(1)])
+    w = window(next_minute=T0 + 600)
+    rec = recover_window(ledger, w, now=T0 + 330.0)
+    assert rec is not None and w.next_minute == T0 + 120 and rec.buffered_readings == 0
+    assert "no checkpoint" in rec.describe()
+    ledger.close()
+
+
+def test_a_very_long_outage_is_reported_not_filled(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    ledger.append([result(0)])
+    w = window()
+    rec = recover_window(ledger, w, now=T0 + 60 * 1000 + 5, max_minutes=100)
+    assert rec is not None and rec.skipped_minutes == 1000 - 100
+    assert w.next_minute == T0 + 60 * 901 and "NOT in the ledger" in rec.describe()
+    ledger.close()
+
+
+async def test_checkpoint_loop_writes_full_then_deltas(tmp_path: Path) -> None:
+    import asyncio
+
+    ledger = Ledger(tmp_path / "l.sqlite")
+    w = window()
+    clock = ScaledClock(1000.0, start=T0)
+    task = asyncio.create_task(checkpoint_loop(w, ledger, clock, interval_s=5.0))
+    await asyncio.sleep(0.02)  # >= 3 rounds at 1000x
+    w.ingest(batch(w, "b", [T0 + 40.0]))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert ledger.load_checkpoint() is not None
+    deltas = ledger.load_checkpoint_deltas()
+    assert len(deltas) == 1  # empty rounds write nothing
+    assert decode_window_state(deltas[0][1], ["a", "b"]).ts.tolist() == [T0 + 40.0]
+    ledger.close()
