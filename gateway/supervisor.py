@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.alerts.budget_stage import attach_alerts
+from gateway.alerts.budget_stage import AlertStage, attach_alerts
 from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.clock import Clock, SystemClock
 from gateway.errors import TransientError
@@ -183,4 +183,7 @@ class Gateway:
             log.warning("influx: %d result(s) left for the next start (%s)", self.influx.counters.backlog, exc)
 
     def close(self) -> None:
+        for listener in self.listeners:
+            if isinstance(listener, AlertStage):
+                listener.store.close()
         self.ledger.close()
