@@ -94,7 +94,12 @@ class ModbusClient:
     async def connect(self) -> None:
         """Connect or raise ModbusNoReply (pymodbus' own context manager ignores a failed connect)."""
         try:
-            ok = await self._client.connect()
+            # bounded here too: a stalled connect must not hold a shared line (or a shutdown)
+            async with asyncio.timeout(self._timeout_s + 1.0):
+                ok = await self._client.connect()
+        except TimeoutError as exc:
+            self._client.close()
+            raise ModbusNoReply(f"{self.endpoint}: connect did not finish within {self._timeout_s + 1.0:.1f}s") from exc
         except (OSError, ModbusException) as exc:
             raise ModbusNoReply(f"{self.endpoint}: connect failed: {exc}") from exc
         if not ok:

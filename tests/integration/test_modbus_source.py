@@ -228,7 +228,9 @@ async def collect(
     await asyncio.sleep(seconds)
     for t in tasks:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    # a source must stop promptly when cancelled (a service manager's stop does the same)
+    _, pending = await asyncio.wait(tasks, timeout=10.0)
+    assert not pending, f"{len(pending)} source task(s) did not stop within 10 s of cancellation"
     return got
 
 
