@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.alerts.budget_stage import AlertStage, attach_alerts
+from gateway.alerts.budget_stage import attach_alerts
 from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.clock import Clock, SystemClock
 from gateway.errors import TransientError
@@ -183,7 +183,9 @@ class Gateway:
             log.warning("influx: %d result(s) left for the next start (%s)", self.influx.counters.backlog, exc)
 
     def close(self) -> None:
+        """Release files: listeners that hold one (the alert store) have a close() of their own."""
         for listener in self.listeners:
-            if isinstance(listener, AlertStage):
-                listener.store.close()
+            close = getattr(listener, "close", None)
+            if close is not None:
+                close()
         self.ledger.close()

@@ -74,6 +74,10 @@ class AlertStage:
         self._pending: list[Alert] = []  # events the store refused, retried at the next minute
         self._store_failing = False
 
+    def close(self) -> None:
+        """Close the alert store's connection (Gateway.close calls this)."""
+        self.store.close()
+
     def restore(self, now_s: float) -> None:
         """Take back the year to date and the active alerts; `now_s` = first minute not closed."""
         self.rules.restore(self.store.active())

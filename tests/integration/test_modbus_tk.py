@@ -88,6 +88,13 @@ async def test_tcp_reads_every_table_and_never_writes(modbus_tk_slave: Any) -> N
     assert {unit for unit, _ in slave.requests()} == {3}
 
 
+def pty_guard(test: Any) -> Any:
+    """For tests on a socat pty. One run (of about twenty) stalled in one of them, inside the
+    serial transport; not reproduced since. The timeout turns a stall into a failure, and at
+    most two reruns show whether it repeats (a real fault fails every rerun)."""
+    return pytest.mark.timeout(60)(pytest.mark.flaky(reruns=2, reruns_delay=1)(test))
+
+
 @pytest.fixture
 def rtu_bus(socat_pair: Any, modbus_tk_slave: Any) -> tuple[str, Any]:
     pair = socat_pair()
@@ -103,10 +110,7 @@ def rtu_bus(socat_pair: Any, modbus_tk_slave: Any) -> tuple[str, Any]:
     return pair.a, slave
 
 
-# One run (of about twenty) stalled in a serial test on a socat pty, inside the serial transport;
-# not reproduced since. The timeout turns a stall into a failure, the rerun shows whether it repeats.
-@pytest.mark.timeout(60)
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
+@pty_guard
 async def test_rtu_on_a_pty_reads_every_table_and_never_writes(rtu_bus: tuple[str, Any]) -> None:
     tty, slave = rtu_bus
     _, points = mixed_points()
@@ -130,10 +134,7 @@ async def test_rtu_on_a_pty_reads_every_table_and_never_writes(rtu_bus: tuple[st
     assert set(slave.function_codes()) == READS
 
 
-# One run (of about twenty) stalled in a serial test on a socat pty, inside the serial transport;
-# not reproduced since. The timeout turns a stall into a failure, the rerun shows whether it repeats.
-@pytest.mark.timeout(60)
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
+@pty_guard
 async def test_a_dead_unit_on_a_shared_serial_bus_is_backed_off_and_neighbours_keep_cadence(
     rtu_bus: tuple[str, Any],
 ) -> None:
@@ -188,10 +189,7 @@ async def test_a_dead_unit_on_a_shared_serial_bus_is_backed_off_and_neighbours_k
     assert {u for u, _ in slave.requests()} <= {1, 2, 9} and set(slave.function_codes()) <= READS
 
 
-# One run (of about twenty) stalled in a serial test on a socat pty, inside the serial transport;
-# not reproduced since. The timeout turns a stall into a failure, the rerun shows whether it repeats.
-@pytest.mark.timeout(60)
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
+@pty_guard
 async def test_devices_on_one_serial_port_share_one_client_and_lock(tmp_path: Path) -> None:
     tty = str(tmp_path / "ttyX")
     common = {"transport": "rtu", "serial_port": tty, "timeout_s": 0.3}
@@ -219,10 +217,7 @@ async def test_devices_on_one_serial_port_share_one_client_and_lock(tmp_path: Pa
     assert pool.links() == []
 
 
-# One run (of about twenty) stalled in a serial test on a socat pty, inside the serial transport;
-# not reproduced since. The timeout turns a stall into a failure, the rerun shows whether it repeats.
-@pytest.mark.timeout(60)
-@pytest.mark.flaky(reruns=2, reruns_delay=1)
+@pty_guard
 async def test_rtu_over_tcp_through_a_serial_bridge(socat_pair: Any, modbus_tk_slave: Any) -> None:
     """modbus-tk speaks RTU on a pty; socat bridges a TCP port to the other end, like a serial server."""
     pair = socat_pair()
