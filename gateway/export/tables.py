@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.sinks.ledger_format import FIELDS as LEDGER_FIELDS
+
 QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
 SCOPES = ("direct", "indirect")
 G_PER_KG = 1000.0
@@ -122,22 +124,7 @@ class MonthRows:
 
 
 # Column order of the records rows_from_records takes (a SELECT of the ledger returns them so).
-RECORD_FIELDS = (
-    "seq",
-    "minute_start",
-    "process",
-    "stream",
-    "scope",
-    "method",
-    "activity",
-    "activity_unit",
-    "co2_kg",
-    "factor_id",
-    "ef_kg_per_unit",
-    "coverage",
-    "quality",
-    "flags",
-)
+RECORD_FIELDS = ("seq", *(f for f in LEDGER_FIELDS if f != "site"))
 
 
 def rows_from_records(records: Sequence[Sequence[object]]) -> MonthRows:
