@@ -18,7 +18,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-AREAS = ("analytics", "acquisition", "ledger_drain", "export_month", "replay_year", "influx_latency", "load_10k")
+AREAS = (
+    "analytics",
+    "acquisition",
+    "ledger_drain",
+    "ledger_throughput",
+    "export_month",
+    "replay_year",
+    "influx_latency",
+    "load_10k",
+)
 # figure -> (goal, "min" or "max")
 GOALS: dict[str, tuple[float, str]] = {
     "modbus_ratio_vs_bare": (0.8, "min"),

@@ -127,6 +127,9 @@ def run(
         "extrapolated_s": round(export_s + per_row_s * (scale - 1), 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
+    # The goal (export_month_s <= 5 s) is for target_streams; a smaller ledger's time carries its size
+    # in the name, so the summary never shows it against that goal.
+    figures["export_month_s" if streams >= target_streams else f"export_month_s_{streams}_streams"] = round(export_s, 3)
     print(json.dumps(figures, indent=2))
     return figures
 

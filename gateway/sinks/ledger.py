@@ -17,8 +17,16 @@ factor or a restated month is a new row that names the row it supersedes and a r
 current view (export, status, InfluxDB) is every row nobody supersedes; the history is every
 row. A row can be superseded once, so the corrections of one minute form a chain.
 
-Idempotence. A unique index on (minute_start, process, stream) over original rows makes an
-append idempotent: a minute written twice (a restart replaying its checkpoint) is stored once.
+Idempotence. A unique index on (minute_start, process, stream) over original rows (in schema 3
+`minutes_key`, which also serves time-range reads) makes an append idempotent: a minute written
+twice (a restart replaying its checkpoint) is stored once.
+
+Bulk appends. `append` takes any number of results and writes them in one transaction: a
+replay or a drained backlog passes a day or a year at once. When no stored original row falls
+in the results' time range (the usual case: new minutes) they are chained and inserted with no
+per-row lookup, and the unique index is the duplicate check; if SQLite refuses the batch (a
+duplicate inside it, NaN, a wrong type), it is rolled back and written again the careful way,
+row by row checked and de-duplicated, which names a bad value.
 
 Disk failures. If a write fails (disk full, file system remounted read-only), `append` keeps the
 results in memory, in order, flags them `ledger_delayed`, and writes them before anything newer
@@ -31,13 +39,15 @@ gateway stops, and the restart recovers from the checkpoint. Rows are never drop
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import operator
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.errors import SinkWriteError
 from gateway.model import MinuteResult
@@ -46,13 +56,20 @@ from gateway.sinks.ledger_format import (  # re-exported: the ledger's public na
     DELAYED_FLAG,
     FIELDS,
     GENESIS_HASH,
+    INSERT_CHUNK,
+    INSERT_COLUMNS,
+    ORIGINAL_COLUMNS,
     REAL_FIELDS,
     ROW_COLUMNS,
     SCHEMA_VERSION,
+    LedgerFormatError,
     LedgerRow,
+    _get_fields,
     _row,
     canonical_row,
+    chain_checked,
     chain_hash,
+    chain_originals,
     create_owner_only,
     normalized_values,
     open_ledger_db,
@@ -68,6 +85,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Ledger",
     "LedgerCounters",
+    "LedgerFormatError",
     "LedgerRow",
     "canonical_row",
     "chain_hash",
@@ -78,6 +96,39 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+_NCOL = len(INSERT_COLUMNS)
+_INSERT_ROW = f"INSERT INTO minutes ({', '.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * _NCOL)})"
+_NORIG = len(ORIGINAL_COLUMNS)
+
+
+@functools.lru_cache(maxsize=INSERT_CHUNK)
+def _insert_originals_sql(rows: int) -> str:
+    """INSERT of `rows` original rows (ORIGINAL_COLUMNS each), recorded_at bound once as ?1."""
+    values = ("(" + ",".join(f"?{2 + i * _NORIG + j}" for j in range(_NORIG)) + ",?1)" for i in range(rows))
+    return f"INSERT INTO minutes ({', '.join(ORIGINAL_COLUMNS)}, recorded_at) VALUES {','.join(values)}"
+
+
+_minute_start = operator.attrgetter("minute_start")
+# SQLite errors that mean "these rows cannot be stored as given", not "the disk refused":
+# a unique or NOT NULL constraint, a value of a type it cannot bind.
+_INPUT_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
+
+
+class _BatchRefused(Exception):
+    """The bulk insert was refused for its content (rolled back); write it the careful way."""
+
+
+class _HeadMoved(Exception):
+    """Another process (e.g. `emgate ledger restate`) appended since this Ledger last wrote.
+
+    The rows were chained on a head that is no longer the last row; the transaction was rolled
+    back and the head re-read, so the caller builds the chain again on the real head.
+    """
+
+
+_HEAD_MOVED_RETRIES = 5
 
 
 @dataclass
@@ -132,25 +183,19 @@ class Ledger:
         if checkpoint is not None:
             self._pending_checkpoint = checkpoint
         if self._pending:
-            self._pending.extend(
-                dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results
-            )
+            self._pending.extend(dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results)
             results = self._pending
         if not results and self._pending_checkpoint is None:
             return 0
         try:
-            written = self._write_originals(results, self._pending_checkpoint)
+            written = self._retrying(lambda: self._write_originals(results, self._pending_checkpoint))
         except SinkWriteError as exc:
             self.counters.write_failures += 1
             if not self._failing:
-                log.error(
-                    "%s; %d result(s) held in memory until the disk takes writes again", exc, len(results)
-                )
+                log.error("%s; %d result(s) held in memory until the disk takes writes again", exc, len(results))
                 self._failing = True
             if results is not self._pending:
-                self._pending = [
-                    dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results
-                ]
+                self._pending = [dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results]
             self.counters.pending = len(self._pending)
             if len(self._pending) > self.max_pending:
                 raise SinkWriteError(
@@ -208,10 +253,7 @@ class Ledger:
 
     def load_checkpoint_deltas(self) -> list[tuple[float, bytes]]:
         """(saved_at, readings) saved since the last full checkpoint, oldest first."""
-        return [
-            (float(t), bytes(b))
-            for t, b in self._db.execute("SELECT saved_at, state FROM checkpoint_delta ORDER BY n")
-        ]
+        return [(float(t), bytes(b)) for t, b in self._db.execute("SELECT saved_at, state FROM checkpoint_delta ORDER BY n")]
 
     def correct(self, corrections: Iterable[tuple[int, MinuteResult]], reason: str) -> list[int]:
         """Append corrections: (seq superseded, corrected result) pairs, one reason for all.
@@ -220,20 +262,44 @@ class Ledger:
         minute, process and stream. Returns the new rows' seqs. All or nothing.
         """
         corrections = list(corrections)
+        return self._retrying(lambda: self._correct(corrections, reason))
+
+    def _retrying(self, write: Callable[[], _T]) -> _T:
+        """Run a write, again on the new head if another process appended meanwhile."""
+        for _ in range(_HEAD_MOVED_RETRIES):
+            try:
+                return write()
+            except _HeadMoved:
+                log.info("ledger %s: another process appended rows; chaining on its new head %d", self.path, self.head_seq)
+        raise SinkWriteError(
+            f"ledger {self.path}: another process keeps appending rows; only one writer at a time is supported "
+            "(stop the other writer, e.g. a running `emgate ledger restate`)",
+            retryable=True,
+        )
+
+    def _correct(self, corrections: list[tuple[int, MinuteResult]], reason: str) -> list[int]:
         if not reason.strip():
             raise ValueError("a correction needs a reason (what changed and why)")
         if self._pending:
             raise SinkWriteError(
-                f"ledger {self.path}: {len(self._pending)} result(s) still wait for the disk; "
-                "correct after they are written",
+                f"ledger {self.path}: {len(self._pending)} result(s) still wait for the disk; correct after they are written",
                 retryable=True,
             )
         targets: set[int] = set()
+        found: dict[object, tuple[Any, ...]] = {}  # the targets that exist and are current, in chunks of 500
+        seqs = [old for old, _ in corrections]
+        for i in range(0, len(seqs), 500):
+            part = seqs[i : i + 500]
+            found.update(
+                (row[0], row)
+                for row in self._db.execute(
+                    f"SELECT seq, minute_start, process, stream FROM minutes m "
+                    f"WHERE seq IN ({','.join('?' * len(part))}) AND {_CURRENT}",
+                    part,
+                )
+            )
         for old_seq, new in corrections:
-            row = self._db.execute(
-                f"SELECT seq, minute_start, process, stream FROM minutes m WHERE seq = ? AND {_CURRENT}",
-                (old_seq,),
-            ).fetchone()
+            row = found.get(old_seq)
             if row is None:
                 raise ValueError(
                     f"ledger {self.path}: row {old_seq} does not exist or is already superseded; "
@@ -245,10 +311,13 @@ class Ledger:
                     f"the correction is {new.process}/{new.stream} at {new.minute_start:.0f} (or repeats a row)"
                 )
             targets.add(old_seq)
-        rows = self._chain([(new, old, reason) for old, new in corrections])
-        self._insert(rows, None)
-        self.counters.corrections += len(rows)
-        return [r[0] for r in rows]
+        first = self.head_seq + 1
+        flat, seq, head = chain_checked(
+            [(_get_fields(new), old, reason) for old, new in corrections], self.head_seq, self.head_hash, self._clock()
+        )
+        self._insert(flat, seq, head, None)
+        self.counters.corrections += seq - first + 1
+        return list(range(first, seq + 1))
 
     def last_minute(self) -> float | None:
         """Start of the latest minute in the ledger, or None when it is empty."""
@@ -264,70 +333,108 @@ class Ledger:
         return int(row[0]) if row else None
 
     def _write_originals(self, results: list[MinuteResult], checkpoint: bytes | None) -> int:
-        fresh: list[tuple[MinuteResult, int | None, str | None]] = []
-        if results:
-            lo = min(r.minute_start for r in results)
-            hi = max(r.minute_start for r in results)
-            try:
-                existing = {
-                    (m, p, s)
-                    for m, p, s in self._db.execute(
-                        "SELECT minute_start, process, stream FROM minutes WHERE supersedes IS NULL AND minute_start BETWEEN ? AND ?",
-                        (float(lo), float(hi)),
-                    )
-                }
-            except sqlite3.Error as exc:
-                raise SinkWriteError(
-                    f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True
-                ) from exc
-            for r in results:
-                k = (float(r.minute_start), r.process, r.stream)
-                if k not in existing:
-                    existing.add(k)
-                    fresh.append((r, None, None))
-        rows = self._chain(fresh)
-        self._insert(rows, checkpoint)
-        self.counters.rows_appended += len(rows)
-        return len(rows)
-
-    def _chain(self, items: list[tuple[MinuteResult, int | None, str | None]]) -> list[tuple[object, ...]]:
-        rows: list[tuple[object, ...]] = []
-        seq, prev = self.head_seq, self.head_hash
-        now = float(self._clock())
-        for r, supersedes, reason in items:
-            values = result_values(r)
-            seq += 1
-            h = chain_hash(prev, canonical_row(seq, values, supersedes, reason, now))
-            rows.append((seq, *values, supersedes, reason, now, prev, h))
-            prev = h
-        return rows
-
-    def _insert(self, rows: list[tuple[object, ...]], checkpoint: bytes | None) -> None:
-        if not rows and checkpoint is None:
-            return
-        placeholders = ",".join("?" * len(ROW_COLUMNS))
+        if not results:
+            self._insert([], self.head_seq, self.head_hash, checkpoint)
+            return 0
+        lo = float(min(map(_minute_start, results)))
+        hi = float(max(map(_minute_start, results)))
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            if rows:
-                self._db.executemany(
-                    f"INSERT INTO minutes ({', '.join(ROW_COLUMNS)}) VALUES ({placeholders})", rows
+            stored = self._db.execute(
+                "SELECT 1 FROM minutes WHERE minute_start BETWEEN ? AND ? AND supersedes IS NULL LIMIT 1", (lo, hi)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise SinkWriteError(f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True) from exc
+        if stored is None:  # only new minutes: no per-row lookup; the unique index checks for repeats
+            try:
+                now = float(self._clock())
+                flat, seq, head = chain_originals(results, self.head_seq, self.head_hash, now)
+                self._insert(flat, seq, head, checkpoint, recorded_at=now)
+            except (_BatchRefused, TypeError, ValueError, OverflowError):
+                pass  # write it the careful way below, which names a bad value
+            else:
+                written = len(results)
+                self.counters.rows_appended += written
+                return written
+        return self._write_checked(results, lo, hi, checkpoint)
+
+    def _write_checked(self, results: list[MinuteResult], lo: float, hi: float, checkpoint: bytes | None) -> int:
+        try:
+            existing = set(
+                self._db.execute(
+                    "SELECT minute_start, process, stream FROM minutes WHERE supersedes IS NULL AND minute_start BETWEEN ? AND ?",
+                    (lo, hi),
                 )
-                self._db.executemany(
+            )
+        except sqlite3.Error as exc:
+            raise SinkWriteError(f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True) from exc
+        fresh: list[tuple[tuple[object, ...], None, None]] = []
+        for r in results:
+            k = (float(r.minute_start), r.process, r.stream)
+            if k not in existing:
+                existing.add(k)
+                fresh.append((_get_fields(r), None, None))
+        flat, seq, head = chain_checked(fresh, self.head_seq, self.head_hash, self._clock())
+        self._insert(flat, seq, head, checkpoint)
+        self.counters.rows_appended += len(fresh)
+        return len(fresh)
+
+    def _insert(
+        self,
+        flat: list[object],
+        last_seq: int,
+        last_hash: str,
+        checkpoint: bytes | None,
+        *,
+        recorded_at: float | None = None,
+    ) -> None:
+        """Insert flattened rows and move the head, in one transaction.
+
+        Rows are in INSERT_COLUMNS order (chain_checked), or with `recorded_at` given, original
+        rows in ORIGINAL_COLUMNS order (chain_originals): then a constraint or binding error
+        raises _BatchRefused (after the rollback) instead of SinkWriteError, so the caller can
+        write them again the careful way.
+        """
+        if not flat and checkpoint is None:
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            # The chain was built on self.head_*; another process may have appended since (the
+            # write lock is ours from here on, so the check cannot race).
+            row = db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
+            actual = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+            if actual != (self.head_seq, self.head_hash):
+                db.execute("ROLLBACK")
+                self.head_seq, self.head_hash = actual
+                raise _HeadMoved
+            if flat and recorded_at is not None:
+                step = INSERT_CHUNK * _NORIG
+                whole = len(flat) - len(flat) % step
+                sql, now = _insert_originals_sql(INSERT_CHUNK), [recorded_at]
+                for i in range(0, whole, step):
+                    db.execute(sql, now + flat[i : i + step])
+                if whole < len(flat):
+                    db.execute(_insert_originals_sql((len(flat) - whole) // _NORIG), now + flat[whole:])
+            elif flat:
+                db.executemany(_INSERT_ROW, [flat[i : i + _NCOL] for i in range(0, len(flat), _NCOL)])
+            if flat:
+                db.executemany(
                     "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [("head_seq", str(rows[-1][0])), ("head_hash", str(rows[-1][-1]))],
+                    [("head_seq", str(last_seq)), ("head_hash", last_hash)],
                 )
             if checkpoint is not None:
                 self._put_checkpoint(checkpoint)
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
+            if recorded_at is not None and isinstance(exc, _INPUT_ERRORS):
+                raise _BatchRefused(str(exc)) from exc
             raise SinkWriteError(
                 f"ledger {self.path}: append failed: {exc}; check disk space, that the file system is "
                 "writable and the file's permissions",
                 retryable=True,
             ) from exc
-        if rows:
-            self.head_seq, self.head_hash = int(rows[-1][0]), str(rows[-1][-1])  # type: ignore[call-overload]
+        self.head_seq, self.head_hash = last_seq, last_hash
 
     def _put_checkpoint(self, state: bytes) -> None:
         self._db.execute("DELETE FROM checkpoint_delta")
@@ -349,15 +456,10 @@ class Ledger:
         self, seq: int, limit: int, *, upto: int | None = None, current_only: bool = False
     ) -> list[tuple[int, MinuteResult]]:
         """Rows with seq in (seq, upto], oldest first; `current_only` skips superseded rows."""
-        where = (
-            "m.seq > ?"
-            + (" AND m.seq <= ?" if upto is not None else "")
-            + (f" AND {_CURRENT}" if current_only else "")
-        )
+        where = "m.seq > ?" + (" AND m.seq <= ?" if upto is not None else "") + (f" AND {_CURRENT}" if current_only else "")
         params = (seq, upto, limit) if upto is not None else (seq, limit)
         cur = self._db.execute(
-            f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {where} "
-            "ORDER BY m.seq LIMIT ?",
+            f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {where} ORDER BY m.seq LIMIT ?",
             params,
         )
         return [(row[0], MinuteResult(*row[1:])) for row in cur]
@@ -385,13 +487,9 @@ class Ledger:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise SinkWriteError(
-                f"ledger {self.path}: cannot move cursor(s) {sorted(values)}: {exc}", retryable=True
-            ) from exc
+            raise SinkWriteError(f"ledger {self.path}: cannot move cursor(s) {sorted(values)}: {exc}", retryable=True) from exc
 
-    def outbox_rows(
-        self, after: int, limit: int, upto: int | None = None
-    ) -> tuple[list[tuple[Any, ...]], set[int]]:
+    def outbox_rows(self, after: int, limit: int, upto: int | None = None) -> tuple[list[tuple[Any, ...]], set[int]]:
         """Rows for a sink with seq in (after, upto], oldest first, packed for encoding, and the
         seqs among them that are superseded.
 
@@ -444,9 +542,7 @@ class Ledger:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise SinkWriteError(
-                f"ledger {self.path}: cannot record quarantine: {exc}", retryable=True
-            ) from exc
+            raise SinkWriteError(f"ledger {self.path}: cannot record quarantine: {exc}", retryable=True) from exc
 
     def quarantined(self, sink: str | None = None) -> list[dict[str, object]]:
         cur = self._db.execute(
@@ -485,7 +581,11 @@ class Ledger:
     ) -> Iterator[LedgerRow]:
         """Every row, superseded or not, with its chain data, in ledger order."""
         where, params = _filters(from_s, to_s, process)
-        sql = f"SELECT {', '.join('m.' + c for c in ROW_COLUMNS)} FROM minutes m WHERE 1=1{where} ORDER BY m.seq"
+        sql = (
+            f"SELECT {', '.join('m.' + c for c in ROW_COLUMNS)}, "
+            f"ifnull((SELECT p.hash FROM minutes p WHERE p.seq = m.seq - 1), '{GENESIS_HASH}') "
+            f"FROM minutes m WHERE 1=1{where} ORDER BY m.seq"
+        )
         for raw in self._db.execute(sql, params):
             yield _row(raw)
 

@@ -4,27 +4,40 @@ The walk recomputes every row's hash from its stored fields in seq order and sto
 row that breaks one of these rules, naming it:
 
 - seqs run 1, 2, 3, ... without a gap (a gap is a deleted row);
-- each row's prev_hash is the hash of the row before it (else rows were inserted, removed or
-  reordered before it);
-- each row's hash is SHA-256 over prev_hash and its canonical encoding (else it was edited);
+- each row's hash is SHA-256 over the previous row's hash and its canonical encoding (else it
+  was edited, or a row before it was inserted, deleted or moved: the hash covers the previous
+  one, so the first row after the change breaks);
 - a correction supersedes an earlier row of the same minute, process and stream;
 - the head recorded in `meta` is the last row (else rows were cut off the end).
+
+Speed. The walk reads only the hashed columns, in large batches, and rebuilds the canonical
+bytes with one join, one struct pack and one SHA-256 per row (join also refuses a text column
+holding anything but TEXT, such as a BLOB spelling the same bytes). Corrections, rare, are
+checked with a lookup of the row they supersede instead of keeping every row's key in memory.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.sinks.ledger_format import (
-    FIELDS,
-    GENESIS_HASH,
-    ROW_COLUMNS,
-    canonical_row,
-    chain_hash,
-    normalized_values,
+    _NUMBERS,
+    SEP,
+    TEXT_FIELDS,
+    _sha256,
     open_ledger_db,
+)
+
+# One row is (the struct's nine numbers, the ten text parts, digest): the walk packs row[:9],
+# joins row[9:19] and compares row[19]. SQLite supplies supersedes or 0 and the presence bits;
+# ifnull(reason, '') keeps a BLOB reason a BLOB, which join refuses.
+_WALK_SQL = (
+    "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at, ifnull(supersedes, 0), "
+    "(supersedes IS NOT NULL) | ((reason IS NOT NULL) << 1), "
+    f"{', '.join(TEXT_FIELDS)}, ifnull(reason, ''), digest FROM minutes ORDER BY seq"
 )
 
 
@@ -57,63 +70,25 @@ def verify_ledger(path: Path, *, expect_head: str | None = None) -> VerifyReport
         db.close()
 
 
-def _walk(db: sqlite3.Connection, expect_head: str | None) -> VerifyReport:
-    n_fields = len(FIELDS)
-    prev_hash, expected_seq, corrections = GENESIS_HASH, 1, 0
-    keys: dict[int, tuple[object, ...]] = {}
-    found = None if expect_head is None else False
-    cur = db.execute(f"SELECT {', '.join(ROW_COLUMNS)} FROM minutes ORDER BY seq")
+class _Broken(Exception):
+    def __init__(self, seq: int, problem: str) -> None:
+        self.seq, self.problem = seq, problem
 
-    def bad(seq: int, problem: str) -> VerifyReport:
+
+def _walk(db: sqlite3.Connection, expect_head: str | None) -> VerifyReport:
+    superseded: set[int] = set()
+    rows, prev_hash, found, broken = _check_rows(db, expect_head, superseded)
+    if broken is not None:
         return VerifyReport(
             False,
-            expected_seq - 1,
-            expected_seq - 1,
+            rows,
+            rows,
             prev_hash,
-            corrections=corrections,
-            bad_seq=seq,
-            problem=problem,
+            corrections=len(superseded),
+            bad_seq=broken.seq,
+            problem=broken.problem,
             expected_head_found=found,
         )
-
-    for raw in cur:
-        seq = raw[0]
-        values = raw[1 : n_fields + 1]
-        supersedes, reason, recorded_at, stored_prev, stored_hash = raw[n_fields + 1 :]
-        if seq != expected_seq:
-            if isinstance(seq, int) and seq > expected_seq:
-                return bad(
-                    expected_seq,
-                    f"row {expected_seq} is missing (seq jumps from {expected_seq - 1} to {seq}): deleted",
-                )
-            return bad(seq, f"row {seq} is out of order (expected seq {expected_seq})")
-        key = (values[0], values[2], values[3])
-        if stored_prev != prev_hash:
-            return bad(
-                seq,
-                f"row {seq} ({_where(values)}): prev_hash does not match row {seq - 1}'s hash: "
-                "a row before it was inserted, deleted or moved",
-            )
-        try:
-            payload = canonical_row(seq, normalized_values(values), supersedes, reason, float(recorded_at))
-        except (TypeError, ValueError) as exc:
-            return bad(seq, f"row {seq} ({_where(values)}): a field cannot be read ({exc}): edited")
-        if chain_hash(prev_hash, payload) != stored_hash:
-            return bad(seq, f"row {seq} ({_where(values)}): contents do not match its hash: edited")
-        if supersedes is not None:
-            corrections += 1
-            if not (isinstance(supersedes, int) and 0 < supersedes < seq) or keys.get(supersedes) != key:
-                return bad(
-                    seq,
-                    f"row {seq} ({_where(values)}): supersedes row {supersedes}, which is not an earlier "
-                    "row of the same minute, process and stream",
-                )
-        keys[seq] = key
-        prev_hash = stored_hash
-        if expect_head is not None and stored_hash == expect_head:
-            found = True
-        expected_seq += 1
-    rows = expected_seq - 1
     meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash')").fetchall())
     if meta and (int(meta.get("head_seq", -1)) != rows or meta.get("head_hash") != prev_hash):
         return VerifyReport(
@@ -121,31 +96,91 @@ def _walk(db: sqlite3.Connection, expect_head: str | None) -> VerifyReport:
             rows,
             rows,
             prev_hash,
-            corrections=corrections,
+            corrections=len(superseded),
             bad_seq=rows + 1,
             problem=f"the ledger recorded head row {meta.get('head_seq')} but its last row is {rows}: "
             f"row(s) after {rows} were removed",
             expected_head_found=found,
         )
-    current = db.execute(
-        "SELECT count(*) FROM minutes m WHERE NOT EXISTS (SELECT 1 FROM minutes c WHERE c.supersedes = m.seq)"
-    ).fetchone()[0]
+    # Every correction names a distinct earlier row (checked in the walk), so the current view
+    # is the rows nobody supersedes: no second pass over the table.
     return VerifyReport(
         True,
         rows,
         rows,
         prev_hash,
-        current_rows=int(current),
-        corrections=corrections,
+        current_rows=rows - len(superseded),
+        corrections=len(superseded),
         expected_head_found=found,
     )
 
 
-def _where(values: tuple[object, ...] | list[object]) -> str:
+def _check_rows(
+    db: sqlite3.Connection, expect_head: str | None, superseded: set[int]
+) -> tuple[int, str, bool | None, _Broken | None]:
+    """The hot loop: (rows checked good, their head hash, expect_head seen, the first problem)."""
+    pack, sha, join = _NUMBERS.pack, _sha256, SEP.join
+    prev, n, found = bytes(32), 0, None if expect_head is None else False
+    try:
+        expected = bytes.fromhex(expect_head) if expect_head is not None else None
+    except ValueError:
+        expected = None  # not a hash at all: never found
+    cur = db.execute(_WALK_SQL)
+    cur.arraysize = 4096
+    try:
+        while rows := cur.fetchmany():
+            for row in rows:
+                n += 1
+                if row[0] != n:
+                    _seq_problem(row[0], n)
+                try:
+                    h = sha(prev + join(row[9:19]).encode() + pack(*row[:9])).digest()
+                except (TypeError, struct.error) as exc:
+                    raise _Broken(n, f"row {n} ({_where(db, n)}): a field cannot be read ({exc}): edited") from None
+                if h != row[19]:
+                    raise _Broken(
+                        n,
+                        f"row {n} ({_where(db, n)}): contents do not match its hash: edited, "
+                        "or a row before it was inserted, deleted or moved",
+                    )
+                if row[8] & 1:
+                    _check_correction(db, n, row[7], superseded)
+                prev = row[19]
+                if prev == expected:
+                    found = True
+    except _Broken as broken:
+        return n - 1, prev.hex(), found, broken
+    return n, prev.hex(), found, None
+
+
+def _seq_problem(seq: object, expected: int) -> None:
+    if isinstance(seq, int) and seq > expected:
+        raise _Broken(expected, f"row {expected} is missing (seq jumps from {expected - 1} to {seq}): deleted")
+    raise _Broken(seq, f"row {seq} is out of order (expected seq {expected})")  # type: ignore[arg-type]
+
+
+def _check_correction(db: sqlite3.Connection, seq: int, supersedes: object, superseded: set[int]) -> None:
+    key = "SELECT minute_start, process, stream FROM minutes WHERE seq = ?"
+    mine = db.execute(key, (seq,)).fetchone()
+    theirs = db.execute(key, (supersedes,)).fetchone() if isinstance(supersedes, int) else None
+    if not (isinstance(supersedes, int) and 0 < supersedes < seq) or theirs != mine or supersedes in superseded:
+        raise _Broken(
+            seq,
+            f"row {seq} ({_where(db, seq)}): supersedes row {supersedes}, which is not an earlier "
+            "row of the same minute, process and stream (or is superseded twice)",
+        )
+    superseded.add(supersedes)
+
+
+def _where(db: sqlite3.Connection, seq: int) -> str:
+    """Process/stream and minute of row `seq`, for messages."""
+    row = db.execute("SELECT minute_start, process, stream FROM minutes WHERE seq = ?", (seq,)).fetchone()
+    if row is None:
+        return "?"
     try:
         from datetime import UTC, datetime
 
-        when = datetime.fromtimestamp(float(values[0]), UTC).strftime("%Y-%m-%dT%H:%MZ")  # type: ignore[arg-type]
+        when = datetime.fromtimestamp(float(row[0]), UTC).strftime("%Y-%m-%dT%H:%MZ")
     except (TypeError, ValueError, OverflowError):
-        when = repr(values[0])
-    return f"{values[2]}/{values[3]} {when}"
+        when = repr(row[0])
+    return f"{row[1]}/{row[2]} {when}"

@@ -7,10 +7,33 @@ kill -9 just as well but may roll back the last commits after a power loss: minu
 delivered to InfluxDB and shown to operators would vanish from the record of truth, and be
 recomputed (differently, from an older checkpoint) after the restart.
 
-Chain. Row n's hash is SHA-256 over row n-1's hash, a newline, and the canonical encoding of
-row n (`canonical_row`: compact JSON of its seq, every field in FIELDS order, what it
-supersedes, why, and when it was recorded). REAL fields are hashed as they read back from
-SQLite (never -0.0; NaN is refused), so a re-read always reproduces the hash.
+Chain (schema 3). Row n's hash is SHA-256 over row n-1's hash (the 32 bytes) followed by the
+canonical encoding of row n (`canonical_row`). It is stored as 32 bytes (`digest`); the column
+`hash` is a virtual column showing it as 64 lowercase hex digits, which is what readers select
+and what the API, `meta` and `emgate ledger verify` show. Row 1's previous hash is
+GENESIS_HASH (32 zero bytes). The canonical encoding is two parts, so it can be parsed
+back unambiguously from either end:
+
+1. text, UTF-8: site, process, stream, scope, method, activity_unit, factor_id, quality, flags
+   and reason ("" when NULL), joined by U+001F (unit separator). No field may contain U+001F
+   (append refuses it), so the text always holds exactly nine separators.
+2. 73 bytes, little-endian (struct "<q6dqB"): seq; minute_start, activity, co2_kg,
+   ef_kg_per_unit, coverage, recorded_at as IEEE-754 doubles; supersedes (0 when NULL); and a
+   presence byte: bit 0 set when supersedes is not NULL, bit 1 when reason is not NULL.
+
+REAL fields are hashed as they read back from SQLite: as doubles, never -0.0 (SQLite stores it
+as 0), and NaN is refused (SQLite would store NULL). So a re-read on any platform reproduces the
+bytes. Schema 2 hashed compact JSON and stored prev_hash and hash as hex text in every row;
+schema 3 drops prev_hash (it is the previous row's hash, which the hash covers), stores the hash
+as bytes, and replaces the JSON with this encoding, which is several times cheaper to build and
+to check. A ledger is about 40 % smaller on disk (174 bytes a row with its indexes, against 285).
+The virtual column needs SQLite 3.31 or later (Debian 12 and the Docker image have 3.40).
+
+Indexes. `minutes_key` is unique over (minute_start, process, stream, ifnull(supersedes, 0)):
+for original rows (supersedes NULL) that is the "each minute, process and stream once" rule,
+and since minute_start leads it, it also serves every time-range read (one index, not two).
+`minutes_superseded` (unique, partial) keeps a row from being superseded twice and makes the
+current view's NOT EXISTS probe an index lookup.
 
 Files are created owner-only (0600, directory 0700 when we create it).
 """
@@ -18,18 +41,18 @@ Files are created owner-only (0600, directory 0700 when we create it).
 from __future__ import annotations
 
 import hashlib
-import json
 import operator
 import os
 import sqlite3
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.model import MinuteResult
 
 GENESIS_HASH = "0" * 64
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 FIELDS = (
     "minute_start",
@@ -49,8 +72,12 @@ FIELDS = (
 )
 REAL_FIELDS = frozenset(("minute_start", "activity", "co2_kg", "ef_kg_per_unit", "coverage"))
 _REAL_INDEX = tuple(i for i, f in enumerate(FIELDS) if f in REAL_FIELDS)
-ROW_COLUMNS = ("seq", *FIELDS, "supersedes", "reason", "recorded_at", "prev_hash", "hash")
+TEXT_FIELDS = tuple(f for f in FIELDS if f not in REAL_FIELDS)
+_TEXT_INDEX = tuple(i for i, f in enumerate(FIELDS) if f not in REAL_FIELDS)
+ROW_COLUMNS = ("seq", *FIELDS, "supersedes", "reason", "recorded_at", "hash")  # what readers select
+INSERT_COLUMNS = (*ROW_COLUMNS[:-1], "digest")  # what an append writes (hash is computed from digest)
 DELAYED_FLAG = "ledger_delayed"
+SEP = "\x1f"  # joins the text fields in the canonical encoding; never inside a field
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS minutes (
@@ -59,12 +86,11 @@ CREATE TABLE IF NOT EXISTS minutes (
     supersedes INTEGER,
     reason TEXT,
     recorded_at REAL NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    digest BLOB NOT NULL,
+    hash TEXT GENERATED ALWAYS AS (lower(hex(digest))) VIRTUAL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS minutes_original ON minutes(minute_start, process, stream) WHERE supersedes IS NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS minutes_key ON minutes(minute_start, process, stream, ifnull(supersedes, 0));
 CREATE UNIQUE INDEX IF NOT EXISTS minutes_superseded ON minutes(supersedes) WHERE supersedes IS NOT NULL;
-CREATE INDEX IF NOT EXISTS minutes_by_time ON minutes(minute_start);
 CREATE TRIGGER IF NOT EXISTS minutes_no_update BEFORE UPDATE ON minutes
     BEGIN SELECT RAISE(ABORT, 'ledger rows are never updated; append a correction instead'); END;
 CREATE TRIGGER IF NOT EXISTS minutes_no_delete BEFORE DELETE ON minutes
@@ -85,44 +111,138 @@ CREATE TABLE IF NOT EXISTS checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), sa
 CREATE TABLE IF NOT EXISTS checkpoint_delta (n INTEGER PRIMARY KEY, saved_at REAL NOT NULL, state BLOB NOT NULL);
 """
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=True)
+_NUMBERS = struct.Struct("<q6dqB")  # seq, 5 REAL fields + recorded_at, supersedes or 0, presence bits
+_pack = _NUMBERS.pack
+_sha256 = hashlib.sha256
 _get_fields = operator.attrgetter(*FIELDS)
 _CURRENT = "NOT EXISTS (SELECT 1 FROM minutes c WHERE c.supersedes = m.seq)"
+# The bulk path inserts original rows as ORIGINAL_COLUMNS (supersedes and reason stay NULL),
+# recorded_at bound once per statement as ?1, and INSERT_CHUNK rows per multi-row VALUES: about
+# a fifth less work per row than executemany over all columns. 1 + 50 x 16 parameters stays
+# under 999, the smallest SQLITE_MAX_VARIABLE_NUMBER a Python build may have.
+ORIGINAL_COLUMNS = ("seq", *FIELDS, "digest")
+INSERT_CHUNK = 50
+
+
+class LedgerFormatError(ValueError):
+    """A result cannot be stored as it is (NaN, a separator inside a text field, a wrong type)."""
 
 
 def normalized_values(values: Sequence[object]) -> list[object]:
     """Field values as they read back from SQLite: REAL fields as float, never -0.0 or NaN.
 
     SQLite stores -0.0 as 0.0 and cannot store NaN (it becomes NULL), and the hash must cover
-    what reads back. Raises ValueError for NaN.
+    what reads back. Raises ValueError for NaN, and for a text field that is not a str or holds
+    the separator U+001F.
     """
     out = list(values)
     for i in _REAL_INDEX:
         x = float(out[i]) + 0.0  # type: ignore[arg-type]  # -0.0 + 0.0 == 0.0
         if x != x:
-            raise ValueError(f"NaN cannot be stored in the ledger (field {FIELDS[i]})")
+            raise LedgerFormatError(f"NaN cannot be stored in the ledger (field {FIELDS[i]})")
         out[i] = x
+    for i in _TEXT_INDEX:
+        v = out[i]
+        if not isinstance(v, str):
+            raise LedgerFormatError(f"ledger field {FIELDS[i]} must be text, got {type(v).__name__} {v!r}")
+        if SEP in v:
+            raise LedgerFormatError(f"ledger field {FIELDS[i]} contains U+001F, which the ledger reserves: {v!r}")
     return out
 
 
-def canonical_row(
-    seq: int, values: Sequence[object], supersedes: int | None, reason: str | None, recorded_at: float
-) -> bytes:
-    """The bytes a row's hash covers: seq, fields in FIELDS order, supersedes, reason, recorded_at.
+def canonical_row(seq: int, values: Sequence[object], supersedes: int | None, reason: str | None, recorded_at: float) -> bytes:
+    """The bytes a row's hash covers after the previous hash (layout: module docstring).
 
-    Compact JSON; floats in Python's shortest round-trip repr, so the encoding is stable across
-    platforms and re-reads. `values` must already be normalized (`normalized_values`).
+    `values` are in FIELDS order and already normalized (`normalized_values`).
     """
-    return _ENCODER.encode([seq, *values, supersedes, reason, recorded_at]).encode()
+    ms, site, process, stream, scope, method, activity, unit, co2, factor_id, ef, coverage, quality, flags = values
+    text = SEP.join((site, process, stream, scope, method, unit, factor_id, quality, flags, reason or ""))  # type: ignore[arg-type]
+    presence = (supersedes is not None) | (reason is not None) << 1
+    return text.encode() + _pack(seq, ms, activity, co2, ef, coverage, recorded_at, supersedes or 0, presence)
 
 
 def chain_hash(prev_hash: str, payload: bytes) -> str:
-    """SHA-256 (hex) of the previous row's hash, a newline, and this row's canonical bytes."""
-    return hashlib.sha256(prev_hash.encode() + b"\n" + payload).hexdigest()
+    """SHA-256 (lowercase hex) of the previous row's hash (given as hex, hashed as its 32 bytes)
+    and this row's canonical bytes."""
+    return _sha256(bytes.fromhex(prev_hash) + payload).hexdigest()
 
 
 def result_values(r: MinuteResult) -> list[object]:
     return normalized_values(_get_fields(r))
+
+
+def chain_originals(
+    results: Iterable[MinuteResult], seq: int, prev_hash: str, recorded_at: float
+) -> tuple[list[object], int, str]:
+    """Number and hash-chain original results after (seq, prev_hash), for a bulk insert.
+
+    Returns the rows' column values flattened in ORIGINAL_COLUMNS order (16 per row; all
+    recorded at `recorded_at`), the last seq and the last hash (hex). This is the append hot
+    path: one tuple and one hash per row, no intermediate lists. It normalizes REAL fields like
+    `normalized_values` and refuses a separator inside a text field, but leaves NaN to SQLite
+    (stored as NULL, refused by NOT NULL) and a text field that is not a str to join
+    (TypeError); after such a failure the caller retries with `chain_checked`, which names the
+    value it cannot store.
+    """
+    flat: list[object] = []
+    add = flat.extend
+    pack, sha, sep = _pack, _sha256, SEP
+    now = float(recorded_at)
+    prev = bytes.fromhex(prev_hash)
+    for ms, site, process, stream, scope, method, activity, unit, co2, factor_id, ef, coverage, quality, flags in map(
+        _get_fields, results
+    ):
+        seq += 1
+        # float(): a numpy scalar would bind as a BLOB; + 0.0: -0.0 reads back from SQLite as 0.0
+        ms = float(ms) + 0.0
+        activity = float(activity) + 0.0
+        co2 = float(co2) + 0.0
+        ef = float(ef) + 0.0
+        coverage = float(coverage) + 0.0
+        text = sep.join((site, process, stream, scope, method, unit, factor_id, quality, flags, ""))
+        if text.count(sep) != 9:
+            raise LedgerFormatError(f"row {seq}: a text field contains U+001F, which the ledger reserves")
+        prev = sha(prev + text.encode() + pack(seq, ms, activity, co2, ef, coverage, now, 0, 0)).digest()
+        add(
+            (
+                seq,
+                ms,
+                site,
+                process,
+                stream,
+                scope,
+                method,
+                activity,
+                unit,
+                co2,
+                factor_id,
+                ef,
+                coverage,
+                quality,
+                flags,
+                prev,
+            )
+        )
+    return flat, seq, prev.hex()
+
+
+def chain_checked(
+    items: Iterable[tuple[Sequence[object], int | None, str | None]], seq: int, prev_hash: str, recorded_at: float
+) -> tuple[list[object], int, str]:
+    """Like `chain_originals` for (values in FIELDS order, supersedes, reason) items, validating
+    each row (`normalized_values`); for corrections and for the retry after a failed bulk insert.
+    The rows come flattened in INSERT_COLUMNS order (19 per row)."""
+    flat: list[object] = []
+    now = float(recorded_at)
+    prev = bytes.fromhex(prev_hash)
+    for raw, supersedes, reason in items:
+        values = normalized_values(raw)
+        if reason is not None and (not isinstance(reason, str) or SEP in reason):
+            raise LedgerFormatError(f"a correction's reason must be text without U+001F: {reason!r}")
+        seq += 1
+        prev = _sha256(prev + canonical_row(seq, values, supersedes, reason, now)).digest()
+        flat.extend((seq, *values, supersedes, reason, now, prev))
+    return flat, seq, prev.hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,15 +259,16 @@ class LedgerRow:
 
 
 def _row(raw: Sequence[object]) -> LedgerRow:
+    """A LedgerRow from (*ROW_COLUMNS, prev_hash): the previous row's hash is selected with it."""
     n = len(FIELDS)
     return LedgerRow(
-        int(raw[0]),
+        int(raw[0]),  # type: ignore[call-overload]
         MinuteResult(*raw[1 : n + 1]),
-        raw[n + 1],
-        raw[n + 2],
+        raw[n + 1],  # type: ignore[arg-type]
+        raw[n + 2],  # type: ignore[arg-type]
         float(raw[n + 3]),  # type: ignore[arg-type]
-        str(raw[n + 4]),
         str(raw[n + 5]),
+        str(raw[n + 4]),
     )
 
 
@@ -160,19 +281,39 @@ def create_owner_only(path: Path) -> None:
 
 
 def open_ledger_db(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open (creating owner-only) a ledger database; `readonly` for audit tools."""
+    """Open (creating owner-only) a ledger database; `readonly` for audit tools.
+
+    Raises sqlite3.DatabaseError for a ledger of another schema version (there is no migration:
+    a new version starts a new file), OSError/sqlite3.Error when the file cannot be opened.
+    """
     if readonly:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such ledger file")
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # fails now if not a database
+        _check_schema(conn, path)
         return conn
     create_owner_only(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.executescript(_SCHEMA)
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    try:
+        _check_schema(conn, path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        return  # a new file (or not a ledger at all: the first query on minutes says so)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is not None and row[0] != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"{path} is a ledger of schema {row[0]}; this version reads and writes schema {SCHEMA_VERSION} "
+            "(see gateway/sinks/ledger_format.py). There is no migration: keep the old file with the version "
+            "that wrote it and start a new ledger file"
+        )

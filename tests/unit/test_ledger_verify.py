@@ -52,7 +52,7 @@ def test_intact_prints_head_and_count(ledger_file: Path, capsys: pytest.CaptureF
                 "UPDATE minutes SET seq = seq - 99 WHERE seq >= 105",
                 "INSERT INTO minutes SELECT 5, minute_start, site, process, 'extra', scope, method, activity, "
                 "activity_unit, co2_kg, factor_id, ef_kg_per_unit, coverage, quality, flags, NULL, NULL, "
-                "recorded_at, prev_hash, hash FROM minutes WHERE seq = 4",
+                "recorded_at, digest FROM minutes WHERE seq = 4",
             ],
             5,
         ),
@@ -66,6 +66,9 @@ def test_intact_prints_head_and_count(ledger_file: Path, capsys: pytest.CaptureF
             8,
         ),
         ("re-pointed correction", ["UPDATE minutes SET supersedes = 5 WHERE seq = 11"], 11),
+        ("text stored as bytes", ["UPDATE minutes SET process = CAST(process AS BLOB) WHERE seq = 6"], 6),
+        ("edited hash", ["UPDATE minutes SET digest = zeroblob(32) WHERE seq = 9"], 9),
+        ("moved reason", ["UPDATE minutes SET reason = 'x' WHERE seq = 2"], 2),
     ],
 )
 def test_tampering_is_named(
@@ -87,9 +90,7 @@ def test_rewritten_chain_loses_recorded_head(ledger_file: Path, capsys: pytest.C
     db.close()
     forged = ledger_file.with_name("forged.sqlite")
     lg = Ledger(forged)
-    lg.append(
-        [result(int((m - T0) // 60), p, s, co2_kg=(c if (m, p) != (T0, "a") else 0.0)) for m, p, s, c in rows]
-    )
+    lg.append([result(int((m - T0) // 60), p, s, co2_kg=(c if (m, p) != (T0, "a") else 0.0)) for m, p, s, c in rows])
     lg.close()
     assert main(["ledger", "verify", str(forged)]) == 0
     assert main(["ledger", "verify", str(forged), "--expect-head", head]) == 1

@@ -1,0 +1,134 @@
+"""Benchmark: ledger appends/s and chain verification rows/s, beside SQLite's own ceiling.
+
+    python -m bench.ledger_throughput            # 300,000 rows (100 streams x 3,000 minutes)
+    python -m bench.ledger_throughput --quick    # 60,000 rows
+    python -m bench.ledger_throughput --rows 1000000 --batch 10000
+
+Three append figures on the same rows, side by side (on a loaded 2-core machine only the ratios
+mean much): `append_bulk` passes every row in one Ledger.append (a replay, a drained backlog);
+`append_batched` one append per `--batch` rows (one transaction each, as a live gateway with that
+many streams per minute); `ceiling_executemany` inserts the very rows Ledger stored (already
+hashed) with one plain executemany into a fresh file of the same schema, pragmas and indexes: what
+SQLite alone costs, the bound for the append. `verify` is verify_ledger over the bulk ledger (the
+whole chain, as `emgate ledger verify` and the export do); `read_current` is Ledger.current().
+Targets: appends >= 200,000 rows/s, verify >= 300,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from gateway.model import MinuteResult
+from gateway.sinks.ledger import INSERT_COLUMNS, Ledger, open_ledger_db
+from gateway.sinks.ledger_audit import verify_ledger
+
+START = 1_795_000_000.0 - 1_795_000_000.0 % 86400
+GOAL_APPENDS_PER_S = 200_000
+GOAL_VERIFY_PER_S = 300_000
+
+
+def minute_results(rows: int, streams: int = 100) -> list[MinuteResult]:
+    out = []
+    for k in range(rows):
+        m, i = divmod(k, streams)
+        sub = (m * 31 + i) % 97 == 0
+        out.append(
+            MinuteResult(
+                START + 60.0 * m,
+                "bench-works",
+                f"p{i % 8}",
+                f"s{i:05d}",
+                "direct",
+                "fuel_combustion",
+                0.01 * (1 + i % 5) + m * 1e-6,
+                "t",
+                28.53 * (1 + i % 5),
+                "cn.coke",
+                2853.0,
+                0.2 if sub else 1.0,
+                "substituted" if sub else "measured",
+                "rule=last_good" if sub else "",
+            )
+        )
+    return out
+
+
+def _append(path: Path, results: list[MinuteResult], batch: int) -> float:
+    ledger = Ledger(path, clock=lambda: 1_800_000_000.0)
+    t0 = time.perf_counter()
+    for i in range(0, len(results), batch):
+        ledger.append(results[i : i + batch])
+    elapsed = time.perf_counter() - t0
+    ledger.close()
+    return elapsed
+
+
+def _ceiling(source: Path, target: Path) -> float:
+    src = open_ledger_db(source, readonly=True)
+    rows = src.execute(f"SELECT {', '.join(INSERT_COLUMNS)} FROM minutes ORDER BY seq").fetchall()
+    src.close()
+    db = open_ledger_db(target)
+    placeholders = ",".join("?" * len(INSERT_COLUMNS))
+    t0 = time.perf_counter()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany(f"INSERT INTO minutes ({', '.join(INSERT_COLUMNS)}) VALUES ({placeholders})", rows)
+    db.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    db.close()
+    return elapsed
+
+
+def run(quick: bool, *, rows: int | None = None, batch: int | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (rows/s) for `python -m bench`."""
+    rows = rows or (60_000 if quick else 300_000)
+    batch = batch or 10_000
+    results = minute_results(rows)
+    with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
+        bulk, batched, plain = Path(tmp) / "bulk.sqlite", Path(tmp) / "batched.sqlite", Path(tmp) / "plain.sqlite"
+        bulk_s = _append(bulk, results, len(results))
+        batched_s = _append(batched, results, batch)
+        ceiling_s = _ceiling(bulk, plain)
+        t0 = time.perf_counter()
+        report = verify_ledger(bulk)
+        verify_s = time.perf_counter() - t0
+        if not (report.ok and report.rows == rows):
+            raise RuntimeError(f"verify of the benchmark ledger failed: {report}")
+        ledger = Ledger(bulk, readonly=True)
+        t0 = time.perf_counter()
+        read = sum(1 for _ in ledger.current())
+        read_s = time.perf_counter() - t0
+        ledger.close()
+        ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("bulk.sqlite*")) / 1e6
+    figures = {
+        "ledger_rows": rows,
+        "ledger_batch": batch,
+        "ledger_append_bulk_rows_per_s": round(rows / bulk_s),
+        "ledger_append_batched_rows_per_s": round(rows / batched_s),
+        "ledger_ceiling_executemany_rows_per_s": round(rows / ceiling_s),
+        "ledger_append_vs_ceiling": round(ceiling_s / bulk_s, 2),
+        "ledger_verify_rows_per_s": round(rows / verify_s),
+        "ledger_read_current_rows_per_s": round(read / read_s),
+        "ledger_bytes_per_row": round(ledger_mb * 1e6 / rows),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(figures, indent=2))
+    return figures
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="60,000 rows instead of 300,000")
+    p.add_argument("--rows", type=int, default=None, help="rows to append and verify")
+    p.add_argument("--batch", type=int, default=None, help="rows per append for append_batched (default 10,000)")
+    a = p.parse_args()
+    run(a.quick, rows=a.rows, batch=a.batch)
+
+
+if __name__ == "__main__":
+    main()
