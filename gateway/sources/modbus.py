@@ -36,13 +36,13 @@ from typing import Self
 import numpy as np
 
 from gateway.clock import Clock
-from gateway.codec import DataType, apply_points, decode_block
-from gateway.errors import DecodeError, SourceUnavailable
+from gateway.errors import SourceUnavailable
 from gateway.health import ComponentHealth
 from gateway.model import SampleBatch, SampleQuality
 from gateway.pymodbus_adapter import ModbusExceptionReply, ModbusNoReply
-from gateway.settings import ModbusDeviceConfig, ModbusPointConfig, RetryConfig
+from gateway.settings import ModbusDeviceConfig, RetryConfig
 from gateway.signals import SignalTable
+from gateway.sources.modbus_decode import compile_block
 from gateway.sources.modbus_link import ModbusLink, ModbusLinkPool
 from gateway.sources.modbus_plan import ReadBlock, plan_reads, point_width, split_block
 
@@ -71,92 +71,6 @@ class ModbusCounters:
     splits: int = 0
     dropped_batches: int = 0
     exception_codes: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Group:
-    """Points of one block with one decoding rule: decoded by one decode_block call."""
-
-    idx: np.ndarray
-    offsets: np.ndarray
-    dtype: DataType | None  # None: coil/discrete bits, taken as they are
-    byte_order: str
-    bits: np.ndarray | None
-    # None / scalars where every point has the default: apply_points then skips that step
-    scale: np.ndarray | float
-    offset: np.ndarray | float
-    sentinel: np.ndarray | None
-    pmin: np.ndarray | None
-    pmax: np.ndarray | None
-
-
-@dataclass
-class _Block:
-    block: ReadBlock
-    groups: list[_Group]
-    strings: list[int]  # STRING points: labels, not measurements
-
-
-def _opt(values: list[float | None]) -> np.ndarray:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-
-
-def compile_block(block: ReadBlock, points: list[ModbusPointConfig]) -> _Block:
-    by_rule: dict[tuple[str, str], list[int]] = {}
-    strings: list[int] = []
-    for i in block.points:
-        p = points[i]
-        if p.kind in ("coil", "discrete"):
-            by_rule.setdefault(("BITS", "ABCD"), []).append(i)
-        elif p.type == "STRING":
-            strings.append(i)
-        else:
-            by_rule.setdefault((p.type, p.byte_order), []).append(i)
-    groups = []
-    for (dtype, order), idx in by_rule.items():
-        ps = [points[i] for i in idx]
-        sentinels = [p.sentinel for p in ps]
-        groups.append(
-            _Group(
-                idx=np.array(idx, dtype=np.intp),
-                offsets=np.array([block.offset(p.address) for p in ps], dtype=np.intp),
-                dtype=None if dtype == "BITS" else DataType(dtype),
-                byte_order=order,
-                bits=np.array([p.bit for p in ps], dtype=np.intp) if dtype == "BIT" else None,
-                scale=1.0 if all(p.scale == 1.0 for p in ps) else np.array([p.scale for p in ps]),
-                offset=0.0 if all(p.offset == 0.0 for p in ps) else np.array([p.offset for p in ps]),
-                sentinel=None if all(s is None for s in sentinels) else _opt(sentinels),
-                pmin=None if all(p.min is None for p in ps) else _opt([p.min for p in ps]),
-                pmax=None if all(p.max is None for p in ps) else _opt([p.max for p in ps]),
-            )
-        )
-    return _Block(block, groups, strings)
-
-
-def decode_into(cb: _Block, words: list[int], values: np.ndarray, quality: np.ndarray) -> None:
-    """Decode one block's words into the poll's value and quality columns."""
-    # pymodbus hands out 0..65535 (bits 0/1): uint16 skips decode_block's range check
-    block_words = np.asarray(words, dtype=np.uint16)
-    for g in cb.groups:
-        try:
-            if g.dtype is None:
-                raw = block_words[g.offsets]
-            else:
-                raw = decode_block(block_words, g.offsets, g.dtype, g.byte_order, bits=g.bits)
-        except DecodeError:
-            quality[g.idx] = SampleQuality.DECODE_ERROR
-            continue
-        v, q = apply_points(
-            raw,
-            scale=g.scale,
-            offset=g.offset,
-            sentinel=g.sentinel,
-            plausible_min=g.pmin,
-            plausible_max=g.pmax,
-        )
-        values[g.idx], quality[g.idx] = v, q
-    for i in cb.strings:
-        quality[i] = SampleQuality.DECODE_ERROR  # a text label cannot be a sample value
 
 
 class ModbusSource:
@@ -190,9 +104,7 @@ class ModbusSource:
         self._ids = np.array([signals.id(p.signal) for p in cfg.points], dtype=np.int32)
         self._blocks = [
             compile_block(b, cfg.points)
-            for b in plan_reads(
-                cfg.points, max_registers=cfg.max_registers_per_read, max_gap=cfg.max_gap_registers
-            )
+            for b in plan_reads(cfg.points, max_registers=cfg.max_registers_per_read, max_gap=cfg.max_gap_registers)
         ]
         self._link: ModbusLink | None = None
         self._failures = 0  # consecutive polls without a reply
@@ -201,6 +113,9 @@ class ModbusSource:
         self.counters = ModbusCounters()
         # one period plus one timeout: the latest an on-time poll of this device can be answered
         self._stale_after_s = cfg.poll_s + cfg.timeout_s
+        # a poll's columns start as copies of these: every point a gap until its block is read
+        self._no_values = np.full(len(cfg.points), np.nan)
+        self._no_quality = np.full(len(cfg.points), SampleQuality.COMM_ERROR, dtype=np.uint8)
         self.keep_words = False  # `emgate poll` sets it to show each point's raw words
         self.last_words: dict[int, list[int]] = {}  # point index -> its raw words at the last poll
 
@@ -223,9 +138,7 @@ class ModbusSource:
         except ModbusNoReply as exc:
             self._links.release(self.cfg)
             self._link = None
-            raise SourceUnavailable(
-                self.cfg.endpoint, f"cannot connect ({exc}); check {self._hint()}"
-            ) from exc
+            raise SourceUnavailable(self.cfg.endpoint, f"cannot connect ({exc}); check {self._hint()}") from exc
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -261,22 +174,19 @@ class ModbusSource:
             # less than a period late (a neighbour's timeout held the line): poll at once, keep the tick
 
     def _gap(self, ts: float) -> SampleBatch:
-        n = len(self.cfg.points)
-        return SampleBatch(
-            self.cfg.name,
-            self._ids,
-            np.full(n, ts),
-            np.full(n, np.nan),
-            np.full(n, SampleQuality.COMM_ERROR, dtype=np.uint8),
-        )
+        return SampleBatch(self.cfg.name, self._ids, self._stamps(ts), self._no_values.copy(), self._no_quality.copy())
+
+    def _stamps(self, ts: float) -> np.ndarray:
+        stamps = np.empty(len(self._ids))
+        stamps.fill(ts)
+        return stamps
 
     async def poll_once(self, ts: float) -> SampleBatch:
         """Read every block once and return the batch stamped `ts`; never raises for a peer's fault."""
         if self._link is None:
             raise RuntimeError("enter the ModbusSource before polling")
-        n = len(self.cfg.points)
-        values = np.full(n, np.nan)
-        quality = np.full(n, SampleQuality.COMM_ERROR, dtype=np.uint8)
+        values = self._no_values.copy()
+        quality = self._no_quality.copy()
         started = self._clock.now()
         self.counters.polls += 1
         failure: str | None = None
@@ -299,15 +209,14 @@ class ModbusSource:
                 failure = self._no_reply_message(cb.block, exc)
                 break
             answered = True
-            decode_into(cb, words, values, quality)
+            cb.decode_into(words, values, quality)
             if self.keep_words:
                 for j in cb.block.points:
                     off = cb.block.offset(self.cfg.points[j].address)
                     self.last_words[j] = words[off : off + point_width(self.cfg.points[j])]
             if self._clock.now() - started > self._stale_after_s:
                 # later than any on-time poll could answer: not a reading of the poll's time
-                members = np.fromiter(cb.block.points, dtype=np.intp)
-                late = members[quality[members] == SampleQuality.GOOD]
+                late = cb.members[quality[cb.members] == SampleQuality.GOOD]
                 quality[late] = SampleQuality.STALE
             i += 1
         if failure is not None:
@@ -318,7 +227,7 @@ class ModbusSource:
         else:
             self._failures = 0
             self.health.succeeded(ts, latency_s=self._clock.now() - started)
-        return SampleBatch(self.cfg.name, self._ids, np.full(n, ts), values, quality)
+        return SampleBatch(self.cfg.name, self._ids, self._stamps(ts), values, quality)
 
     async def _read(self, block: ReadBlock) -> list[int]:
         assert self._link is not None
@@ -362,8 +271,7 @@ class ModbusSource:
         self.counters.splits += 1
         self._blocks[i : i + 1] = [compile_block(h, self.cfg.points) for h in halves]
         log.info(
-            "%s: read %s(%d, count=%d) refused with exception 2 (illegal data address); "
-            "split into %s and kept that way",
+            "%s: read %s(%d, count=%d) refused with exception 2 (illegal data address); split into %s and kept that way",
             self.cfg.endpoint,
             block.kind,
             block.start,

@@ -94,14 +94,13 @@ class ModbusLink:
         self._connect_failures = 0
         self._no_reply_run = 0
 
-    async def read(
-        self, kind: RegisterKind, address: int, count: int, unit_id: int, timeout_s: float
-    ) -> list[int]:
+    async def read(self, kind: RegisterKind, address: int, count: int, unit_id: int, timeout_s: float) -> list[int]:
         """One request, alone on the line. Raises ModbusNoReply or ModbusExceptionReply."""
         queued = time.perf_counter()
         async with self._lock:
             self.counters.wait_s += time.perf_counter() - queued
-            await self._connect_locked()
+            if not self.client.connected:
+                await self._connect_locked()
             self.counters.requests += 1
             try:
                 words = await self.client.read(kind, address, count, unit_id, timeout_s=timeout_s)
@@ -139,9 +138,7 @@ class ModbusLinkPool:
             ConfigError: another device on the same serial port uses other line settings.
         """
         key = link_key(cfg)
-        params: tuple[object, ...] = (
-            (cfg.baudrate, cfg.parity, cfg.stopbits) if cfg.transport == "rtu" else ()
-        )
+        params: tuple[object, ...] = (cfg.baudrate, cfg.parity, cfg.stopbits) if cfg.transport == "rtu" else ()
         link = self._links.get(key)
         if link is None:
             client = ModbusClient(
