@@ -42,9 +42,7 @@ def spike_scores(
     if x.ndim != 1:
         raise ValueError(f"values must be 1-D, got shape {x.shape}")
     if window < 1 or min_history < 1 or mad_floor <= 0:
-        raise ValueError(
-            f"window {window} and min_history {min_history} must be >= 1, mad_floor {mad_floor} > 0"
-        )
+        raise ValueError(f"window {window} and min_history {min_history} must be >= 1, mad_floor {mad_floor} > 0")
     operating = np.isfinite(x) & (x >= off_below)
     hist = x[operating]
     idx = np.flatnonzero(operating)
@@ -91,15 +89,16 @@ class RollingBaseline:
 
     `refresh` > 1 recomputes the median and MAD only every `refresh` operating minutes (a day's
     baseline barely moves in a few minutes, and a year's replay then costs 1/refresh the time).
+    `update_many` takes a run of minutes at once (a replay's day, a live gateway's one minute):
+    the medians of all refreshes in the run are taken in one numpy pass over sliding windows,
+    with exactly the numbers minute-by-minute updates would give (a median and a MAD do not
+    depend on the order of the window's values).
     """
 
-    def __init__(
-        self, window: int, *, min_history: int, mad_floor: float, off_below: float = 0.0, refresh: int = 1
-    ) -> None:
+    def __init__(self, window: int, *, min_history: int, mad_floor: float, off_below: float = 0.0, refresh: int = 1) -> None:
         if window < 1 or min_history < 1 or mad_floor <= 0 or refresh < 1:
             raise ValueError(
-                f"bad baseline parameters: window {window}, min_history {min_history}, "
-                f"mad_floor {mad_floor}, refresh {refresh}"
+                f"bad baseline parameters: window {window}, min_history {min_history}, mad_floor {mad_floor}, refresh {refresh}"
             )
         self.window, self.min_history, self.mad_floor = window, min_history, mad_floor
         self.off_below, self.refresh = off_below, refresh
@@ -111,15 +110,79 @@ class RollingBaseline:
 
     def update(self, value: float) -> float:
         """Score `value` against the baseline so far, then add it. NaN when not scored."""
-        if not np.isfinite(value) or value < self.off_below:
-            return float("nan")
-        score = float("nan")
-        if min(self._n, self.window) >= self.min_history:
-            if self._since_refresh >= self.refresh:
-                self.median, self.mad = robust_baseline(self._ring)
-                self._since_refresh = 0
-            score = (value - self.median) / max(self.mad, self.mad_floor)
-        self._ring[self._n % self.window] = value
-        self._n += 1
-        self._since_refresh += 1
-        return score
+        return float(self.update_many(np.array([value], dtype=np.float64))[0][0])
+
+    def update_many(self, values: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Score consecutive minutes' values, each against the baseline before it, and add them.
+
+        Returns (score, median, mad) per value: the median and scaled MAD the score used (NaN
+        where the value was not scored: missing, below off_below, or history too short).
+        """
+        x = np.asarray(values, dtype=np.float64)
+        if x.ndim != 1:
+            raise ValueError(f"values must be 1-D, got shape {x.shape}")
+        n_values = len(x)
+        score = np.full(n_values, np.nan)
+        med_out = np.full(n_values, np.nan)
+        mad_out = np.full(n_values, np.nan)
+        with np.errstate(invalid="ignore"):
+            operating = np.isfinite(x) & (x >= self.off_below)
+        idx = np.flatnonzero(operating)
+        new = x[idx]
+        k_new = len(new)
+        if k_new == 0:
+            return score, med_out, mad_out
+        w, n0 = self.window, self._n
+        held = min(n0, w)
+        # the ring in time order, then the new operating values: history[held + k] is new[k]
+        history = np.concatenate((np.roll(self._ring, -(n0 % w))[w - held :] if held else np.empty(0), new))
+        counts = n0 + np.arange(k_new)  # operating values before each new one
+        scored = np.minimum(counts, w) >= self.min_history
+        # refreshes: at the first scored value whose since-refresh count reached `refresh`, then
+        # every `refresh` operating values (every later value is scored too)
+        first_scored = int(np.argmax(scored)) if scored.any() else k_new
+        first_refresh = max(first_scored, self.refresh - self._since_refresh)
+        refresh_at = np.arange(first_refresh, k_new, self.refresh)
+        medians, mads = self._baselines_at(history, held, counts, refresh_at)
+        # each value uses the latest refresh at or before it (or the one held from before)
+        which = np.searchsorted(refresh_at, np.arange(k_new), side="right") - 1
+        med_k = np.where(which >= 0, medians[np.maximum(which, 0)] if len(refresh_at) else np.nan, self.median)
+        mad_k = np.where(which >= 0, mads[np.maximum(which, 0)] if len(refresh_at) else np.nan, self.mad)
+        s = (new - med_k) / np.maximum(mad_k, self.mad_floor)
+        score[idx] = np.where(scored, s, np.nan)
+        med_out[idx] = np.where(scored, med_k, np.nan)
+        mad_out[idx] = np.where(scored, mad_k, np.nan)
+        if len(refresh_at):
+            self.median, self.mad = float(medians[-1]), float(mads[-1])
+            self._since_refresh = k_new - int(refresh_at[-1])
+        else:
+            self._since_refresh += k_new
+        tail = new[-w:]
+        self._ring[(n0 + k_new - len(tail) + np.arange(len(tail))) % w] = tail
+        self._n = n0 + k_new
+        return score, med_out, mad_out
+
+    def _baselines_at(
+        self, history: NDArray[np.float64], held: int, counts: NDArray[np.int64], refresh_at: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(median, scaled MAD) of the window before each refresh point (new-value index)."""
+        w = self.window
+        medians = np.empty(len(refresh_at))
+        mads = np.empty(len(refresh_at))
+        full = np.minimum(counts[refresh_at], w) == w
+        for j in np.flatnonzero(~full):  # warm-up: fewer than `window` values so far
+            end = held + int(refresh_at[j])
+            medians[j], mads[j] = robust_baseline(history[end - int(counts[refresh_at[j]]) : end])
+        full_idx = np.flatnonzero(full)
+        if len(full_idx):
+            views = np.lib.stride_tricks.sliding_window_view(history, w)
+            for lo in range(0, len(full_idx), _ROWS_PER_PASS):
+                part = full_idx[lo : lo + _ROWS_PER_PASS]
+                block = views[held + refresh_at[part] - w]
+                med = np.median(block, axis=1)
+                medians[part] = med
+                mads[part] = MAD_TO_SIGMA * np.median(np.abs(block - med[:, None]), axis=1)
+        return medians, mads
+
+
+_ROWS_PER_PASS = 256  # windows per numpy median call: bounds the temporary matrix

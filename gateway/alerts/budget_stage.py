@@ -3,7 +3,10 @@
 It receives the list[MinuteResult] of each closed frame (one minute live, many in a replay),
 keeps the year-to-date sums of the budget's scope, evaluates analytics.budget and
 analytics.spikes, feeds the measures to AlertRules and stores the resulting events in the
-alerts table (the outbox the MQTT sink drains). After a restart it takes the year to date back
+alerts table (the outbox the MQTT sink drains). A frame is evaluated as a whole: its minutes
+become arrays, the budget positions and spike baselines of all of them are taken in numpy and
+AlertRules.observe_many walks each alert key through them, so a live minute is a frame of one
+and a replay's day a frame of 1,440, through the same code and with the same events. After a restart it takes the year to date back
 from the ledger's minutes and the active alerts from the alerts table, so neither the budget
 nor an alert's id starts over.
 """
@@ -12,13 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from analytics.budget import BudgetPosition
 from analytics.spikes import RollingBaseline
 from gateway.alert_settings import AlertsConfig, BudgetConfig
-from gateway.alerts.budget_tracker import BudgetTracker, budget_payload, format_t
+from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
 from gateway.alerts.model import Alert
 from gateway.alerts.rules import AlertRules, Observation
 from gateway.alerts.store import AlertStore
@@ -117,15 +123,16 @@ class AlertStage:
         return self._payload[1]
 
     def __call__(self, results: list[MinuteResult]) -> None:
-        by_minute: dict[float, list[MinuteResult]] = defaultdict(list)
-        for r in results:
-            by_minute[r.minute_start].append(r)
+        frame = _Minutes.of(results, self.last_minute_s, self.tracker.scopes if self.tracker else (), self.budget_cfg)
         events: list[Alert] = []
-        for minute_start in sorted(by_minute):
-            if minute_start <= self.last_minute_s:
-                continue  # already counted (a frame re-delivered after a restart)
-            events.extend(self.on_minute(minute_start, by_minute[minute_start]))
-            self.last_minute_s = minute_start
+        if frame is not None:
+            if frame.same_order:
+                events = self._evaluate(frame)
+            else:  # processes listed in a different order in some minute: keep each minute's own
+                for m in frame.starts.tolist():
+                    events += self._evaluate(
+                        _Minutes.of([r for r in results if r.minute_start == m], m - 60.0, frame.scopes, self.budget_cfg)
+                    )  # type: ignore[arg-type]
         if events:
             self.events_total += len(events)
             self.active_version += 1
@@ -150,34 +157,24 @@ class AlertStage:
         if events or self._position is not None:
             self.notify()
 
-    def on_minute(self, minute_start: float, rows: Iterable[MinuteResult]) -> list[Alert]:
-        """Evaluate one closed minute; returns the events it produced (not yet stored)."""
-        at_s = minute_start + 60.0
-        co2_kg: dict[str, float] = {}
-        scoped_t: dict[str, float] = {}
-        coverage: dict[str, list[float]] = {}
-        production_t = 0.0
-        scopes = self.tracker.scopes if self.tracker else ()
-        prod = self.budget_cfg.production if self.budget_cfg else None
-        for r in rows:
-            p = r.process
-            co2_kg[p] = co2_kg.get(p, 0.0) + r.co2_kg
-            cov = 0.0 if r.quality == "missing" else r.coverage
-            if p in coverage:
-                coverage[p].append(cov)
-            else:
-                coverage[p] = [cov]
-            if r.scope in scopes:
-                scoped_t[p] = scoped_t.get(p, 0.0) + r.co2_kg / 1000.0
-            if prod is not None and p == prod.process and r.stream == prod.stream:
-                production_t += r.activity
-        events: list[Alert] = []
-        if self.tracker is not None:
-            self.tracker.add_minute(minute_start, scoped_t, production_t)
-            events += self._budget_rules(at_s)
-        events += self._spike_rules(at_s, co2_kg)
-        events += self._quality_rules(at_s, coverage)
-        return events
+    def _evaluate(self, frame: _Minutes) -> list[Alert]:
+        """Every rule over the frame's minutes; the events in the order minute-by-minute
+        evaluation gives them: by minute, then budget, intensity, spikes, coverage, devices,
+        backlog (processes in their order within the minute)."""
+        found: list[tuple[int, int, Alert]] = []  # (minute, rule rank, event)
+        at_s = frame.starts + 60.0
+        lo = 0
+        while lo < len(at_s):
+            hi = len(at_s)
+            if self.tracker is not None:
+                hi = lo + self.tracker.year_run(frame.starts[lo:])
+                found += self._budget_rules(frame, lo, hi, at_s)
+            found += self._spike_rules(frame, lo, hi, at_s)
+            found += self._quality_rules(frame, lo, hi, at_s)
+            lo = hi
+        self.last_minute_s = float(frame.starts[-1])
+        found.sort(key=lambda x: (x[0], x[1]))
+        return [e for _, _, e in found]
 
     def _evaluate_position(self, at_s: float) -> BudgetPosition | None:
         assert self.tracker is not None
@@ -188,160 +185,274 @@ class AlertStage:
         self.budget_version += 1
         return pos
 
-    def _budget_rules(self, at_s: float) -> list[Alert]:
+    def _budget_rules(self, frame: _Minutes, lo: int, hi: int, at_s: NDArray[np.float64]) -> list[tuple[int, int, Alert]]:
         assert self.tracker is not None and self.budget_cfg is not None
-        pos = self._evaluate_position(at_s)
-        if pos is None or self.tracker.data_days(at_s) < self.budget_cfg.projection_min_days:
-            return []
-        b, year, tracker = self.budget_cfg, self.tracker.year, self.tracker
-
-        def describe_budget() -> tuple[str, dict[str, Any]]:
-            word = "shortfall" if pos.shortfall_t > 0 else "surplus"
-            message = (
-                f"Budget {year} ({b.scope}): projected year-end {format_t(pos.projected_year_end_t)} tCO2 vs "
-                f"allowance {format_t(pos.allowance_t)} t, {word} {format_t(abs(pos.shortfall_t))} t = "
-                f"{abs(pos.shortfall_cny):,.0f} CNY at {pos.price_cny_per_t:g} CNY/t"
-            )
-            details = {
-                "year": year,
-                "scope": b.scope,
-                "budget": b.name,
-                "allowance_t": pos.allowance_t,
-                "projected_year_end_t": pos.projected_year_end_t,
-                "shortfall_t": pos.shortfall_t,
-                "shortfall_cny": pos.shortfall_cny,
-                "price_cny_per_t": pos.price_cny_per_t,
-                "actual_t": pos.actual_t,
-                "trajectory_t": pos.trajectory_t,
-                "gap_t": pos.gap_t,
-                "projection_method": b.projection,
-                "processes": {
-                    d.process: {"deviation_t": d.deviation_t, "share": d.share}
-                    for d in tracker.deviations(pos)
-                },
-            }
-            return message, details
-
-        events = self.rules.observe(
-            ("budget", None, b.name),
-            Observation(
-                pos.over_fraction, figure=pos.shortfall_t, scale=pos.allowance_t, describe=describe_budget
-            ),
-            at_s,
-            self.cfg.budget,
+        tracker, b = self.tracker, self.budget_cfg
+        sums = tracker.add_minutes(
+            frame.starts[lo:hi], frame.processes, frame.scoped_t[lo:hi], frame.has_scoped[lo:hi], frame.production_t[lo:hi]
         )
-        bench, recent = pos.benchmark_t_per_t, pos.recent_intensity_t_per_t
-        if bench and recent is not None:
-            over = recent / bench - 1.0
+        at = at_s[lo:hi]
+        many = tracker.positions(at, sums)
+        if many is None or tracker.year is None:
+            return []
+        year = tracker.year
+        self._position = (many.at(len(at) - 1), float(at[-1]), year)
+        self.budget_version += len(at)
+        first = int(np.searchsorted((at - (tracker.first_minute_s or 0.0)) / DAY_S >= b.projection_min_days, True))
+        if first >= len(at):
+            return []
+        at = at[first:]
 
-            def describe_intensity() -> tuple[str, dict[str, Any]]:
-                msg = (
-                    f"CO2 intensity {recent:.3f} t/t product over the last {b.projection_window_days:g} d, "
-                    f"{over * 100:+.1f} % vs benchmark {bench:.3f} t/t"
+        def budget_at(i: int) -> Observation:
+            j = first + i
+            pos = many.at(j)
+
+            def describe_budget() -> tuple[str, dict[str, Any]]:
+                word = "shortfall" if pos.shortfall_t > 0 else "surplus"
+                message = (
+                    f"Budget {year} ({b.scope}): projected year-end {format_t(pos.projected_year_end_t)} tCO2 vs "
+                    f"allowance {format_t(pos.allowance_t)} t, {word} {format_t(abs(pos.shortfall_t))} t = "
+                    f"{abs(pos.shortfall_cny):,.0f} CNY at {pos.price_cny_per_t:g} CNY/t"
                 )
-                return msg, {
-                    "intensity_t_per_t": recent,
-                    "benchmark_t_per_t": bench,
-                    "year_to_date_t_per_t": pos.intensity_t_per_t,
-                    "window_days": b.projection_window_days,
+                details = {
+                    "year": year,
+                    "scope": b.scope,
+                    "budget": b.name,
+                    "allowance_t": pos.allowance_t,
+                    "projected_year_end_t": pos.projected_year_end_t,
+                    "shortfall_t": pos.shortfall_t,
+                    "shortfall_cny": pos.shortfall_cny,
+                    "price_cny_per_t": pos.price_cny_per_t,
+                    "actual_t": pos.actual_t,
+                    "trajectory_t": pos.trajectory_t,
+                    "gap_t": pos.gap_t,
+                    "projection_method": b.projection,
+                    "processes": {
+                        d.process: {"deviation_t": d.deviation_t, "share": d.share}
+                        for d in tracker.deviations(pos, sums.by_process_at(j))
+                    },
                 }
+                return message, details
 
-            events += self.rules.observe(
-                ("intensity", None, b.name),
-                Observation(over, describe=describe_intensity),
-                at_s,
-                self.cfg.intensity,
+            return Observation(pos.over_fraction, figure=pos.shortfall_t, scale=pos.allowance_t, describe=describe_budget)
+
+        out = [
+            (lo + first + i, 0, e)
+            for i, e in self.rules.observe_many(
+                ("budget", None, b.name),
+                many.over_fraction[first:],
+                at,
+                self.cfg.budget,
+                budget_at,
+                figures=many.shortfall_t[first:],
+                scales=many.allowance_t[first:],
             )
-        return events
+        ]
+        bench = many.benchmark_t_per_t
+        if bench and many.recent_intensity_t_per_t is not None and many.has_recent_intensity is not None:
+            rows = first + np.flatnonzero(many.has_recent_intensity[first:])
+            over = many.recent_intensity_t_per_t[rows] / bench - 1.0
 
-    def _spike_rules(self, at_s: float, co2_kg: dict[str, float]) -> list[Alert]:
+            def intensity_at(i: int) -> Observation:
+                pos, o = many.at(int(rows[i])), float(over[i])
+                recent = pos.recent_intensity_t_per_t
+
+                def describe_intensity() -> tuple[str, dict[str, Any]]:
+                    msg = (
+                        f"CO2 intensity {recent:.3f} t/t product over the last {b.projection_window_days:g} d, "
+                        f"{o * 100:+.1f} % vs benchmark {bench:.3f} t/t"
+                    )
+                    return msg, {
+                        "intensity_t_per_t": recent,
+                        "benchmark_t_per_t": bench,
+                        "year_to_date_t_per_t": pos.intensity_t_per_t,
+                        "window_days": b.projection_window_days,
+                    }
+
+                return Observation(o, describe=describe_intensity)
+
+            out += [
+                (lo + int(rows[i]), 1, e)
+                for i, e in self.rules.observe_many(
+                    ("intensity", None, b.name), over, at_s[lo:hi][rows], self.cfg.intensity, intensity_at
+                )
+            ]
+        return out
+
+    def _spike_rules(self, frame: _Minutes, lo: int, hi: int, at_s: NDArray[np.float64]) -> list[tuple[int, int, Alert]]:
         cfg = self.cfg.spike
         if not cfg.enabled:
             return []
-        events: list[Alert] = []
-        for process, kg in co2_kg.items():
-            base = self._baselines[process]
-            score = base.update(kg)
-            if score != score:  # NaN: not operating, or baseline still too short
+        out: list[tuple[int, int, Alert]] = []
+        for k, process in enumerate(frame.processes):
+            rows = lo + np.flatnonzero(frame.present[lo:hi, k])
+            if not len(rows):
                 continue
-            median, mad = base.median, base.mad
+            kg_all = frame.co2_kg[rows, k]
+            scores, medians, mads = self._baselines[process].update_many(kg_all)
+            scored = np.flatnonzero(~np.isnan(scores))  # NaN: not operating, or baseline still too short
+            if not len(scored):
+                continue
+            at, rows = at_s[rows[scored]], rows[scored]
+            kgs, zs, meds, ms = kg_all[scored], scores[scored], medians[scored], mads[scored]
 
-            def describe(
-                process: str = process,
-                kg: float = kg,
-                score: float = score,
-                median: float = median,
-                mad: float = mad,
-            ) -> tuple[str, dict[str, Any]]:
-                msg = (
-                    f"{process}: CO2 {kg:,.1f} kg/min vs its {cfg.baseline_minutes / 60:g} h baseline "
-                    f"{median:,.1f} kg/min (robust z {score:.1f})"
-                )
-                return msg, {
-                    "co2_kg_per_min": kg,
-                    "baseline_median_kg": median,
-                    "baseline_mad_kg": mad,
-                    "robust_z": score,
-                }
+            def spike_at(i: int, process: str = process, kgs=kgs, zs=zs, meds=meds, ms=ms) -> Observation:  # type: ignore[no-untyped-def]
+                kg, score, median, mad = float(kgs[i]), float(zs[i]), float(meds[i]), float(ms[i])
 
-            events += self.rules.observe(
-                ("spike", process, ""), Observation(score, describe=describe), at_s, cfg
-            )
-        return events
+                def describe() -> tuple[str, dict[str, Any]]:
+                    msg = (
+                        f"{process}: CO2 {kg:,.1f} kg/min vs its {cfg.baseline_minutes / 60:g} h baseline "
+                        f"{median:,.1f} kg/min (robust z {score:.1f})"
+                    )
+                    return msg, {
+                        "co2_kg_per_min": kg,
+                        "baseline_median_kg": median,
+                        "baseline_mad_kg": mad,
+                        "robust_z": score,
+                    }
 
-    def _quality_rules(self, at_s: float, coverage: dict[str, list[float]]) -> list[Alert]:
+                return Observation(score, describe=describe)
+
+            out += [(int(rows[i]), 2 + k, e) for i, e in self.rules.observe_many(("spike", process, ""), zs, at, cfg, spike_at)]
+        return out
+
+    def _quality_rules(self, frame: _Minutes, lo: int, hi: int, at_s: NDArray[np.float64]) -> list[tuple[int, int, Alert]]:
         dq = self.cfg.data_quality
-        events: list[Alert] = []
+        out: list[tuple[int, int, Alert]] = []
         floor = 1.0 - min(dq.coverage.raise_at.values())
-        for process, values in coverage.items():
-            cov = sum(values) / len(values)
+        n_proc = len(frame.processes)
+        for k, process in enumerate(frame.processes):
+            rows = lo + np.flatnonzero(frame.present[lo:hi, k])
+            if not len(rows):
+                continue
+            covs = frame.coverage[rows, k]
 
-            def describe(process: str = process, cov: float = cov) -> tuple[str, dict[str, Any]]:
-                return (
-                    f"{process}: data coverage {cov * 100:.0f} % in the last minute "
-                    f"(alert below {floor * 100:.0f} %)",
-                    {"coverage": cov},
+            def coverage_at(i: int, process: str = process, covs: NDArray[np.float64] = covs) -> Observation:
+                cov = float(covs[i])
+
+                def describe() -> tuple[str, dict[str, Any]]:
+                    return (
+                        f"{process}: data coverage {cov * 100:.0f} % in the last minute (alert below {floor * 100:.0f} %)",
+                        {"coverage": cov},
+                    )
+
+                return Observation(1.0 - cov, describe=describe)
+
+            out += [
+                (int(rows[i]), 2 + n_proc + k, e)
+                for i, e in self.rules.observe_many(
+                    ("data_quality", process, "coverage"), 1.0 - covs, at_s[rows], dq.coverage, coverage_at
                 )
-
-            events += self.rules.observe(
-                ("data_quality", process, "coverage"),
-                Observation(1.0 - cov, describe=describe),
-                at_s,
-                dq.coverage,
-            )
+            ]
+        at = at_s[lo:hi]
+        rank = 2 + 2 * n_proc
         if self.health is not None:
             for name, comp in list(self.health.components.items()):
                 if not name.startswith(SOURCE_PREFIXES):
                     continue
                 lost = 0.0 if comp.ok else 1.0
-                msg = (
-                    f"Device {name} lost: {comp.last_error}" if lost else f"Device {name} is delivering again"
+                msg = f"Device {name} lost: {comp.last_error}" if lost else f"Device {name} is delivering again"
+                device = Observation(
+                    lost,
+                    msg,
+                    {
+                        "component": name,
+                        "last_error": comp.last_error,
+                        "consecutive_errors": comp.consecutive_errors,
+                    },
+                    figure=lost,
                 )
-                events += self.rules.observe(
-                    ("data_quality", None, f"device:{name}"),
-                    Observation(
-                        lost,
-                        msg,
-                        {
-                            "component": name,
-                            "last_error": comp.last_error,
-                            "consecutive_errors": comp.consecutive_errors,
-                        },
-                        figure=lost,
-                    ),
-                    at_s,
-                    dq.device,
-                )
+                constant = np.full(len(at), lost)
+                out += [
+                    (lo + i, rank, e)
+                    for i, e in self.rules.observe_many(
+                        ("data_quality", None, f"device:{name}"),
+                        constant,
+                        at,
+                        dq.device,
+                        lambda i, device=device: device,
+                        figures=constant,
+                    )
+                ]
+                rank += 1
         if self.influx_backlog is not None:
             backlog = float(self.influx_backlog())
             msg = f"InfluxDB backlog: {backlog:,.0f} minute rows not yet written (kept in the ledger)"
-            events += self.rules.observe(
-                ("data_quality", None, "influx_backlog"),
-                Observation(backlog, msg, {"backlog_rows": backlog}),
-                at_s,
-                dq.influx_backlog,
-            )
-        return events
+            rows_obs = Observation(backlog, msg, {"backlog_rows": backlog})
+            out += [
+                (lo + i, rank, e)
+                for i, e in self.rules.observe_many(
+                    ("data_quality", None, "influx_backlog"),
+                    np.full(len(at), backlog),
+                    at,
+                    dq.influx_backlog,
+                    lambda i: rows_obs,
+                )
+            ]
+        return out
+
+
+class _Minutes:
+    """A frame's results as (minute x process) arrays, for the minutes after `after_s`.
+
+    Sums are taken in the results' order, as a dict accumulated row by row would take them.
+    Processes are numbered in the order they first appear; `same_order` tells whether every
+    minute lists its processes in that order (the emission stage always does).
+    """
+
+    starts: NDArray[np.float64]
+    processes: list[str]
+    present: NDArray[np.bool_]
+    co2_kg: NDArray[np.float64]
+    coverage: NDArray[np.float64]
+    scoped_t: NDArray[np.float64]
+    has_scoped: NDArray[np.bool_]
+    production_t: NDArray[np.float64]
+    same_order: bool
+    scopes: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, results: list[MinuteResult], after_s: float, scopes: tuple[str, ...], budget: BudgetConfig | None
+    ) -> _Minutes | None:
+        rows = [r for r in results if r.minute_start > after_s]  # earlier: counted already (a re-delivered frame)
+        if not rows:
+            return None
+        self = cls()
+        self.scopes = scopes
+        index: dict[str, int] = {}
+        proc = np.array([index.setdefault(r.process, len(index)) for r in rows], dtype=np.int64)
+        self.processes = list(index)
+        n_proc = len(index)
+        self.starts, minute = np.unique(np.array([r.minute_start for r in rows], dtype=np.float64), return_inverse=True)
+        cells = len(self.starts) * n_proc
+        cell = minute * n_proc + proc
+        shape = (len(self.starts), n_proc)
+        count = np.bincount(cell, minlength=cells)
+        self.present = (count > 0).reshape(shape)
+        self.co2_kg = np.bincount(cell, weights=[r.co2_kg for r in rows], minlength=cells).reshape(shape)
+        cov = [0.0 if r.quality == "missing" else r.coverage for r in rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.coverage = (np.bincount(cell, weights=cov, minlength=cells) / count).reshape(shape)
+        in_scope = np.array([r.scope in scopes for r in rows], dtype=bool)
+        self.scoped_t = np.bincount(
+            cell[in_scope], weights=[r.co2_kg / 1000.0 for r, s in zip(rows, in_scope, strict=True) if s], minlength=cells
+        ).reshape(shape)
+        self.has_scoped = (np.bincount(cell[in_scope], minlength=cells) > 0).reshape(shape)
+        prod = budget.production if budget is not None else None
+        if prod is not None:
+            made = np.array([r.process == prod.process and r.stream == prod.stream for r in rows], dtype=bool)
+            weights = [r.activity for r, m in zip(rows, made, strict=True) if m]
+            self.production_t = np.bincount(minute[made], weights=weights, minlength=len(self.starts))
+        else:
+            self.production_t = np.zeros(len(self.starts))
+        # each minute's processes in order of their first row there
+        first_row = np.full(cells, len(rows), dtype=np.int64)
+        np.minimum.at(first_row, cell, np.arange(len(rows)))
+        first_row = first_row.reshape(shape)
+        seen = np.maximum.accumulate(np.where(self.present, first_row, -1), axis=1)
+        self.same_order = bool(np.all(~self.present[:, 1:] | (first_row[:, 1:] > seen[:, :-1])))
+        return self
 
 
 def attach_alerts(gw: Any) -> AlertStage:

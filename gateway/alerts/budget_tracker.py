@@ -22,9 +22,10 @@ from numpy.typing import NDArray
 from analytics.budget import (
     BudgetInputs,
     BudgetPosition,
+    BudgetPositions,
     ProcessDeviation,
-    budget_position,
-    latest_price,
+    budget_positions,
+    latest_prices,
     process_deviations,
 )
 from gateway.alert_settings import BudgetConfig, BudgetYearConfig
@@ -56,9 +57,12 @@ class PriceTable:
         self.dates_s, self.prices = read_price_file(cfg.price_file, tz)
 
     def at(self, t: float) -> float:
+        return float(self.at_many(np.array([t], dtype=np.float64))[0])
+
+    def at_many(self, t: NDArray[np.float64]) -> NDArray[np.float64]:
         if len(self.prices) == 1:
-            return float(self.prices[0])
-        return latest_price(self.dates_s, self.prices, t)
+            return np.full(len(t), float(self.prices[0]))
+        return latest_prices(self.dates_s, self.prices, t)
 
 
 def read_price_file(path: Path, tz: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -105,8 +109,7 @@ class BudgetTracker:
             self.edges = year_month_edges(year, self.tz)
             if self.year_cfg is None:
                 log.warning(
-                    "budget %r: no allowance configured for %d; add a [[budget.years]] entry "
-                    "with year = %d to evaluate it",
+                    "budget %r: no allowance configured for %d; add a [[budget.years]] entry with year = %d to evaluate it",
                     self.cfg.name,
                     year,
                     year,
@@ -126,26 +129,71 @@ class BudgetTracker:
     def _year_of(self, minute_start: float) -> int:
         return datetime.fromtimestamp(minute_start, ZoneInfo(self.tz)).year
 
-    def add_minute(
-        self, minute_start: float, co2_t_by_process: dict[str, float], production_t: float
-    ) -> None:
-        if self.year is None or not (self.edges[0] <= minute_start < self.edges[-1]):
-            self._reset(self._year_of(minute_start))
-        total = 0.0
-        for p, v in co2_t_by_process.items():
-            self.by_process_t[p] += v
-            total += v
-        self.total_t += total
-        self.production_t += production_t
+    def year_run(self, starts: NDArray[np.float64]) -> int:
+        """Enter the compliance year of starts[0]; returns how many of `starts` (sorted) lie in it."""
+        first = float(starts[0])
+        if self.year is None or not (self.edges[0] <= first < self.edges[-1]):
+            self._reset(self._year_of(first))
+        return int(np.searchsorted(starts, self.edges[-1], side="left"))
+
+    def add_minutes(
+        self,
+        starts: NDArray[np.float64],
+        processes: list[str],
+        co2_t: NDArray[np.float64],
+        has_co2: NDArray[np.bool_],
+        production_t: NDArray[np.float64],
+    ) -> MinuteSums:
+        """Add consecutive closed minutes of the current year (see year_run); returns the sums
+        after each. co2_t[i, k] is the scope's tCO2 of processes[k] in minute i (has_co2 False:
+        no row in the scope). The sums are taken in the order minute-by-minute adds would take
+        them, so they are the same numbers to the last bit.
+        """
+        n = len(starts)
+        before = dict(self.by_process_t)
+        total = np.zeros(n)
+        by_process: dict[str, NDArray[np.float64]] = {}
+        first_at: dict[str, int] = {}
+        for k, proc in enumerate(processes):
+            col = np.where(has_co2[:, k], co2_t[:, k], 0.0)
+            total = total + col
+            if has_co2[:, k].any():
+                by_process[proc] = np.cumsum(np.concatenate(([self.by_process_t.get(proc, 0.0)], col)))[1:]
+                if proc not in self.by_process_t:
+                    first_at[proc] = int(np.argmax(has_co2[:, k]))
+        total_t = np.cumsum(np.concatenate(([self.total_t], total)))[1:]
+        production_sum_t = np.cumsum(np.concatenate(([self.production_t], production_t)))[1:]
+        recent_t, recent_prod_t = self._add_recent(starts, total, production_t)
+        new_keys = sorted(first_at, key=lambda q: (first_at[q], processes.index(q)))
+        for proc in new_keys:
+            self.by_process_t[proc] = 0.0  # keep the order in which processes first appeared
+        for proc, values in by_process.items():
+            self.by_process_t[proc] = float(values[-1])
+        self.total_t, self.production_t = float(total_t[-1]), float(production_sum_t[-1])
         if self.first_minute_s is None:
-            self.first_minute_s = minute_start
-        self._recent.append((minute_start, total, production_t))
-        self._recent_t += total
-        self._recent_prod_t += production_t
-        while self._recent and self._recent[0][0] < minute_start + 60.0 - self.window_s:
-            _, old_t, old_p = self._recent.popleft()
-            self._recent_t -= old_t
-            self._recent_prod_t -= old_p
+            self.first_minute_s = float(starts[0])
+        return MinuteSums(total_t, production_sum_t, recent_t, recent_prod_t, by_process, before, new_keys, first_at)
+
+    def _add_recent(
+        self, starts: NDArray[np.float64], total: NDArray[np.float64], production: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        # a plain loop on purpose: the window's running sums must take their additions and
+        # subtractions in this order to stay the same floats as a live gateway's
+        recent, rt, rp, w = self._recent, self._recent_t, self._recent_prod_t, self.window_s
+        out_t: list[float] = []
+        out_p: list[float] = []
+        for m, tot, prod in zip(starts.tolist(), total.tolist(), production.tolist(), strict=True):
+            recent.append((m, tot, prod))
+            rt += tot
+            rp += prod
+            while recent and recent[0][0] < m + 60.0 - w:
+                _, old_t, old_p = recent.popleft()
+                rt -= old_t
+                rp -= old_p
+            out_t.append(rt)
+            out_p.append(rp)
+        self._recent_t, self._recent_prod_t = rt, rp
+        return np.array(out_t), np.array(out_p)
 
     def restore(self, store: AlertStore, now_s: float) -> None:
         """Take the year to date (up to `now_s`, the first minute not closed) from the ledger."""
@@ -183,38 +231,93 @@ class BudgetTracker:
 
     def position(self, now_s: float) -> BudgetPosition | None:
         """The budget at `now_s` (the end of the last closed minute); None without a year config."""
+        sums = None if self.first_minute_s is None else MinuteSums.held(self)
+        many = self.positions(np.array([now_s], dtype=np.float64), sums)
+        return None if many is None else many.at(0)
+
+    def positions(self, now_s: NDArray[np.float64], sums: MinuteSums | None) -> BudgetPositions | None:
+        """The budget at each of `now_s`, with the sums after each minute (add_minutes)."""
         y = self.year_cfg
-        if y is None or self.first_minute_s is None:
+        if y is None or self.first_minute_s is None or sums is None:
             return None
-        window = min(self.window_s, now_s - self.first_minute_s)
+        window = np.minimum(self.window_s, now_s - self.first_minute_s)
         has_signal = self.cfg.production is not None
-        return budget_position(
+        return budget_positions(
             BudgetInputs(
                 now_s=now_s,
                 month_edges_s=self.edges,
-                actual_t=self.total_t,
-                recent_actual_t=self._recent_t,
+                actual_t=sums.total_t,
+                recent_actual_t=sums.recent_t,
                 recent_window_s=window,
                 allowance_t=y.allowance_t,
                 benchmark_t_per_t=y.benchmark_t_per_t,
                 trajectory=y.trajectory,
                 projection=self.cfg.projection,
                 monthly_profile=self._profile,
-                production_t=self.production_t if has_signal else None,
-                recent_production_t=self._recent_prod_t if has_signal else None,
+                production_t=sums.production_t if has_signal else None,
+                recent_production_t=sums.recent_production_t if has_signal else None,
                 production_plan_t=self._plan,
-                price_cny_per_t=self.prices.at(now_s),
+                price_cny_per_t=self.prices.at_many(now_s),
             )
         )
 
-    def deviations(self, pos: BudgetPosition) -> tuple[ProcessDeviation, ...]:
-        """Each process's part of the deviation from the trajectory (analytics.budget)."""
+    def deviations(self, pos: BudgetPosition, by_process_t: dict[str, float] | None = None) -> tuple[ProcessDeviation, ...]:
+        """Each process's part of the deviation from the trajectory (analytics.budget).
+
+        `by_process_t`: the year to date per process at the position's minute (default: now).
+        """
         y = self.year_cfg
         subs = {
             p.process: p.allowance_t if p.allowance_t is not None else pos.allowance_t * (p.share or 0.0)
             for p in (y.processes if y else [])
         }
-        return process_deviations(dict(self.by_process_t), subs, pos.trajectory_t, pos.trajectory_share)
+        actual = dict(self.by_process_t) if by_process_t is None else by_process_t
+        return process_deviations(actual, subs, pos.trajectory_t, pos.trajectory_share)
+
+
+class MinuteSums:
+    """The tracker's sums after each minute of one add_minutes call (arrays by minute)."""
+
+    def __init__(
+        self,
+        total_t: NDArray[np.float64],
+        production_t: NDArray[np.float64],
+        recent_t: NDArray[np.float64],
+        recent_production_t: NDArray[np.float64],
+        by_process: dict[str, NDArray[np.float64]],
+        before: dict[str, float],
+        new_keys: list[str],
+        first_at: dict[str, int],
+    ) -> None:
+        self.total_t, self.production_t = total_t, production_t
+        self.recent_t, self.recent_production_t = recent_t, recent_production_t
+        self._by_process, self._before, self._new_keys, self._first_at = by_process, before, new_keys, first_at
+
+    @classmethod
+    def held(cls, tracker: BudgetTracker) -> MinuteSums:
+        """The tracker's current sums as a run of one minute."""
+
+        def one(x: float) -> NDArray[np.float64]:
+            return np.array([x], dtype=np.float64)
+
+        return cls(
+            one(tracker.total_t),
+            one(tracker.production_t),
+            one(tracker._recent_t),
+            one(tracker._recent_prod_t),
+            {},
+            dict(tracker.by_process_t),
+            [],
+            {},
+        )
+
+    def by_process_at(self, i: int) -> dict[str, float]:
+        """The year to date per process after minute i, in the order processes first appeared."""
+        out = {p: float(self._by_process[p][i]) if p in self._by_process else v for p, v in self._before.items()}
+        for p in self._new_keys:
+            if self._first_at[p] <= i:
+                out[p] = float(self._by_process[p][i])
+        return out
 
 
 def format_t(x: float) -> str:

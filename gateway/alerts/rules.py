@@ -24,6 +24,12 @@ per `min_update_interval_s` and `max_events_per_hour` events per alert); a skipp
 lost, the next minute compares against the last published figure again. Raises and clears are
 never rate-limited, only delayed: `reraise_after_s` keeps a cleared key from raising again at
 once. A measure of None (no data this minute) leaves the state as it is.
+
+`observe_many` feeds a run of minutes of one key (a replay's day, or a live gateway's one
+minute) through the same `observe`, skipping in numpy the minutes that cannot change anything:
+an idle key below its lowest raise level, or an active one whose severity holds and whose figure
+has not moved materially. Pending and clearing keys, and every minute that may emit, go through
+`observe` itself, so a run gives exactly the events of the same minutes fed one at a time.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from gateway.alert_settings import SEVERITY_ORDER, ThresholdConfig
 from gateway.alerts.model import Alert, AlertKind, iso_at, json_safe, make_alert_id
@@ -105,9 +114,7 @@ class AlertRules:
             t.state, t.alert, t.since_s = "active", a, a.at_s
             t.last_figure = float(a.details.get("figure", 0.0))
 
-    def observe(
-        self, key: AlertKey, obs: Observation, at_s: float, cfg: ThresholdConfig, span_s: float = 60.0
-    ) -> list[Alert]:
+    def observe(self, key: AlertKey, obs: Observation, at_s: float, cfg: ThresholdConfig, span_s: float = 60.0) -> list[Alert]:
         """Feed one measure taken over [at_s - span_s, at_s); returns 0 or 1 event."""
         if not cfg.enabled or obs.measure is None:
             return []
@@ -162,6 +169,83 @@ class AlertRules:
             return []
         return [self._emit(t, key, t.alert.id, t.alert.seq + 1, severity, "updated", obs, at_s)]
 
+    def observe_many(
+        self,
+        key: AlertKey,
+        measures: NDArray[np.float64],
+        at_s: NDArray[np.float64],
+        cfg: ThresholdConfig,
+        observation: Callable[[int], Observation],
+        *,
+        figures: NDArray[np.float64] | None = None,
+        scales: NDArray[np.float64] | None = None,
+        span_s: float = 60.0,
+    ) -> list[tuple[int, Alert]]:
+        """Feed consecutive minutes' measures for one key: (minute index, event) pairs.
+
+        `observation(i)` builds minute i's Observation (its measure must be measures[i], its
+        figure figures[i] and its scale scales[i] when given); it is called only for minutes
+        that go through `observe`.
+        """
+        n = len(measures)
+        if not cfg.enabled or n == 0:
+            return []
+        events: list[tuple[int, Alert]] = []
+        at_list = at_s.tolist()
+        i = 0
+        done_to, skip, signature = 0, np.zeros(0, dtype=bool), None
+        while i < n:
+            t = self._tracks.get(key)
+            state = t.state if t is not None else "idle"
+            if state in ("pending", "clearing"):  # the duration decides: minute by minute
+                events += [(i, a) for a in self.observe(key, observation(i), at_list[i], cfg, span_s)]
+                i += 1
+                continue
+            now = (state, t.alert.severity if t and t.alert else None, t.last_figure if t else None)
+            if now != signature or i >= done_to or (t is not None and t.next_severity is not None):
+                signature, done_to = now, min(n, i + _LOOKAHEAD)
+                skip = self._quiet(t, state, measures[i:done_to], figures, scales, i, done_to, cfg)
+                base = i
+            rest = np.flatnonzero(~skip[i - base :])
+            if not len(rest):
+                i = done_to
+                continue
+            i += int(rest[0])
+            events += [(i, a) for a in self.observe(key, observation(i), at_list[i], cfg, span_s)]
+            i += 1
+        return events
+
+    @staticmethod
+    def _quiet(
+        t: _Track | None,
+        state: str,
+        m: NDArray[np.float64],
+        figures: NDArray[np.float64] | None,
+        scales: NDArray[np.float64] | None,
+        lo: int,
+        hi: int,
+        cfg: ThresholdConfig,
+    ) -> NDArray[np.bool_]:
+        """Minutes in which `observe` would return nothing and change nothing (NaN never is)."""
+        if state == "idle" or t is None or t.alert is None or t.next_severity is not None:
+            return m < cfg.lowest_raise if state == "idle" else np.zeros(len(m), dtype=bool)
+        current = t.alert.severity
+        levels = [(s, cfg.raise_at[s]) for s in SEVERITY_ORDER if s in cfg.raise_at]
+        if current in cfg.raise_at:
+            # severity_for keeps `current`: it is the best level, or a lower one within the band
+            nxt = [v for s, v in levels if SEVERITY_ORDER.index(s) > SEVERITY_ORDER.index(current)]
+            below_next = m < nxt[0] if nxt else np.ones(len(m), dtype=bool)
+            deadband = levels[0][1] - cfg.clear_at
+            holds = below_next & ((m >= cfg.raise_at[current]) | (m >= cfg.raise_at[current] - deadband))
+            if levels[0][0] == current:
+                holds = below_next.copy()
+        else:
+            holds = m < levels[0][1]  # no level earned: observe keeps the current one
+        figure = figures[lo:hi] if figures is not None else m
+        scale = scales[lo:hi] if scales is not None else abs(t.last_figure)
+        still = ~(np.abs(figure - t.last_figure) > cfg.material_change * np.maximum(scale, 1e-9))
+        return (m >= cfg.clear_at) & holds & still & ~np.isnan(m)
+
     def _rate_ok(self, t: _Track, at_s: float, cfg: ThresholdConfig) -> bool:
         while t.event_times and at_s - t.event_times[0] >= 3600.0:
             t.event_times.popleft()
@@ -184,9 +268,7 @@ class AlertRules:
         figure = obs.figure if obs.figure is not None else float(obs.measure or 0.0)
         message, extra = obs.text()
         details = json_safe({**extra, "measure": obs.measure, "figure": figure})
-        raised_at = (
-            iso_at(raised_s, self.tz) if raised_s is not None else (t.alert.raised_at if t.alert else "")
-        )
+        raised_at = iso_at(raised_s, self.tz) if raised_s is not None else (t.alert.raised_at if t.alert else "")
         kind: AlertKind = key[0]  # type: ignore[assignment]
         alert = Alert(
             id=alert_id,
@@ -206,3 +288,6 @@ class AlertRules:
         t.alert, t.last_figure, t.next_severity = alert, figure, None
         t.event_times.append(at_s)
         return alert
+
+
+_LOOKAHEAD = 1440  # minutes judged per numpy pass

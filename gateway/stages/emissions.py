@@ -9,6 +9,7 @@ its first minute. The arithmetic itself lives in analytics; this stage only wire
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -106,17 +107,32 @@ class EmissionCalculator:
         starts_l, act_l, co2_l, ef_l = starts.tolist(), activity.tolist(), co2_kg.tolist(), ef_kg.tolist()
         cov_l, lab_l = np.stack([m.coverage for m in minutes]).tolist(), labels.tolist()
         results: list[MinuteResult] = []
+        n = len(starts_l)
         for k, st in enumerate(self._streams):
             cfg, sm = st.cfg, minutes[k]
-            head = (self.site, cfg.process, cfg.stream, cfg.effective_scope, cfg.method)
-            fl = flagged[k]
-            for j, m in enumerate(starts_l):
-                flags = self._flags(sm, j, cfg, co2_l[k][j]) if fl[j] else ""
-                results.append(
-                    MinuteResult(
-                        m, *head, act_l[k][j], st.factor_unit, co2_l[k][j], ids[k][j], ef_l[k][j], cov_l[k][j], lab_l[k][j], flags
-                    )
+            flags = [""] * n
+            for j in np.flatnonzero(flagged[k]).tolist():
+                flags[j] = self._flags(sm, j, cfg, co2_l[k][j])
+            # map() builds the results from columns without a Python-level loop per minute
+            results.extend(
+                map(
+                    MinuteResult,
+                    starts_l,
+                    repeat(self.site, n),
+                    repeat(cfg.process, n),
+                    repeat(cfg.stream, n),
+                    repeat(cfg.effective_scope, n),
+                    repeat(cfg.method, n),
+                    act_l[k],
+                    repeat(st.factor_unit, n),
+                    co2_l[k],
+                    ids[k],
+                    ef_l[k],
+                    cov_l[k],
+                    lab_l[k],
+                    flags,
                 )
+            )
         return results
 
     @staticmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gateway.alerts.budget_stage import AlertStage
 from gateway.cli import main
 from gateway.clock import ScaledClock
 from gateway.model import SampleBatch, SampleQuality
@@ -125,6 +126,13 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
             },
         ],
         ledger={"path": str(tmp_path / "live.sqlite")},
+        # the alert stage takes the same minutes one at a time live and a day at a time in a replay
+        budget={"years": [{"year": 2025, "allowance_t": 0.5}], "carbon_price_cny_per_t": 80.0, "projection_min_days": 0},
+        alerts={
+            "enabled": True,
+            "budget": {"raise_at": {"warning": 0.0}, "clear_at": -0.05, "material_change": 0.001, "min_update_interval_s": 0},
+            "spike": {"baseline_minutes": 10, "min_history_minutes": 5, "refresh_minutes": 1, "min_mad_kg": 0.01},
+        },
     )
     rng = np.random.default_rng(3)
     t0 = 1_763_000_040.0
@@ -159,6 +167,7 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
                 await live.on_frame(frame)
 
     asyncio.run(run_live())
+    live_alerts = [e.to_json() for x in live.listeners if isinstance(x, AlertStage) for e in x.store.events()]
     live.close()
 
     recorded = tmp_path / "recorded.csv"
@@ -176,6 +185,11 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
     assert len(common) >= 2 * 10
     for key in common:
         assert closed[key] == again[key], key
+    # the alert events of the minutes both closed, in the same order, with the same figures
+    last_s = max(common)[0] + 60.0
+    replay_alerts = (tmp_path / "replayed" / "alerts.jsonl").read_text().splitlines()
+    assert [json.loads(e)["state"] for e in live_alerts][:2] == ["raised", "updated"]
+    assert [e for e in replay_alerts if json.loads(e)["at_s"] <= last_s] == live_alerts
 
 
 @pytest.mark.parametrize(

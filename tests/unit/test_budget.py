@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 from analytics.budget import (
     BudgetInputs,
     budget_position,
+    budget_positions,
     latest_price,
     month_progress,
     planned_production_to,
@@ -20,8 +21,7 @@ from analytics.budget import (
 
 DAY = 86400.0
 EDGES = np.array(
-    [datetime(2018, m, 1, tzinfo=UTC).timestamp() for m in range(1, 13)]
-    + [datetime(2019, 1, 1, tzinfo=UTC).timestamp()]
+    [datetime(2018, m, 1, tzinfo=UTC).timestamp() for m in range(1, 13)] + [datetime(2019, 1, 1, tzinfo=UTC).timestamp()]
 )
 START, END = float(EDGES[0]), float(EDGES[-1])
 YEAR = END - START  # 365 days
@@ -90,9 +90,7 @@ def test_year_end_projection_is_the_actual_total() -> None:
 
 def test_surplus_is_negative_shortfall() -> None:
     now = START + YEAR / 4
-    pos = budget_position(
-        inputs(now_s=now, actual_t=80.0, recent_actual_t=7 * 80 / (YEAR / 4 / DAY), allowance_t=400.0)
-    )
+    pos = budget_position(inputs(now_s=now, actual_t=80.0, recent_actual_t=7 * 80 / (YEAR / 4 / DAY), allowance_t=400.0))
     assert pos.projected_year_end_t == pytest.approx(320.0)
     assert pos.shortfall_t == pytest.approx(-80.0)
     assert pos.shortfall_cny == pytest.approx(-80.0 * 82.8)
@@ -217,8 +215,34 @@ def test_latest_price() -> None:
 
 def test_needs_exactly_one_allowance_kind() -> None:
     with pytest.raises(ValueError, match="exactly one"):
-        budget_position(
-            inputs(now_s=START, actual_t=0.0, recent_actual_t=0.0, allowance_t=1.0, benchmark_t_per_t=1.0)
-        )
+        budget_position(inputs(now_s=START, actual_t=0.0, recent_actual_t=0.0, allowance_t=1.0, benchmark_t_per_t=1.0))
     with pytest.raises(ValueError, match="needs production"):
         budget_position(inputs(now_s=START, actual_t=0.0, recent_actual_t=0.0, benchmark_t_per_t=1.0))
+
+
+@pytest.mark.parametrize("trajectory", ["calendar_linear", "monthly_profile", "production_weighted"])
+@pytest.mark.parametrize("projection", ["recent_rate", "plan_ratio"])
+def test_positions_of_many_instants_are_the_single_positions(trajectory: str, projection: str) -> None:
+    rng = np.random.default_rng(2)
+    n = 50
+    now = rng.uniform(START - 86400.0, END + 86400.0, n)
+    arrays = {
+        "now_s": now,
+        "actual_t": rng.uniform(0, 500, n),
+        "recent_actual_t": rng.uniform(0, 50, n),
+        "recent_window_s": rng.choice([0.0, 3600.0, 30 * 86400.0], n),
+        "production_t": np.where(np.arange(n) % 7 == 0, 0.0, rng.uniform(0, 1e5, n)),
+        "recent_production_t": np.where(np.arange(n) % 5 == 0, 0.0, rng.uniform(0, 1e4, n)),
+        "price_cny_per_t": rng.uniform(50, 90, n),
+    }
+    fixed = {
+        "month_edges_s": EDGES,
+        "trajectory": trajectory,
+        "projection": projection,
+        "monthly_profile": rng.uniform(0.5, 2.0, 12),
+        "benchmark_t_per_t": 0.9,
+    }
+    many = budget_positions(BudgetInputs(**fixed, **arrays))  # type: ignore[arg-type]
+    for i in range(n):
+        single = budget_position(BudgetInputs(**fixed, **{k: float(v[i]) for k, v in arrays.items()}))  # type: ignore[arg-type]
+        assert many.at(i) == single

@@ -114,3 +114,24 @@ def test_bad_parameters() -> None:
         spike_scores(np.zeros(3), window=5, min_history=1, mad_floor=0.0)
     with pytest.raises(ValueError, match="bad baseline"):
         RollingBaseline(0, min_history=1, mad_floor=1.0)
+
+
+def test_update_many_is_update_minute_by_minute_to_the_bit() -> None:
+    rng = np.random.default_rng(5)
+    x = 50.0 + rng.normal(0.0, 3.0, 3000)
+    x[rng.random(3000) < 0.05] = np.nan
+    x[rng.random(3000) < 0.05] = 0.0
+    one = RollingBaseline(200, min_history=30, mad_floor=0.5, off_below=1.0, refresh=5)
+    live = [(one.update(v), one.median, one.mad) for v in x]
+    many = RollingBaseline(200, min_history=30, mad_floor=0.5, off_below=1.0, refresh=5)
+    got: list[tuple[float, float, float]] = []
+    at = 0
+    for size in [1, 2, 150, 7, 1440, 1, 900, 10_000]:
+        scores, medians, mads = many.update_many(x[at : at + size])
+        got += zip(scores.tolist(), medians.tolist(), mads.tolist(), strict=True)
+        at += size
+    assert len(got) == len(live)
+    for (s0, m0, d0), (s1, m1, d1) in zip(live, got, strict=True):
+        assert s0 == s1 or (np.isnan(s0) and np.isnan(s1))
+        if not np.isnan(s0):
+            assert (m0, d0) == (m1, d1)
