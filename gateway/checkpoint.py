@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import math
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -83,6 +84,17 @@ def decode_window_state(data: bytes, signal_names: list[str]) -> WindowState:
 
     Raises ValueError when the bytes are not a window checkpoint.
     """
+    # A checkpoint cut short or with garbage at its tail makes numpy's zip reader raise
+    # BadZipFile, EOFError or RuntimeError (a flipped bit reads as an unknown compression), and
+    # a damaged header KeyError or IndexError: all mean "not a checkpoint", which recovery
+    # handles; anything else escaping here would stop every restart of the gateway.
+    try:
+        return _decode_window_state(data, signal_names)
+    except (EOFError, zipfile.BadZipFile, KeyError, IndexError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"not a window checkpoint: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode_window_state(data: bytes, signal_names: list[str]) -> WindowState:
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -80,15 +80,39 @@ _HINTS = {
 def settings_from_toml(path: Path) -> GatewaySettings:
     """Read and validate a site file; raise ConfigError with every problem found."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file; check the --config path") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}; check its permissions") from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}, line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        # tomllib ends its message with "(at line N, column M)" or "(at end of document)"
+        at = re.search(r"\(at line (\d+)", str(exc))
+        line = int(at.group(1)) if at else text.count("\n") + 1
+        raise ConfigError(f"{path}:{line}: not valid TOML: {exc}") from None
+    # BaseSettings.__init__ takes options named _env_file, _secrets_dir, ... as keyword arguments:
+    # passed through, a top-level `_env_file = "/etc/x"` would read that file instead of being
+    # refused as an unknown key like any other.
+    private = [key for key in data if key.startswith("_")]
+    if private:
+        lines = _KeyLines(text)
+        problems = [
+            f"{path}:{lines.find((key,))}: {key}: {_HINTS['extra_forbidden']}"
+            if lines.find((key,))
+            else f"{path}: {key}: {_HINTS['extra_forbidden']}"
+            for key in private
+        ]
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
     try:
         return GatewaySettings(**data)
     except ValidationError as exc:

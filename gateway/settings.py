@@ -221,6 +221,12 @@ class SignalConfig(Section):
     interval_s: float = Field(900.0, gt=0, description="Interval length for kind interval_total.")
     interval_label: Literal["start", "end"] = "end"
 
+    @model_validator(mode="after")
+    def _rate_unit(self) -> SignalConfig:
+        if self.kind == "rate":
+            integrated_unit(self.unit)  # ValueError naming the known rate units
+        return self
+
     @property
     def amount_unit(self) -> str:
         """Unit of the per-minute amount this signal yields."""

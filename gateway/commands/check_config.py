@@ -26,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
             settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides]
         )
         EmissionCalculator(settings, factors)
-    except ConfigError as exc:
-        report_config_error(exc)
+    except ConfigError as exc:  # factor and stream problems name no file of their own
+        problems = None if exc.problems == [str(exc)] else exc.problems
+        report_config_error(ConfigError(f"{args.config}: {exc}", problems))
         return 2
     n_points = sum(len(d.points) for d in settings.modbus.devices)
     print(

@@ -1,12 +1,15 @@
-"""`emgate ledger verify FILE` and `emgate ledger show FILE`: the ledger for auditors and people.
+"""`emgate ledger verify|show|restate`: the ledger for auditors and people.
 
     emgate ledger verify var/ledger.sqlite            -> exit 0, head hash and row count
     emgate ledger verify var/ledger.sqlite --expect-head 3f2a...   (a head recorded earlier)
     emgate ledger show var/ledger.sqlite --from 2026-11-23T08:00 --to 2026-11-23T09:00 --process sinter
     emgate ledger show var/ledger.sqlite --history    (superseded rows and corrections too)
     emgate ledger show var/ledger.sqlite --quarantine (rows InfluxDB refused, with its message)
+    emgate ledger restate --config site.toml var/ledger.sqlite --from 2026-11-01T00:00+08:00 --to 2026-12-01T00:00+08:00 --reason "lab NCV PCI-2026-11"
 
-Both open the file read-only. verify exits 1 naming the first bad row when the chain is broken
+verify and show open the file read-only. restate appends correction rows (gateway/restate.py);
+it may run while the gateway writes the same ledger (each writer chains on the last row it finds
+inside its write transaction). verify exits 1 naming the first bad row when the chain is broken
 (a row edited, deleted, inserted or reordered), 2 when the file cannot be read as a ledger.
 """
 
@@ -60,6 +63,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--limit", type=int, default=1000, help="print at most this many rows (default 1000; 0 = all)"
     )
     s.set_defaults(func=run_show)
+    r = lsub.add_parser(
+        "restate",
+        help="recompute CO2 of a time range with the factors the config resolves now; append corrections",
+        description="For current rows with minute in [--from, --to): recompute co2_kg from the stored activity "
+        "with the factor the config resolves for that minute (library, site overrides, validity) and append "
+        "a correction row where it changed. It may run while the gateway writes the same ledger.",
+    )
+    r.add_argument("--config", type=Path, required=True, help="site TOML file (its streams and [factors])")
+    r.add_argument("file", type=Path, help="ledger SQLite file")
+    r.add_argument("--from", dest="from_", type=parse_time, required=True, metavar="TIME", help="first minute, as for show")
+    r.add_argument("--to", type=parse_time, required=True, metavar="TIME", help="end (exclusive), same formats")
+    r.add_argument("--reason", required=True, help="why, stored with every correction (e.g. 'lab NCV report PCI-2026-11')")
+    r.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
+    r.set_defaults(func=run_restate)
 
 
 def parse_time(text: str) -> float:
@@ -166,4 +183,51 @@ def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
             f"{q['sink']} rows {q['first_seq']}..{q['last_seq']} ({q['rows']}) at {at}: HTTP {q['status']} {q['message']}\n"
         )
     out.write(f"{len(rows)} quarantined batch(es)\n")
+    return 0
+
+
+def run_restate(args: argparse.Namespace) -> int:
+    from gateway.commands.common import load_or_report, report_config_error
+    from gateway.errors import ConfigError
+    from gateway.factor_library import site_factor_table
+    from gateway.restate import apply_restatement, format_plan, plan_restatement
+
+    if not args.from_ < args.to:
+        print(f"emgate ledger restate: --from {_fmt_time(args.from_)} is not before --to {_fmt_time(args.to)}", file=sys.stderr)
+        return 2
+    if not args.reason.strip():
+        print("emgate ledger restate: --reason is empty; say what changed and why", file=sys.stderr)
+        return 2
+    settings = load_or_report(args.config)
+    if settings is None:
+        return 2
+    try:
+        factors = site_factor_table(
+            settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides]
+        )
+        ledger = Ledger(args.file, readonly=args.dry_run)
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    except SinkWriteError as exc:
+        print(f"emgate ledger restate: {args.file}: cannot open as a ledger: {exc}", file=sys.stderr)
+        return 2
+    try:
+        plan = plan_restatement(settings, factors, ledger.current(from_s=args.from_, to_s=args.to), args.from_, args.to)
+        print(f"{args.file}: minutes {_fmt_time(args.from_)} to {_fmt_time(args.to)} (exclusive), factors of {args.config}")
+        print(format_plan(plan))
+        if args.dry_run:
+            print(f"dry run: {len(plan.corrections)} correction row(s) would be appended; nothing written")
+            return 0
+        seqs = apply_restatement(ledger, plan, args.reason)
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    except (SinkWriteError, ValueError, sqlite3.Error) as exc:
+        print(f"emgate ledger restate: {args.file}: nothing written: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        ledger.close()
+    span = f" (rows {seqs[0]}..{seqs[-1]})" if seqs else ""
+    print(f"appended {len(seqs)} correction row(s){span}; check with `emgate ledger verify {args.file}`")
     return 0

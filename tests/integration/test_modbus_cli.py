@@ -122,7 +122,7 @@ name = "t"
 
 [signals]
 flow = {{ unit = "t/h" }}
-level = {{ unit = "%" }}
+level = {{ unit = "%", kind = "instant" }}
 missing = {{ unit = "t/h" }}
 dead = {{ unit = "t/h" }}
 
