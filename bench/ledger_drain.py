@@ -8,8 +8,18 @@ Phase 1 appends the outage's minute results the way the live gateway does: one t
 closed minute (all signals of that minute), synchronous=FULL, hash-chained. Phase 2 starts the
 InfluxSink on that backlog (InfluxDB "returns") and times it until the cursor reaches the head;
 then the points in InfluxDB are counted, so a fast but lossy drain cannot pass. Phase 3 POSTs
-the same points pre-encoded from two plain threads: the server's ceiling on this machine, to
-tell a slow gateway from a slow (or CPU-starved) influxd. Goal: drain >= 100,000 points/s.
+the same points pre-encoded from two plain threads into the same influxd: the server's ceiling
+on this machine, side by side with the drain, to tell a slow gateway from a slow (or CPU-starved)
+influxd. Goal: drain >= 100,000 points/s.
+
+The influxd is the one the tests use (tests/services/influxd.py, InfluxService): OSS 1.8.10 with
+its defaults (inmem index, 25 MB cache snapshots, WAL fsync per write) plus SERVER_TUNING there
+(the Go collector at GOGC=400; the comment there says why, what it costs and what else was
+tried). A run with --influx-url measures whatever that server is configured with.
+
+Besides points/s, the figures include CPU microseconds per point for our process and (when the
+bench started influxd) for influxd: two engineers' runs on a shared 2-core machine differ in
+throughput, much less in CPU per point, and the sum says how far two cores can go at best.
 `run(quick)` returns the figures as a dict for `python -m bench`.
 """
 
@@ -33,6 +43,31 @@ from gateway.sinks.influx import CURSOR, InfluxSink, LineEncoder
 from gateway.sinks.ledger import Ledger
 
 GOAL_POINTS_PER_S = 100_000
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) another process has used so far; None where /proc is missing."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def peak_rss_mb(pid: int | None) -> float | None:
+    """A process's peak resident memory (VmHWM) in MB; None where /proc is missing."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 START = 1_795_000_000.0 - 1_795_000_000.0 % 86400
 
 
@@ -76,7 +111,14 @@ def build_backlog(path: Path, signals: int, minutes: int) -> dict[str, float]:
 
 
 async def drain(
-    path: Path, url: str, org: str, bucket: str, token: str, measurement: str, batch_size: int
+    path: Path,
+    url: str,
+    org: str,
+    bucket: str,
+    token: str,
+    measurement: str,
+    batch_size: int,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     ledger = Ledger(path)
     cfg = InfluxConfig(
@@ -90,6 +132,8 @@ async def drain(
         timeout_s=60,
     )
     sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.2, cap_s=2.0))
+    server0 = process_cpu_s(server_pid)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     async with sink:
         task = asyncio.create_task(sink.run(), name="influx-bench")
@@ -98,17 +142,23 @@ async def drain(
             if task.done():
                 task.result()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        server = process_cpu_s(server_pid)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     points = sink.counters.points_written
     ledger.close()
-    return {
+    out = {
         "drain_s": elapsed,
         "points_written": points,
         "drain_points_per_s": points / elapsed,
         "failed_attempts": sink.counters.batches_failed,
         "quarantined": sink.counters.quarantined_rows,
+        "drain_client_cpu_us_per_point": cpu / max(points, 1) * 1e6,
     }
+    if server is not None and server0 is not None:
+        out["drain_influxd_cpu_us_per_point"] = (server - server0) / max(points, 1) * 1e6
+    return out
 
 
 def server_ceiling(
@@ -120,6 +170,7 @@ def server_ceiling(
     measurement: str,
     batch_size: int,
     max_rows: int = 300_000,
+    server_pid: int | None = None,
 ) -> dict[str, float]:
     """The same points, pre-encoded, POSTed by plain threads: what influxd takes on this machine.
 
@@ -142,15 +193,24 @@ def server_ceiling(
         with urllib.request.urlopen(req, timeout=120) as resp:
             resp.read()
 
+    server0 = process_cpu_s(server_pid)
     t0 = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(post, bodies))
     elapsed = time.perf_counter() - t0
-    return {"server_ceiling_points_per_s": len(rows) / elapsed, "server_ceiling_rows": len(rows)}
+    server = process_cpu_s(server_pid)
+    out = {"server_ceiling_points_per_s": len(rows) / elapsed, "server_ceiling_rows": len(rows)}
+    if server is not None and server0 is not None:
+        out["ceiling_influxd_cpu_us_per_point"] = (server - server0) / max(len(rows), 1) * 1e6
+    return out
 
 
 def run(
-    quick: bool, influx_url: str | None = None, signals: int | None = None, minutes: int | None = None
+    quick: bool,
+    influx_url: str | None = None,
+    signals: int | None = None,
+    minutes: int | None = None,
+    batch_size: int = 10_000,
 ) -> dict[str, Any]:
     """Run the benchmark; returns its figures (rates per second, sizes, whether the goal was met).
 
@@ -158,12 +218,12 @@ def run(
     """
     default_signals, default_minutes = (1_000, 120) if quick else (10_000, 1440)
     signals, minutes = signals or default_signals, minutes or default_minutes
-    batch_size = 10_000
     with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
         path = Path(tmp) / "ledger.sqlite"
         out: dict[str, Any] = {"signals": signals, "outage_minutes": minutes, "batch_size": batch_size}
         out.update(build_backlog(path, signals, minutes))
         service = None
+        out["load_avg_before"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         if influx_url is None:
             from tests.services.influxd import InfluxService  # the same managed influxd the tests use
 
@@ -178,34 +238,34 @@ def run(
                 os.environ.get("EMGATE__INFLUX__TOKEN", ""),
             )
         measurement = f"bench_{int(time.time())}"
+        pid = service.pid if service is not None else None
         try:
-            out.update(asyncio.run(drain(path, url, org, bucket, token, measurement, batch_size)))
-            out.update(server_ceiling(path, url, org, bucket, token, measurement + "_raw", batch_size))
+            out.update(asyncio.run(drain(path, url, org, bucket, token, measurement, batch_size, pid)))
+            out.update(server_ceiling(path, url, org, bucket, token, measurement + "_raw", batch_size, server_pid=pid))
             if service is not None:
                 res = service.influxql(f'SELECT count("co2_kg") FROM "{measurement}"')
                 out["points_in_influx"] = int(res["results"][0]["series"][0]["values"][0][1])
+                out["influxd_peak_rss_mb"] = peak_rss_mb(service.pid)
         finally:
             if service is not None:
                 service.close()
         out["ledger_mb"] = sum(p.stat().st_size for p in Path(tmp).iterdir()) / 1e6
+    out["load_avg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    out["backlog_drain_points_per_s"] = out["drain_points_per_s"]  # the name bench/__main__.py's GOALS use
     out["goal_drain_points_per_s"] = GOAL_POINTS_PER_S
-    out["goal_met"] = (
-        out["drain_points_per_s"] >= GOAL_POINTS_PER_S
-        and out.get("points_in_influx", out["rows"]) == out["rows"]
-    )
+    out["goal_met"] = out["drain_points_per_s"] >= GOAL_POINTS_PER_S and out.get("points_in_influx", out["rows"]) == out["rows"]
     return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1,000 signals x 2 h instead of 10,000 x 24 h")
-    p.add_argument(
-        "--influx-url", default=None, help="use this influxd (database emgate) instead of starting one"
-    )
+    p.add_argument("--influx-url", default=None, help="use this influxd (database emgate) instead of starting one")
     p.add_argument("--signals", type=int, default=None, help="signals (streams) per minute")
     p.add_argument("--minutes", type=int, default=None, help="minutes of outage")
+    p.add_argument("--batch-size", type=int, default=10_000, help="points per write request (influx.batch_size)")
     args = p.parse_args()
-    result = run(args.quick, args.influx_url, args.signals, args.minutes)
+    result = run(args.quick, args.influx_url, args.signals, args.minutes, args.batch_size)
     print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}, indent=2))
 
 
