@@ -87,7 +87,7 @@ _WIDTH: dict[DataType, int] = {
     DataType.FLOAT64: 4,
 }
 # struct / numpy type codes without the byte-order prefix.
-_STRUCT_CODE: dict[DataType, str] = {
+STRUCT_CODE: dict[DataType, str] = {
     DataType.INT16: "h",
     DataType.UINT16: "H",
     DataType.FLOAT16: "e",
@@ -98,7 +98,7 @@ _STRUCT_CODE: dict[DataType, str] = {
     DataType.UINT64: "Q",
     DataType.FLOAT64: "d",
 }
-_NUMPY_CODE: dict[DataType, str] = {
+NUMPY_CODE: dict[DataType, str] = {
     DataType.INT16: "i2",
     DataType.UINT16: "u2",
     DataType.FLOAT16: "f2",
@@ -217,7 +217,7 @@ def decode_registers(
         return (word >> bit_index) & 1
     if _reverses_words(order):
         values.reverse()
-    (value,) = struct.unpack(">" + _STRUCT_CODE[dtype], _pack_words(values, swap))
+    (value,) = struct.unpack(">" + STRUCT_CODE[dtype], _pack_words(values, swap))
     return value
 
 
@@ -273,7 +273,7 @@ def encode_value(
         word = (1 << bit_index) if value else 0
         return unpack(struct.pack(">H", word))
 
-    code = _STRUCT_CODE[dtype]
+    code = STRUCT_CODE[dtype]
     if dtype in _FLOATS:
         if isinstance(value, str):
             raise TypeError(f"{dtype} needs a number, got str")
@@ -289,7 +289,7 @@ def encode_value(
         try:
             raw = struct.pack(">" + code, integer)
         except struct.error:
-            info = np.iinfo(_NUMPY_CODE[dtype])
+            info = np.iinfo(NUMPY_CODE[dtype])
             raise ValueError(f"{dtype} cannot hold {integer} (range {info.min}..{info.max})") from None
     words = unpack(raw)
     if _reverses_words(order):
@@ -384,5 +384,5 @@ def decode_block(
         columns = columns[::-1]
     rows = block[offs[:, None] + columns]
     wire = rows.astype("<u2" if swap else ">u2")
-    code = _NUMPY_CODE[dtype]
+    code = NUMPY_CODE[dtype]
     return wire.view(">" + code).reshape(offs.size).astype(code)

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.codec import ByteOrder, DataType, register_count
+from gateway.codec.registers import NUMPY_CODE, STRUCT_CODE
 from gateway.model import SampleQuality
 from gateway.settings import ModbusPointConfig
 from gateway.sources.modbus_plan import ReadBlock
@@ -36,28 +37,6 @@ DECODE_ERROR = np.uint8(SampleQuality.DECODE_ERROR)
 NO_READING = np.uint8(SampleQuality.NO_READING)
 _WORDS = np.dtype(">u2")  # a dtype object: parsing ">u2" on every poll shows in the profile
 
-_NUMPY_CODE = {
-    DataType.INT16: "i2",
-    DataType.UINT16: "u2",
-    DataType.FLOAT16: "f2",
-    DataType.INT32: "i4",
-    DataType.UINT32: "u4",
-    DataType.FLOAT32: "f4",
-    DataType.INT64: "i8",
-    DataType.UINT64: "u8",
-    DataType.FLOAT64: "f8",
-}
-_STRUCT_CODE = {
-    DataType.INT16: "h",
-    DataType.UINT16: "H",
-    DataType.FLOAT16: "e",
-    DataType.INT32: "i",
-    DataType.UINT32: "I",
-    DataType.FLOAT32: "f",
-    DataType.INT64: "q",
-    DataType.UINT64: "Q",
-    DataType.FLOAT64: "d",
-}
 _FLOATS = frozenset({DataType.FLOAT16, DataType.FLOAT32, DataType.FLOAT64})
 
 
@@ -284,8 +263,8 @@ def _compile_group(block: ReadBlock, points: list[ModbusPointConfig], rule: str,
     else:
         dtype = DataType(rule)
         kind, width, floats = "value", register_count(dtype), dtype in _FLOATS
-        view = np.dtype(">" + _NUMPY_CODE[dtype])
-        layout = _struct_layout(byte_order, _STRUCT_CODE[dtype], offsets.tolist(), width)
+        view = np.dtype(">" + NUMPY_CODE[dtype])
+        layout = _struct_layout(byte_order, STRUCT_CODE[dtype], offsets.tolist(), width)
         # each point's registers as a row, most significant word first: reversing the column
         # index undoes a word swap, and reading the row's bytes big endian gives the value
         columns = np.arange(width, dtype=np.intp)
