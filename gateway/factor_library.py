@@ -115,3 +115,8 @@ def _locate(exc: FactorTableError, entries: list[Mapping[str, Any]], origin: lis
 def site_factor_table(library: Sequence[Path], overrides: Sequence[Mapping[str, Any]]) -> FactorTable:
     """The factor table of a site: its library paths (default: the shipped config/factors) and overrides."""
     return load_factor_table(list(library) or [default_factor_dir()], overrides)
+
+
+def factor_table_of(section: Any) -> FactorTable:
+    """The factor table a site's [factors] section names: its library paths and overrides."""
+    return site_factor_table(section.library, [o.model_dump(exclude_none=True) for o in section.overrides])

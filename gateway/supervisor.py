@@ -24,7 +24,7 @@ from gateway.alerts.budget_stage import attach_alerts
 from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.clock import Clock, SystemClock
 from gateway.errors import TransientError
-from gateway.factor_library import site_factor_table
+from gateway.factor_library import factor_table_of
 from gateway.health import ComponentHealth, HealthRegistry
 from gateway.model import MinuteResult, SampleBatch
 from gateway.settings import GatewaySettings, RetryConfig
@@ -104,7 +104,7 @@ class Gateway:
     def build(cls, settings: GatewaySettings, *, clock: Clock | None = None) -> Gateway:
         clock = clock or SystemClock()
         signals = SignalTable.from_settings(settings)
-        factors = site_factor_table(settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides])
+        factors = factor_table_of(settings.factors)
         calculator = EmissionCalculator(settings, factors)
         ledger = Ledger(settings.ledger.path)
         first = math.ceil(clock.now() / 60.0) * 60.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error
 from gateway.errors import ConfigError
-from gateway.factor_library import site_factor_table
+from gateway.factor_library import factor_table_of
 from gateway.stages.emissions import EmissionCalculator
 
 
@@ -22,9 +22,7 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        factors = site_factor_table(
-            settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides]
-        )
+        factors = factor_table_of(settings.factors)
         EmissionCalculator(settings, factors)
     except ConfigError as exc:  # factor and stream problems name no file of their own
         problems = None if exc.problems == [str(exc)] else exc.problems

@@ -189,7 +189,7 @@ def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
 def run_restate(args: argparse.Namespace) -> int:
     from gateway.commands.common import load_or_report, report_config_error
     from gateway.errors import ConfigError
-    from gateway.factor_library import site_factor_table
+    from gateway.factor_library import factor_table_of
     from gateway.restate import apply_restatement, format_plan, plan_restatement
 
     if not args.from_ < args.to:
@@ -202,9 +202,7 @@ def run_restate(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     try:
-        factors = site_factor_table(
-            settings.factors.library, [o.model_dump(exclude_none=True) for o in settings.factors.overrides]
-        )
+        factors = factor_table_of(settings.factors)
         ledger = Ledger(args.file, readonly=args.dry_run)
     except ConfigError as exc:
         report_config_error(exc)
