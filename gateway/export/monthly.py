@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 from gateway import __version__
 from gateway.errors import GatewayError
 from gateway.export import chart, documents, manifest, tables, workbook
-from gateway.factor_library import site_factor_table
+from gateway.factor_library import factor_table_of
 from gateway.settings import GatewaySettings
 from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
 from gateway.sinks.ledger_audit import VerifyReport, verify_ledger
@@ -339,9 +339,7 @@ def _read_month(
 
 
 def _factor_info(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
-    table = site_factor_table(
-        list(settings.factors.library), [o.model_dump() for o in settings.factors.overrides]
-    )
+    table = factor_table_of(settings.factors)
     return {fid: table.get(fid).to_dict() for fid in table.ids()}
 
 
