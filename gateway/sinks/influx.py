@@ -3,8 +3,9 @@
 Theory of operation. The sink reads ledger rows after its cursor ("influx" in table cursors),
 writes them in batches with the async client, and moves the cursor only after InfluxDB
 acknowledged the batch. A crash between the write and the cursor update repeats the batch,
-which is harmless: a point is keyed by measurement, tags (site, process, stream, scope) and the
-minute's timestamp (second precision), so writing it again overwrites it with the same values.
+which is harmless: a point is keyed by measurement, tags (site, process, stream, scope,
+activity_unit) and the minute's timestamp (second precision), so writing it again overwrites
+it with the same values.
 Only current rows are written (a superseded row is skipped, its correction follows later in the
 ledger), so InfluxDB always ends up holding the current view.
 
@@ -76,8 +77,18 @@ class LineEncoder:
     """Packed ledger rows (Ledger.outbox_rows) -> line protocol, caching the escaped series key
     and string fields.
 
-    The caches keep encoding to a few microseconds per row for a 24 h backlog of 10,000
-    streams: only the four numbers and the timestamp change from row to row.
+    A point carries what the dashboards chart and the alerts watch, not the whole ledger row:
+    tags site, process, stream, scope and activity_unit (the point's key: a correction keeps
+    all five, Ledger.correct refuses one that does not); fields co2_kg, activity, coverage,
+    quality, and flags when the minute has any. Method, factor id and emission factor stay in
+    the ledger (`emgate ledger show`) and the monthly export, where an auditor reads them. influxd
+    spends its CPU per field value: this point costs it about half of what the full row did
+    (bench/ledger_drain.py measures both sides), which decides how fast a backlog drains.
+
+    Flags are left out when empty, except on a correction: it sends flags="" so that a minute
+    whose flags were cleared does not keep the old ones (a write only replaces the fields it
+    sends). The caches keep encoding to a few microseconds per row for a 24 h backlog of
+    10,000 streams: only the three numbers and the timestamp change from row to row.
     """
 
     def __init__(self, measurement: str) -> None:
@@ -86,18 +97,20 @@ class LineEncoder:
         self._strings: dict[str, str] = {}
 
     def _new_series(self, key: str) -> str:
-        site, process, stream, scope = json.loads(key)
-        s = f"{self._measurement},process={_tag(process)},scope={_tag(scope)},site={_tag(site)},stream={_tag(stream)} "
+        site, process, stream, scope, unit = json.loads(key)
+        s = (
+            f"{self._measurement},activity_unit={_tag(unit)},process={_tag(process)},scope={_tag(scope)},"
+            f"site={_tag(site)},stream={_tag(stream)} "
+        )
         if len(self._series) < 1_000_000:
             self._series[key] = s
         return s
 
     def _new_strings(self, key: str) -> str:
-        method, unit, factor, quality, flags = json.loads(key)
-        s = (
-            f"activity_unit={_str_field(unit)},quality={_str_field(quality)},method={_str_field(method)},"
-            f"factor_id={_str_field(factor)},flags={_str_field(flags)}"
-        )
+        quality, flags, correction = json.loads(key)
+        s = f"quality={_str_field(quality)}"
+        if flags or correction:
+            s += f",flags={_str_field(flags)}"
         if len(self._strings) < 100_000:
             self._strings[key] = s
         return s
@@ -106,40 +119,30 @@ class LineEncoder:
         """Packed rows as a line-protocol body; non-finite numbers are left out."""
         series, strings = self._series, self._strings
         out = []
-        for _, ts, act, co2, ef, cov, skey, fkey in rows:
+        for _, ts, act, co2, cov, skey, fkey in rows:
             head = series.get(skey) or self._new_series(skey)
             text = strings.get(fkey) or self._new_strings(fkey)
-            total = co2 + act + cov + ef
-            if total - total == 0.0:  # all four finite (inf or NaN anywhere makes this NaN)
-                out.append(
-                    f"{head}co2_kg={co2!r},activity={act!r},coverage={cov!r},ef_kg_per_unit={ef!r},{text} {int(ts)}"
-                )
+            total = co2 + act + cov
+            if total - total == 0.0:  # all three finite (inf or NaN anywhere makes this NaN)
+                out.append(f"{head}co2_kg={co2!r},activity={act!r},coverage={cov!r},{text} {int(ts)}")
             else:  # InfluxDB refuses inf; leave the field out rather than lose the point
                 nums = "".join(
-                    f"{n}={v!r},"
-                    for n, v in (
-                        ("co2_kg", co2),
-                        ("activity", act),
-                        ("coverage", cov),
-                        ("ef_kg_per_unit", ef),
-                    )
-                    if math.isfinite(v)
+                    f"{n}={v!r}," for n, v in (("co2_kg", co2), ("activity", act), ("coverage", cov)) if math.isfinite(v)
                 )
                 out.append(f"{head}{nums}{text} {int(ts)}")
         return "\n".join(out)
 
 
-def pack(seq: int, r: MinuteResult) -> tuple[Any, ...]:
+def pack(seq: int, r: MinuteResult, *, correction: bool = False) -> tuple[Any, ...]:
     """A MinuteResult as the packed row Ledger.outbox_rows returns."""
     return (
         seq,
         r.minute_start,
         r.activity,
         r.co2_kg,
-        r.ef_kg_per_unit,
         r.coverage,
-        json.dumps([r.site, r.process, r.stream, r.scope]),
-        json.dumps([r.method, r.activity_unit, r.factor_id, r.quality, r.flags]),
+        json.dumps([r.site, r.process, r.stream, r.scope, r.activity_unit]),
+        json.dumps([r.quality, r.flags, int(correction)]),
     )
 
 
@@ -331,9 +334,7 @@ class InfluxSink:
                     break
                 after = rows[-1][0]
                 current = [r for r in rows if r[0] not in superseded] if superseded else rows
-                inflight.append(
-                    (after, asyncio.create_task(self._write_splitting(current), name="influx-write"))
-                )
+                inflight.append((after, asyncio.create_task(self._write_splitting(current), name="influx-write")))
                 await asyncio.sleep(0)  # let the request go out before encoding the next batch
                 while len(inflight) >= self.max_in_flight or (inflight and inflight[0][1].done()):
                     seq, task = inflight.popleft()
@@ -388,9 +389,7 @@ class InfluxSink:
             message = _server_message(exc, self._token)
             if status in _DATA_REFUSED:
                 raise _Refused(int(status), message) from exc
-            retry_after = (
-                parse_retry_after(getattr(exc, "retry_after", None)) if status in (429, 503) else None
-            )
+            retry_after = parse_retry_after(getattr(exc, "retry_after", None)) if status in (429, 503) else None
             hint = (
                 " (check influx.token / token_file, the user's rights and that the database exists)"
                 if status in (401, 403, 404)

@@ -293,7 +293,7 @@ class Ledger:
             found.update(
                 (row[0], row)
                 for row in self._db.execute(
-                    f"SELECT seq, minute_start, process, stream FROM minutes m "
+                    f"SELECT seq, minute_start, process, stream, site, scope, activity_unit FROM minutes m "
                     f"WHERE seq IN ({','.join('?' * len(part))}) AND {_CURRENT}",
                     part,
                 )
@@ -309,6 +309,13 @@ class Ledger:
                 raise ValueError(
                     f"ledger {self.path}: row {old_seq} is {row[2]}/{row[3]} at {row[1]:.0f}, "
                     f"the correction is {new.process}/{new.stream} at {new.minute_start:.0f} (or repeats a row)"
+                )
+            # InfluxDB keys a point by these too (gateway/sinks/influx.py): a correction that changed
+            # one would land beside the old point instead of overwriting it
+            if (row[4], row[5], row[6]) != (new.site, new.scope, new.activity_unit):
+                raise ValueError(
+                    f"ledger {self.path}: row {old_seq} has site/scope/unit {row[4]}/{row[5]}/{row[6]}, the correction "
+                    f"{new.site}/{new.scope}/{new.activity_unit}; a correction may change amounts, factors and flags only"
                 )
             targets.add(old_seq)
         first = self.head_seq + 1
@@ -493,17 +500,17 @@ class Ledger:
         """Rows for a sink with seq in (after, upto], oldest first, packed for encoding, and the
         seqs among them that are superseded.
 
-        A packed row is (seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage,
-        series, strings) where `series` is the JSON array [site, process, stream, scope] and
-        `strings` the JSON array [method, activity_unit, factor_id, quality, flags], built by
-        SQLite: draining a day's backlog is mostly per-row overhead, and two cached keys cost
-        less than nine string objects. Superseded rows are included so the cursor can pass them.
+        A packed row is (seq, minute_start, activity, co2_kg, coverage, series, strings) where
+        `series` is the JSON array [site, process, stream, scope, activity_unit] and `strings`
+        the JSON array [quality, flags, is a correction (0/1)], built by SQLite: draining a day's
+        backlog is mostly per-row overhead, and two cached keys cost less than seven string
+        objects. Superseded rows are included so the cursor can pass them.
         """
         where = "seq > ?" + (" AND seq <= ?" if upto is not None else "")
         params = (after, upto, limit) if upto is not None else (after, limit)
         rows = self._db.execute(
-            "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, json_array(site, process, stream, scope), "
-            f"json_array(method, activity_unit, factor_id, quality, flags) FROM minutes WHERE {where} ORDER BY seq LIMIT ?",
+            "SELECT seq, minute_start, activity, co2_kg, coverage, json_array(site, process, stream, scope, activity_unit), "
+            f"json_array(quality, flags, supersedes IS NOT NULL) FROM minutes WHERE {where} ORDER BY seq LIMIT ?",
             params,
         ).fetchall()
         if not rows:

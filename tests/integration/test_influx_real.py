@@ -13,19 +13,26 @@ from tests.unit.test_ledger import result
 pytestmark = pytest.mark.integration
 
 
+def _sink(influxdb, ledger: Ledger, measurement: str, **cfg: object) -> InfluxSink:  # type: ignore[no-untyped-def]
+    return InfluxSink(
+        InfluxConfig(
+            enabled=True,
+            url=influxdb.url,
+            org=influxdb.org,
+            bucket=influxdb.bucket,
+            token=influxdb.token,
+            measurement=measurement,
+            **cfg,
+        ),
+        ledger,
+        RetryConfig(),
+    )
+
+
 async def test_repeated_delivery_overwrites_itself(influxdb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ledger = Ledger(tmp_path / "ledger.sqlite")
     ledger.append([result(m, p, "s", co2_kg=m + 0.25) for m in range(30) for p in ("a", "b")])
-    cfg = InfluxConfig(
-        enabled=True,
-        url=influxdb.url,
-        org=influxdb.org,
-        bucket=influxdb.bucket,
-        token=influxdb.token,
-        measurement="repeat_test",
-        batch_size=7,
-    )
-    sink = InfluxSink(cfg, ledger, RetryConfig())
+    sink = _sink(influxdb, ledger, "repeat_test", batch_size=7)
     async with sink:
         while await sink.drain_once():
             pass
@@ -39,4 +46,23 @@ async def test_repeated_delivery_overwrites_itself(influxdb, tmp_path: Path) -> 
     current = {r.key(): r.co2_kg for r in ledger.results()}
     assert {k: v["co2_kg"] for k, v in stored.items()} == current
     assert current[(result(0).minute_start, "a", "s")] == -1.5
+    ledger.close()
+
+
+async def test_a_correction_that_clears_the_flags_clears_them_in_influx(influxdb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.append([result(0, quality="substituted", flags="rule=last_good", co2_kg=9.0), result(1)])
+    sink = _sink(influxdb, ledger, "flags_test")
+    async with sink:
+        while await sink.drain_once():
+            pass
+        before = _influx_rows(influxdb, "flags_test")
+        ledger.correct([(1, result(0, quality="measured", flags="", co2_kg=10.0))], "late samples")
+        while await sink.drain_once():
+            pass
+    after = _influx_rows(influxdb, "flags_test")
+    first, second = result(0).key(), result(1).key()
+    assert before[first]["flags"] == "rule=last_good" and before[second]["flags"] is None
+    assert after[first]["flags"] == "" and after[first]["quality"] == "measured" and after[first]["co2_kg"] == 10.0
+    assert after[first]["activity_unit"] == "t" and len(after) == 2
     ledger.close()

@@ -3,6 +3,8 @@
 import math
 from pathlib import Path
 
+import pytest
+
 from gateway.sinks.influx import LineEncoder, pack, to_line
 from gateway.sinks.ledger import Ledger
 from tests.unit.test_ledger import result
@@ -20,14 +22,10 @@ def test_sqlite_packing_matches_python_packing(tmp_path: Path) -> None:
     enc = LineEncoder("emissions")
     assert enc.lines(packed) == enc.lines([pack(i + 1, r) for i, r in enumerate(rows)])
     line = enc.lines(packed[:1])
-    assert line.startswith(
-        'emissions,process=a\\ b\\,c\\=d,scope=direct,site=works,stream=s"q\\\\ co2_kg=10.0,'
-    )
-    assert (
-        'flags="rule=last_good;x=1"' in line
-        and 'factor_id="ünï"' in line
-        and 'method="fuel_combustion"' in line
-    )
+    assert line.startswith('emissions,activity_unit=t,process=a\\ b\\,c\\=d,scope=direct,site=works,stream=s"q\\\\ co2_kg=10.0,')
+    assert 'flags="rule=last_good;x=1"' in line and 'quality="measured"' in line
+    # provenance stays in the ledger and the export
+    assert "factor_id" not in line and "method" not in line and "ef_kg_per_unit" not in line
     assert line.endswith(f" {int(rows[0].minute_start)}")
     lg.close()
 
@@ -35,3 +33,28 @@ def test_sqlite_packing_matches_python_packing(tmp_path: Path) -> None:
 def test_non_finite_numbers_are_left_out_not_the_point() -> None:
     line = to_line(result(0, co2_kg=math.inf), "m")
     assert "co2_kg" not in line and "activity=0.5," in line and 'quality="measured"' in line
+
+
+def test_empty_flags_are_left_out_except_on_a_correction(tmp_path: Path) -> None:
+    lg = Ledger(tmp_path / "l.sqlite")
+    lg.append([result(0, flags="rule=last_good", quality="substituted"), result(1)])
+    lg.correct([(1, result(0, flags="", quality="measured"))], "late samples")
+    packed, superseded = lg.outbox_rows(0, 10)
+    assert superseded == {1}
+    enc = LineEncoder("m")
+    flagged, plain, corrected = enc.lines(packed).split("\n")
+    assert 'flags="rule=last_good"' in flagged
+    assert "flags" not in plain
+    assert corrected.endswith(f'quality="measured",flags="" {int(result(0).minute_start)}')
+    assert enc.lines(packed[2:]) == enc.lines([pack(3, result(0, flags="", quality="measured"), correction=True)])
+    lg.close()
+
+
+def test_a_correction_must_keep_the_point_key(tmp_path: Path) -> None:
+    lg = Ledger(tmp_path / "l.sqlite")
+    lg.append([result(0)])
+    for changed in ({"activity_unit": "GJ"}, {"scope": "indirect"}, {"site": "other"}):
+        with pytest.raises(ValueError, match="site/scope/unit"):
+            lg.correct([(1, result(0, **changed))], "restated")
+    assert lg.head_seq == 1
+    lg.close()
