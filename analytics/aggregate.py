@@ -20,6 +20,14 @@ of that density is known exactly at the segment starts (a cumulative sum) and in
 (a quadratic), so the amount in minute m is F(edges[m + 1]) - F(edges[m]). Minute amounts
 therefore telescope: their sum is the integral over the whole span, whatever the edges. This costs
 O(N) for the cumulative sum plus O(n log N) for locating the edges.
+
+Closing as a live gateway does (`close_lag_s`). The gateway fixes minute m at edges[m + 1] + its
+delay and never revisits it, but some content is known only from a sample stamped later: a
+trapezoid segment's end value, a counter's next reading, an end-labelled interval row. Given
+close_lag_s, a segment stamped at or after a minute's close adds nothing to that minute (it still
+counts in the minutes that close after it), so each minute depends only on the samples stamped
+before its own close, and a day computed at once equals its minutes computed one at a time. The
+minute sums then telescope to the integral less what those minutes left out.
 """
 
 from __future__ import annotations
@@ -53,9 +61,7 @@ def _check_edges(edges: ArrayLike) -> F64:
         raise ValueError("edges must be finite epoch seconds; found NaN or inf")
     if not (e[1:] > e[:-1]).all():
         i = int(np.argmax(e[1:] <= e[:-1]))
-        raise ValueError(
-            f"edges must be strictly increasing; edges[{i}]={e[i]!r} >= edges[{i + 1}]={e[i + 1]!r}"
-        )
+        raise ValueError(f"edges must be strictly increasing; edges[{i}]={e[i]!r} >= edges[{i + 1}]={e[i + 1]!r}")
     return e
 
 
@@ -102,15 +108,27 @@ class _Segments:
     an edge belongs to the minute that starts there, as minutes are half-open) and `x` the edge's
     offset into that segment, clipped to [0, duration]. Only O(n) values are gathered here; the
     full-length work is one cumulative sum per channel.
+
+    With `close_lag_s`, minute m is taken as closed at edges[m + 1] + close_lag_s, and a segment
+    whose content is known only at `known_at` (its end reading, an end-labelled row) adds nothing
+    to a minute that closed before then. Only the segment crossing a minute's end can be that
+    late (every other one ends inside the minute), so `late[m]` marks minute m's.
     """
 
-    def __init__(self, starts: F64, durations: F64, edges: F64) -> None:
+    def __init__(
+        self, starts: F64, durations: F64, edges: F64, known_at: F64 | None = None, close_lag_s: float | None = None
+    ) -> None:
         j = np.searchsorted(starts, edges, side="left") - 1
         self.before = j < 0
         self.j = np.maximum(j, 0)
         self.d = durations[self.j]
         self.x = np.minimum(np.maximum(edges - starts[self.j], 0.0), self.d)
         self.full = self.x >= self.d
+        self.late = None
+        if close_lag_s is not None and known_at is not None and known_at.size:
+            # a difference, not edges + close_lag_s: it is exact, so shifted time axes (see
+            # analytics/batch.py) decide every tie the same way
+            self.late = ~self.before[1:] & (known_at[self.j[1:]] - edges[1:] >= close_lag_s)
 
     def per_minute(self, total: F64, inside: F64) -> F64:
         """Per-minute integral of a channel.
@@ -131,7 +149,12 @@ class _Segments:
             # reduceat(total, j)[i] = total[j[i]:j[i+1]] where j[i] < j[i+1] (else total[j[i]])
             sums = np.add.reduceat(total, j)[:-1]
             whole = np.where(j[1:] > j[:-1], sums, 0.0)
-        return (whole + partial[1:]) - partial[:-1]
+        right = partial[1:]
+        if self.late is not None:
+            # minute i gets nothing of a late segment j[i+1]: its part before edge i+1 is not
+            # added, and where it started before edge i too (j[i] == j[i+1]) partial[i] cancels
+            right = np.where(self.late, np.where(j[1:] == j[:-1], partial[:-1], 0.0), right)
+        return (whole + right) - partial[:-1]
 
 
 # --------------------------------------------------------------------------- public API
@@ -165,13 +188,20 @@ def integrate_rate(
     time_unit_s: float,
     max_gap_s: float,
     method: str = "trapezoid",
+    close_lag_s: float | None = None,
 ) -> tuple[F64, F64]:
     """Integrate a rate signal (t/h, Nm3/h, kW) into per-minute amounts (reference 5.1).
 
-    Segment k joins samples k and k + 1. It is integrated only when both values are finite and
-    ts[k + 1] - ts[k] <= max_gap_s; otherwise its seconds are uncovered. A lone sample covers
-    nothing. Where a segment crosses a minute boundary it is split there, with the boundary value
-    linearly interpolated (trapezoid), so minute amounts sum to the integral over the whole span.
+    Trapezoid: segment k joins samples k and k + 1. It is integrated only when both values are
+    finite and ts[k + 1] - ts[k] <= max_gap_s; otherwise its seconds are uncovered. A lone sample
+    covers nothing. Where a segment crosses a minute boundary it is split there, with the boundary
+    value linearly interpolated, so minute amounts sum to the integral over the whole span.
+
+    Left (step-like signals): sample k's level holds from ts[k] until the next sample or for
+    max_gap_s, whichever comes first (NaN holds nothing). max_gap_s is how long a level is
+    believed without a new reading, so a longer silence keeps its first max_gap_s: unlike a
+    trapezoid segment, a level needs nothing from the next sample, so a minute's amount is known
+    when the minute ends, and an open window (a live close) gives what the whole record gives.
 
     Args:
         ts: float64 epoch seconds, sorted.
@@ -180,8 +210,10 @@ def integrate_rate(
         time_unit_s: seconds of the rate's time unit: 3600 for t/h, Nm3/h and kW (-> kWh), 60 for
             a per-minute rate, 1 for per-second.
         max_gap_s: longest segment still integrated (reference default: 3 x the poll interval).
-        method: "trapezoid" (default) or "left" (left Riemann: the value holds until the next
-            sample, for step-like signals; the NaN and gap rules are the same).
+        method: "trapezoid" (default) or "left" (left Riemann, see above).
+        close_lag_s: None, or minute m is closed at edges[m + 1] + close_lag_s and gets no part
+            of a trapezoid segment whose end sample is stamped at or after that (the minute
+            stage's delay: what a live close could not have seen is left out of every close).
 
     Returns:
         (amount, covered_s), float64 arrays of length n: amount = integral / time_unit_s in the
@@ -197,11 +229,20 @@ def integrate_rate(
     v = v.astype(np.float64, copy=False)
 
     lo, hi = _window(t, e)
-    if hi - lo < 2:
+    if hi - lo < (1 if method == "left" else 2):
         zero = np.zeros(e.size - 1)
         return zero, zero.copy()
     t, v, dt = t[lo:hi], v[lo:hi], dt[lo : hi - 1]
+    if method == "left":
+        amount, covered = _held_levels(t, v, dt, e, max_gap_s)
+    else:
+        amount, covered = _trapezoids(t, v, dt, e, max_gap_s, close_lag_s)
+    if time_unit_s != 1.0:
+        amount /= time_unit_s
+    return amount, covered
 
+
+def _trapezoids(t: F64, v: F64, dt: F64, e: F64, max_gap_s: float, close_lag_s: float | None) -> tuple[F64, F64]:
     # Full-length passes are kept to a minimum (this runs at millions of samples per second):
     # unusable values become 0 once, and a segment's usability is folded into its covered seconds.
     ok = dt <= max_gap_s
@@ -213,28 +254,36 @@ def integrate_rate(
         ok &= finite[1:]
         r = np.where(finite, v, 0.0)
     dt_ok = dt * ok
-    if method == "trapezoid":
-        total = r[:-1] + r[1:]
-        total *= dt_ok
-        total *= 0.5
-    else:
-        total = r[:-1] * dt_ok
+    total = r[:-1] + r[1:]
+    total *= dt_ok
+    total *= 0.5
 
-    seg = _Segments(t[:-1], dt, e)
+    seg = _Segments(t[:-1], dt, e, known_at=t[1:], close_lag_s=close_lag_s)
     j, x = seg.j, seg.x
     ok_j = ok[j]
     r0 = np.where(ok_j, r[j], 0.0)
+    r1 = np.where(ok_j, r[j + 1], 0.0)
+    # Where x is inside segment j its duration is > 0; elsewhere the value is not used.
+    slope = (r1 - r0) / np.where(seg.d > 0.0, seg.d, 1.0)
     inside = r0 * x
-    if method == "trapezoid":
-        r1 = np.where(ok_j, r[j + 1], 0.0)
-        # Where x is inside segment j its duration is > 0; elsewhere the value is not used.
-        slope = (r1 - r0) / np.where(seg.d > 0.0, seg.d, 1.0)
-        inside += 0.5 * slope * x * x
-    amount = seg.per_minute(total, inside)
-    if time_unit_s != 1.0:
-        amount /= time_unit_s
-    covered = seg.per_minute(dt_ok, np.where(ok_j, x, 0.0))
-    return amount, covered
+    inside += 0.5 * slope * x * x
+    return seg.per_minute(total, inside), seg.per_minute(dt_ok, np.where(ok_j, x, 0.0))
+
+
+def _held_levels(t: F64, v: F64, dt: F64, e: F64, max_gap_s: float) -> tuple[F64, F64]:
+    """Left rule: one segment per sample, [ts[k], ts[k] + min(ts[k + 1] - ts[k], max_gap_s))."""
+    held = np.empty(t.size)
+    np.minimum(dt, max_gap_s, out=held[:-1])
+    held[-1] = max_gap_s  # nothing after the last sample: its level holds max_gap_s
+    finite = np.isfinite(v)
+    if finite.all():
+        r, held_ok = v, held
+    else:
+        r, held_ok = np.where(finite, v, 0.0), held * finite
+    seg = _Segments(t, held, e)
+    ok_j = finite[seg.j]
+    inside = np.where(ok_j, r[seg.j], 0.0) * seg.x
+    return seg.per_minute(r * held_ok, inside), seg.per_minute(held_ok, np.where(ok_j, seg.x, 0.0))
 
 
 @dataclass(frozen=True)
@@ -267,6 +316,7 @@ def counter_deltas(
     scale: float,
     max_rate_per_s: float | None,
     max_gap_s: float,
+    close_lag_s: float | None = None,
 ) -> CounterMinutes:
     """Turn readings of a totalising counter (kWh, Nm3, t) into per-minute quantities (reference 5.3).
 
@@ -293,6 +343,9 @@ def counter_deltas(
         scale: engineering units per count (> 0).
         max_rate_per_s: highest plausible rate in engineering units per second, or None.
         max_gap_s: intervals longer than this are reported in `spread_s`.
+        close_lag_s: None, or minute m is closed at edges[m + 1] + close_lag_s and gets no part
+            of an interval whose later reading is stamped at or after that: the quantity was not
+            known when the minute closed (the minute stage's delay; see gateway/stages/minute.py).
 
     Returns:
         CounterMinutes. Resets and wraps are counted in the minute of the reading that revealed
@@ -329,9 +382,7 @@ def counter_deltas(
         limit = 2.0**bits
         if c.size and (c.min() < 0 or c.max() >= limit):
             bad = c[(c < 0) | (c >= limit)][0]
-            raise ValueError(
-                f"counts must be in [0, 2**{bits}); found {bad!r} (check bits, scale and word order)"
-            )
+            raise ValueError(f"counts must be in [0, 2**{bits}); found {bad!r} (check bits, scale and word order)")
         lo, hi = _window(t, e)
         t, c = t[lo:hi], c[lo:hi]
         raw = c[1:] - c[:-1]
@@ -354,7 +405,7 @@ def counter_deltas(
     wrap = drop & plausible
 
     qty = np.where(reset, 0.0, wrapped * scale)
-    seg = _Segments(t0, dt, e)
+    seg = _Segments(t0, dt, e, known_at=t1, close_lag_s=close_lag_s)
     j, x = seg.j, seg.x
     safe_d = np.where(seg.d > 0.0, seg.d, 1.0)  # zero-length segments are always "full"
     amount = seg.per_minute(qty, qty[j] / safe_d * x)
@@ -382,6 +433,7 @@ def spread_interval_totals(
     *,
     interval_s: float,
     label: str,
+    close_lag_s: float | None = None,
 ) -> tuple[F64, F64]:
     """Spread interval totals (e.g. kWh per 15 min from a utility meter) evenly over minutes (5.4).
 
@@ -396,6 +448,9 @@ def spread_interval_totals(
         edges: n + 1 increasing boundaries.
         interval_s: interval length in seconds (> 0).
         label: "end" or "start".
+        close_lag_s: None, or minute m is closed at edges[m + 1] + close_lag_s and gets no part
+            of a row stamped at or after that (an end-labelled row is stamped when its interval
+            ends, so minutes that closed before it arrived do not get it).
 
     Returns:
         (amount, covered_s), float64 arrays of length n.
@@ -419,7 +474,7 @@ def spread_interval_totals(
         return zero, zero.copy()
     ok = np.isfinite(v)
     total = np.where(ok, v, 0.0)
-    seg = _Segments(starts, np.full(t.shape, interval_s), e)
+    seg = _Segments(starts, np.full(t.shape, interval_s), e, known_at=t, close_lag_s=close_lag_s)
     j, x = seg.j, seg.x
     amount = seg.per_minute(total, total[j] * (x / interval_s))
     covered = seg.per_minute(np.where(ok, interval_s, 0.0), np.where(ok[j], x, 0.0))
@@ -450,9 +505,7 @@ class InstantStats:
     covered_s: F64
 
 
-def instant_stats(
-    ts: ArrayLike, values: ArrayLike, edges: ArrayLike, *, max_gap_s: float = np.inf
-) -> InstantStats:
+def instant_stats(ts: ArrayLike, values: ArrayLike, edges: ArrayLike, *, max_gap_s: float = np.inf) -> InstantStats:
     """Per-minute mean, min, max and count of a sampled value, plus its time-weighted mean.
 
     `mean` is the plain sample mean (each finite sample in [edges[m], edges[m + 1]) weighs the

@@ -86,9 +86,7 @@ class SubstitutionHistory:
         amounts = np.asarray(self.amounts, dtype=np.float64)
         slots = np.asarray(self.slots, dtype=np.int64)
         if amounts.ndim != 1 or amounts.shape != slots.shape:
-            raise ValueError(
-                f"amounts and slots must be 1-D of the same shape, got {amounts.shape} and {slots.shape}"
-            )
+            raise ValueError(f"amounts and slots must be 1-D of the same shape, got {amounts.shape} and {slots.shape}")
         if amounts.size > self.capacity:
             raise ValueError(f"history holds {amounts.size} amounts, more than its capacity {self.capacity}")
         if slots.size and (np.any(np.diff(slots) <= 0) or slots[-1] >= self.next_slot):
@@ -97,9 +95,7 @@ class SubstitutionHistory:
         object.__setattr__(self, "slots", _readonly(slots))
 
     @classmethod
-    def _trusted(
-        cls, amounts: F64, slots: NDArray[np.int64], next_slot: int, capacity: int
-    ) -> SubstitutionHistory:
+    def _trusted(cls, amounts: F64, slots: NDArray[np.int64], next_slot: int, capacity: int) -> SubstitutionHistory:
         """Build without re-validating (finalize_minutes produces consistent state); copies, read-only."""
         obj = object.__new__(cls)
         object.__setattr__(obj, "amounts", _readonly(amounts))
@@ -112,6 +108,17 @@ class SubstitutionHistory:
     def empty(cls, lookback_minutes: int = 1440) -> SubstitutionHistory:
         """A history with no measured minute yet."""
         return cls(next_slot=0, capacity=_capacity(lookback_minutes))
+
+    def extended(self, measured: ArrayLike) -> SubstitutionHistory:
+        """This history followed by consecutive measured minutes: what `finalize_minutes` returns
+        as history when every minute it is given is measured, without the checks a caller's
+        arbitrary state needs (a gateway extends a history per signal per close)."""
+        new = np.asarray(measured, dtype=np.float64)
+        slots = self.next_slot + np.arange(new.size, dtype=np.int64)
+        cap = self.capacity
+        return SubstitutionHistory._trusted(
+            np.concatenate((self.amounts, new))[-cap:], np.concatenate((self.slots, slots))[-cap:], self.next_slot + new.size, cap
+        )
 
     @property
     def last_good(self) -> float | None:

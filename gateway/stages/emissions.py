@@ -8,10 +8,12 @@ its first minute. The arithmetic itself lives in analytics; this stage only wire
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import repeat
 
 import numpy as np
+from numpy.typing import NDArray
 
 from analytics.factors import FactorTable
 from analytics.substitution import MinuteQuality
@@ -76,77 +78,87 @@ class EmissionCalculator:
         self._sign = np.array([float(st.cfg.sign) for st in self._streams])
         self._estimated = np.array([st.cfg.estimated for st in self._streams], dtype=bool)
         self._balance_in = np.array([st.cfg.method == "carbon_balance" and st.cfg.sign > 0 for st in self._streams], dtype=bool)
+        # text columns of the results, one entry per stream
+        self._process = np.array([st.cfg.process for st in self._streams], dtype=object)
+        self._stream = np.array([st.cfg.stream for st in self._streams], dtype=object)
+        self._scope = np.array([st.cfg.effective_scope for st in self._streams], dtype=object)
+        self._method = np.array([st.cfg.method for st in self._streams], dtype=object)
+        self._factor_unit = np.array([st.factor_unit for st in self._streams], dtype=object)
+        self._rows_of: Mapping[str, int] | None = None
+        self._rows = np.empty(0, dtype=np.intp)
         self._by_factor: dict[str, list[int]] = {}
         for k, st in enumerate(self._streams):
             self._by_factor.setdefault(st.cfg.factor, []).append(k)
 
     def compute(self, frame: MinuteFrame) -> list[MinuteResult]:
-        """All streams' minute results, computed as (stream x minute) arrays in one pass."""
+        """All streams' minute results, computed as (stream x minute) arrays in one pass.
+
+        The results are stream-major: the first stream's minutes in order, then the next stream's.
+        """
         if not self._streams:
             return []
         starts = frame.starts
-        minutes = [frame.signals[st.cfg.signal] for st in self._streams]
-        amount = np.stack([m.amount for m in minutes])
-        activity = amount * self._to_unit[:, None]
+        rows = self._rows_in(frame)
+        activity = frame.amount[rows] * self._to_unit[:, None]
         ef_kg = np.empty_like(activity)
-        ids: list[list[str]] = [[]] * len(self._streams)
-        for factor_id, rows in self._by_factor.items():  # one lookup per factor per frame
+        ids = np.empty(activity.shape, dtype=object)
+        for factor_id, streams in self._by_factor.items():  # one lookup per factor per frame
             ef_t, used = self.factors.resolve_many(factor_id, starts)
-            ef_kg[rows] = np.asarray(ef_t) * 1000.0
-            used_list = [str(u) for u in used]
-            for r in rows:
-                ids[r] = used_list
+            ef_kg[streams] = np.asarray(ef_t) * 1000.0
+            ids[streams] = used.astype(object)
         co2_kg = activity * ef_kg * self._sign[:, None]
-        quality = np.stack([m.quality for m in minutes])
-        labels = _LABELS[quality]
+        labels = _LABELS[frame.quality[rows]]
         labels[self._estimated] = np.where(
             np.isin(labels[self._estimated], ("measured", "partial")), "estimated", labels[self._estimated]
         )
-        flagged = np.stack([(m.bad_samples > 0) | (m.resets > 0) | (m.rule != "") for m in minutes])
-        flagged |= self._balance_in[:, None] & (co2_kg < 0)
-        starts_l, act_l, co2_l, ef_l = starts.tolist(), activity.tolist(), co2_kg.tolist(), ef_kg.tolist()
-        cov_l, lab_l = np.stack([m.coverage for m in minutes]).tolist(), labels.tolist()
-        results: list[MinuteResult] = []
-        n = len(starts_l)
-        for k, st in enumerate(self._streams):
-            cfg, sm = st.cfg, minutes[k]
-            flags = [""] * n
-            for j in np.flatnonzero(flagged[k]).tolist():
-                flags[j] = self._flags(sm, j, cfg, co2_l[k][j])
-            # map() builds the results from columns without a Python-level loop per minute
-            results.extend(
-                map(
-                    MinuteResult,
-                    starts_l,
-                    repeat(self.site, n),
-                    repeat(cfg.process, n),
-                    repeat(cfg.stream, n),
-                    repeat(cfg.effective_scope, n),
-                    repeat(cfg.method, n),
-                    act_l[k],
-                    repeat(st.factor_unit, n),
-                    co2_l[k],
-                    ids[k],
-                    ef_l[k],
-                    cov_l[k],
-                    lab_l[k],
-                    flags,
-                )
+        rule, bad, resets = frame.rule[rows], frame.bad_samples[rows], frame.resets[rows]
+        negative = self._balance_in[:, None] & (co2_kg < 0)
+        flagged = (bad > 0) | (resets > 0) | (rule != "") | negative
+        n = len(starts)
+        flags = [""] * flagged.size
+        for k, j in zip(*np.nonzero(flagged), strict=True):
+            flags[k * n + j] = _flags(rule[k, j], int(bad[k, j]), int(resets[k, j]), bool(negative[k, j]))
+        # One map() over every (stream, minute), in stream-major order as ravel() lists a row-major
+        # array: results are built from columns without a Python-level loop per stream or minute.
+        return list(
+            map(
+                MinuteResult,
+                starts.tolist() * len(self._streams),
+                repeat(self.site, flagged.size),
+                np.repeat(self._process, n).tolist(),
+                np.repeat(self._stream, n).tolist(),
+                np.repeat(self._scope, n).tolist(),
+                np.repeat(self._method, n).tolist(),
+                activity.ravel().tolist(),
+                np.repeat(self._factor_unit, n).tolist(),
+                co2_kg.ravel().tolist(),
+                ids.ravel().tolist(),
+                ef_kg.ravel().tolist(),
+                frame.coverage[rows].ravel().tolist(),
+                labels.ravel().tolist(),
+                flags,
             )
-        return results
+        )
 
-    @staticmethod
-    def _flags(sm, j: int, cfg: StreamConfig, co2_kg: float) -> str:  # type: ignore[no-untyped-def]
-        flags = []
-        if sm.rule[j]:
-            flags.append(f"rule={sm.rule[j]}")
-        if sm.bad_samples[j]:
-            flags.append(f"bad_samples={int(sm.bad_samples[j])}")
-        if sm.resets[j]:
-            flags.append(f"counter_resets={int(sm.resets[j])}")
-        if cfg.method == "carbon_balance" and cfg.sign > 0 and co2_kg < 0:
-            flags.append("negative_balance")
-        return ";".join(sorted(flags))
+    def _rows_in(self, frame: MinuteFrame) -> NDArray[np.intp]:
+        """The frame rows of the streams' signals; a window's frames share one row mapping."""
+        if frame.rows is not self._rows_of:
+            self._rows = np.array([frame.rows[st.cfg.signal] for st in self._streams], dtype=np.intp)
+            self._rows_of = frame.rows
+        return self._rows
+
+
+def _flags(rule: str, bad_samples: int, resets: int, negative_balance: bool) -> str:
+    flags = []
+    if rule:
+        flags.append(f"rule={rule}")
+    if bad_samples:
+        flags.append(f"bad_samples={bad_samples}")
+    if resets:
+        flags.append(f"counter_resets={resets}")
+    if negative_balance:
+        flags.append("negative_balance")
+    return ";".join(sorted(flags))
 
 
 _LABELS = np.array([q.label for q in sorted(MinuteQuality, key=int)])

@@ -8,29 +8,52 @@ to deliver readings taken inside M *and* the first reading after M + 60, which t
 needs to interpolate the right edge. Closing is done for all due minutes at once, so a live
 gateway closes one minute per call while a replay closes a day per call, through the same code.
 
+What a minute is made of. Minute M's figures depend only on the readings stamped before its
+close, M + 60 + delay_s, so a frame of any size gives the minutes a live gateway closes one at a
+time (a day-long replay frame holds readings its first minutes never had, and must not use them
+there). Content known only from a later reading goes to the minutes still open when it comes
+(analytics.aggregate, `close_lag_s`):
+  * rate, trapezoid: the segment crossing M + 60 needs its end reading. Stamped after the close,
+    the segment's seconds in M are uncovered (M is partial and scaled, or substituted). A delay_s
+    longer than the poll interval avoids this.
+  * rate, left (a step signal): a level holds from its reading until the next one or for
+    max_gap_s, so M's part is known when M ends; nothing is left out.
+  * counter: a delta whose later reading comes after M's close gives M nothing; its seconds in M
+    are uncovered and substituted by the signal's rule. Booking the delta to M would take a
+    correction of a closed minute, so across a silence longer than delay_s the quantity of the
+    closed minutes is estimated, live and in a replay alike.
+  * interval_total: an end-labelled row is stamped when its interval ends, so its minutes are
+    measured only if delay_s >= interval_s - 60 s (the UCI meter: 900 s); the minutes that closed
+    before the row arrived are substituted. A start-labelled row precedes its minutes.
+  * instant: no amount.
+Waiting instead (closing M only once every signal's next reading is in) would hold all signals'
+minutes for the slowest silence; delay_s is the wait, and the same delay_s gives the same minutes.
+
 A reading that arrives for a minute already closed is late: it is counted and dropped here (a
 correction row is the ledger's business, not the window's). Readings are kept after a close
 only as far as the next close needs them: per signal the last reading before the boundary (a
-counter's base or a rate's left edge) and everything after it.
+rate's left edge), the last good one (a counter's base) and everything after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
 from analytics.aggregate import counter_deltas, minute_edges, spread_interval_totals
-from analytics.batch import integrate_rate_many
-from analytics.substitution import FULL_COVERAGE_TOLERANCE, MinuteQuality, SubstitutionHistory, finalize_minutes
+from analytics.batch import concat_ranges, integrate_rate_many
+from analytics.substitution import FULL_COVERAGE_TOLERANCE, MinuteQuality, finalize_minutes
 from gateway.clock import Clock
 from gateway.model import SampleBatch, SampleQuality
 from gateway.settings import WindowConfig
 from gateway.signals import SignalTable
+from gateway.stages.minute_history import RULE_NEEDS, HistoryColumns, SignalHistories
 from gateway.units import time_unit_s
 
 log = logging.getLogger(__name__)
@@ -52,11 +75,42 @@ class SignalMinutes:
 
 @dataclass(frozen=True)
 class MinuteFrame:
-    """Several consecutive closed minutes for every signal."""
+    """Several consecutive closed minutes for every signal, as (signal x minute) arrays.
+
+    Row `rows[name]` of each 2-D array is that signal's minutes, aligned with `starts`. Columns
+    rather than one object per signal: a close builds them without a Python step per signal, and
+    the emission stage takes its streams' rows with one index.
+    """
 
     starts: NDArray[np.float64]  # minute starts, epoch s
-    signals: dict[str, SignalMinutes]
+    rows: Mapping[str, int]  # signal name -> row; the same object for every frame of a window
+    amount: NDArray[np.float64]  # in the signal's amount unit (t, Nm3, kWh, ...), substituted where flagged
+    coverage: NDArray[np.float64]  # covered fraction of each minute, before substitution
+    quality: NDArray[np.int8]  # analytics.substitution.MinuteQuality codes
+    rule: NDArray[np.object_]  # substitution rule used, "" where measured
+    bad_samples: NDArray[np.int32]  # readings in the minute that were not GOOD
+    resets: NDArray[np.int32]  # counter resets detected
     late_samples: int = 0
+
+    @property
+    def signals(self) -> Mapping[str, SignalMinutes]:
+        """One signal's minutes at a time (views of the rows), for callers that want them by name."""
+        return _SignalRows(self)
+
+
+class _SignalRows(Mapping[str, SignalMinutes]):
+    def __init__(self, frame: MinuteFrame) -> None:
+        self._frame = frame
+
+    def __getitem__(self, name: str) -> SignalMinutes:
+        f, r = self._frame, self._frame.rows[name]
+        return SignalMinutes(f.amount[r], f.coverage[r], f.quality[r], f.rule[r], f.bad_samples[r], f.resets[r])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frame.rows)
+
+    def __len__(self) -> int:
+        return len(self._frame.rows)
 
 
 @dataclass
@@ -69,8 +123,8 @@ class SourceCounts:
 class WindowState:
     """What a MinuteWindow holds between closes, for checkpoints (gateway/checkpoint.py).
 
-    The buffered readings (sorted by signal id, then time), the substitution history per signal
-    id, and the first minute not yet closed.
+    The buffered readings (sorted by signal id, then time), what each signal's substitution rule
+    can still read of its history, and the first minute not yet closed.
     """
 
     next_minute: float
@@ -78,7 +132,7 @@ class WindowState:
     ts: NDArray[np.float64]
     values: NDArray[np.float64]
     quality: NDArray[np.uint8]
-    history: dict[int, SubstitutionHistory | None]
+    history: HistoryColumns
 
 
 @dataclass
@@ -104,18 +158,19 @@ class MinuteWindow:
         if self.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {self.next_minute} is not on a minute boundary")
         self._chunks: list[tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]] = []
-        self._history: dict[int, SubstitutionHistory | None] = {}
-        self._pending: dict[int, list[NDArray[np.float64]]] = {}  # measured minutes not yet in _history
+        needs = [RULE_NEEDS[cfg.substitution] for cfg in self.signals.configs]
+        self._histories = SignalHistories(np.array(needs, dtype=np.int64))
+        self._rows = MappingProxyType({name: i for i, name in enumerate(self.signals.names)})
         self._groups: dict[tuple[float, float, str], NDArray[np.int64]] | None = None
+        self._others: list[int] | None = None
 
     def export_state(self) -> WindowState:
-        """The in-progress state for a checkpoint (the buffer is compacted as a side effect)."""
+        """The in-progress state for a checkpoint: the buffer (compacted as a side effect) and
+        what each signal's substitution rule can still read of its history."""
         sig, ts, val, qual = self._take_sorted()
         self._chunks = [(sig, ts, val, qual)] if len(ts) else []
-        for i in list(self._pending):
-            self._history_of(i)
         self._exported_chunks, self._exported_n = self._chunks, len(self._chunks)
-        return WindowState(self.next_minute, sig, ts, val, qual, dict(self._history))
+        return WindowState(self.next_minute, sig, ts, val, qual, self._histories.columns())
 
     def export_new_readings(self) -> WindowState:
         """Readings buffered since the last export, for an incremental checkpoint (no history).
@@ -129,9 +184,9 @@ class MinuteWindow:
         self._exported_chunks, self._exported_n = chunks, len(chunks)
         if not new:
             empty = (np.empty(0, np.int32), np.empty(0), np.empty(0), np.empty(0, np.uint8))
-            return WindowState(self.next_minute, *empty, {})
+            return WindowState(self.next_minute, *empty, HistoryColumns.empty())
         sig, ts, val, qual = (np.concatenate([c[k] for c in new]) for k in range(4))
-        return WindowState(self.next_minute, sig, ts, val, qual, {})
+        return WindowState(self.next_minute, sig, ts, val, qual, HistoryColumns.empty())
 
     def import_state(self, state: WindowState) -> None:
         """Resume from a checkpoint: buffered readings, history and the first unclosed minute."""
@@ -139,8 +194,7 @@ class MinuteWindow:
             raise ValueError(f"next_minute {state.next_minute} is not on a minute boundary")
         self.next_minute = float(state.next_minute)
         self._chunks = [(state.signal_ids, state.ts, state.values, state.quality)] if len(state.ts) else []
-        self._history = dict(state.history)
-        self._pending = {}
+        self._histories.load(state.history)
 
     def ingest(self, batch: SampleBatch) -> None:
         """Buffer a batch; readings for minutes already closed are counted late and dropped."""
@@ -179,16 +233,15 @@ class MinuteWindow:
         k_signals = len(self.signals)
         bounds = np.searchsorted(sig, np.arange(k_signals + 1))
         good = qual == SampleQuality.GOOD
-        usable = np.where(good, val, np.nan)
+        usable = val if good.all() else np.where(good, val, np.nan)
         amount = np.zeros((k_signals, n))
         covered = np.zeros((k_signals, n))
         resets = np.zeros((k_signals, n), dtype=np.int32)
+        lag_s = self.window.delay_s  # each minute gets what was stamped before its own close, whatever n
         for (unit_s, gap_s, method), ids in self._rate_groups().items():
             g_ts, g_val, g_bounds = _gather(ids, bounds, ts, usable)
-            if method == "left":
-                g_ts, g_val, g_bounds = _hold_level(g_ts, g_val, g_bounds, float(edges[-1]), gap_s)
             amount[ids], covered[ids] = integrate_rate_many(
-                g_ts, g_val, g_bounds, edges, time_unit_s=unit_s, max_gap_s=gap_s, method=method
+                g_ts, g_val, g_bounds, edges, time_unit_s=unit_s, max_gap_s=gap_s, method=method, close_lag_s=lag_s
             )
         for i in self._other_ids():
             lo, hi = int(bounds[i]), int(bounds[i + 1])
@@ -198,14 +251,11 @@ class MinuteWindow:
         if flagged.any():
             np.add.at(bad, (sig[flagged], ((ts[flagged] - edges[0]) // MINUTE_S).astype(np.int64)), 1)
             self.counters.bad += int(flagged.sum())
-        out = self._finalize(amount, covered, bad, resets)
-        # keep each signal's last reading before `end` (left edge, counter base) and all after it
-        running = np.concatenate(([0], np.cumsum(ts < end)))
-        before_end = running[bounds[1:]] - running[bounds[:-1]]
-        self._keep(sig, ts, val, qual, bounds[:-1] + np.maximum(before_end - 1, 0))
+        amount, coverage, quality, rule = self._finalize(amount, covered)
+        self._keep(sig, ts, val, qual, good, bounds, end)
         self.next_minute = end
         self.counters.minutes_closed += n
-        return MinuteFrame(starts=starts, signals=out, late_samples=self.counters.late)
+        return MinuteFrame(starts, self._rows, amount, coverage, quality, rule, bad, resets, late_samples=self.counters.late)
 
     def _take_sorted(self) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
         if not self._chunks:
@@ -220,7 +270,8 @@ class MinuteWindow:
         s_sig, s_ts = sig[order], ts[order]
         if np.any((s_sig[1:] == s_sig[:-1]) & (s_ts[1:] < s_ts[:-1])):
             order = np.lexsort((ts, sig))
-        sig, ts, val, qual = sig[order], ts[order], val[order], qual[order]
+            s_sig, s_ts = sig[order], ts[order]
+        sig, ts, val, qual = s_sig, s_ts, val[order], qual[order]
         # a repeated (signal, ts) pair (a re-delivered MQTT message) counts once
         dup = np.zeros(len(ts), dtype=bool)
         dup[1:] = (sig[1:] == sig[:-1]) & (ts[1:] == ts[:-1])
@@ -235,11 +286,30 @@ class MinuteWindow:
         ts: NDArray[np.float64],
         val: NDArray[np.float64],
         qual: NDArray[np.uint8],
-        keep_from: NDArray[np.int64],
+        good: NDArray[np.bool_],
+        bounds: NDArray[np.int64],
+        end: float,
     ) -> None:
-        """Keep, per signal (arrays sorted by signal), the rows from keep_from[signal] on."""
-        mask = np.arange(len(ts)) >= keep_from[sig] if len(ts) else np.zeros(0, dtype=bool)
-        self._chunks = [(sig[mask], ts[mask], val[mask], qual[mask])] if mask.any() else []
+        """Keep what the next close needs (arrays sorted by signal, then time): each signal's
+        readings from its last one before `end` (a rate's left edge, a level, a start-labelled
+        row) on, and its last GOOD one before `end` as well: a counter skips bad readings, so
+        that one is its base. Dropping it would lose the delta across the close that a close
+        of more minutes keeps.
+        """
+        running = np.zeros(len(ts) + 1, dtype=np.int64)
+        np.cumsum(ts < end, out=running[1:])
+        before_end = running[bounds[1:]] - running[bounds[:-1]]
+        keep_from = bounds[:-1] + np.maximum(before_end - 1, 0)
+        first, lengths = keep_from, bounds[1:] - keep_from
+        if not good.all():
+            last_good = np.where(good & (ts < end), np.arange(len(ts)), -1)
+            np.maximum.accumulate(last_good, out=last_good)
+            base = last_good[np.minimum(keep_from, len(ts) - 1)]  # < bounds[:-1]: none in the signal
+            extra = ((base >= bounds[:-1]) & (base < keep_from)).astype(np.int64)
+            first = np.column_stack((base, keep_from)).ravel()
+            lengths = np.column_stack((extra, lengths)).ravel()
+        idx = concat_ranges(first, lengths)  # a few rows per signal: no pass over all of them
+        self._chunks = [(sig[idx], ts[idx], val[idx], qual[idx])] if len(idx) else []
 
     def _rate_groups(self) -> dict[tuple[float, float, str], NDArray[np.int64]]:
         """Rate signals grouped by what their integration needs; each group is one numpy pass."""
@@ -253,7 +323,9 @@ class MinuteWindow:
         return self._groups
 
     def _other_ids(self) -> list[int]:
-        return [i for i, cfg in enumerate(self.signals.configs) if cfg.kind != "rate"]
+        if self._others is None:
+            self._others = [i for i, cfg in enumerate(self.signals.configs) if cfg.kind != "rate"]
+        return self._others
 
     def _other_minutes(
         self, i: int, ts: NDArray[np.float64], usable: NDArray[np.float64], good: NDArray[np.bool_], edges: NDArray[np.float64]
@@ -269,24 +341,26 @@ class MinuteWindow:
                 scale=cfg.counter_scale,
                 max_rate_per_s=cfg.max_rate_per_s,
                 max_gap_s=self.signals.max_gap_s[i],
+                close_lag_s=self.window.delay_s,
             )
             return cm.amount, cm.covered_s, np.asarray(cm.resets, dtype=np.int32)
         if cfg.kind == "interval_total":
-            amount, covered = spread_interval_totals(ts, usable, edges, interval_s=cfg.interval_s, label=cfg.interval_label)
+            amount, covered = spread_interval_totals(
+                ts, usable, edges, interval_s=cfg.interval_s, label=cfg.interval_label, close_lag_s=self.window.delay_s
+            )
             return amount, covered, np.zeros(n, dtype=np.int32)
         # instant values are not activity data; they are summarised elsewhere
         return np.zeros(n), np.full(n, MINUTE_S), np.zeros(n, dtype=np.int32)
 
     def _finalize(
-        self, amount: NDArray[np.float64], covered: NDArray[np.float64], bad: NDArray[np.int32], resets: NDArray[np.int32]
-    ) -> dict[str, SignalMinutes]:
-        """Coverage, quality and substitution for every signal (analytics.substitution's rules).
+        self, amount: NDArray[np.float64], covered: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int8], NDArray[np.object_]]:
+        """Amount, coverage, quality and rule of every signal's minutes (analytics.substitution's rules).
 
         Signals whose minutes are all measured take a vectorised path that computes exactly what
         finalize_minutes would (same expressions, element by element) and defers their history
         update; only a signal with a gap goes through finalize_minutes itself.
         """
-        n = amount.shape[1]
         tol = FULL_COVERAGE_TOLERANCE
         coverage = covered / MINUTE_S
         measured = (coverage >= self.window.coverage_threshold - tol) & np.isfinite(amount)
@@ -294,61 +368,22 @@ class MinuteWindow:
         with np.errstate(divide="ignore", invalid="ignore"):
             scaled = np.where(full, amount, amount / np.where(covered > 0, covered, 1.0) * MINUTE_S)
         quality = np.where(full, np.int8(MinuteQuality.MEASURED), np.int8(MinuteQuality.PARTIAL)).astype(np.int8)
-        no_rule = np.full(n, "", dtype=object)
-        all_measured = measured.all(axis=1)
-        out: dict[str, SignalMinutes] = {}
-        for i, name in enumerate(self.signals.names):
-            if all_measured[i]:
-                self._defer_history(i, scaled[i])
-                out[name] = SignalMinutes(scaled[i], coverage[i], quality[i], no_rule, bad[i], resets[i])
-                continue
+        rule = np.full(amount.shape, "", dtype=object)
+        gaps = np.flatnonzero(~measured.all(axis=1))
+        for i in gaps.tolist():
             cfg = self.signals.configs[i]
-            filled, cov, q, rule, history = finalize_minutes(
+            filled, cov, q, used, history = finalize_minutes(
                 amount[i],
                 covered[i],
                 minute_s=MINUTE_S,
                 threshold=self.window.coverage_threshold,
                 rule=cfg.substitution,
-                history=self._history_of(i),
+                history=self._histories.of(i),
             )
-            self._history[i] = history
-            out[name] = SignalMinutes(
-                np.asarray(filled, dtype=np.float64),
-                np.asarray(cov, dtype=np.float64),
-                np.asarray(q, dtype=np.int8),
-                np.asarray(rule, dtype=object),
-                bad[i],
-                resets[i],
-            )
-        return out
-
-    def _defer_history(self, i: int, measured_amounts: NDArray[np.float64]) -> None:
-        pending = self._pending.setdefault(i, [])
-        pending.append(measured_amounts)
-        if len(pending) * len(measured_amounts) > _HISTORY_CAPACITY:  # bound what waits
-            self._history[i] = self._history_of(i)
-
-    def _history_of(self, i: int) -> SubstitutionHistory | None:
-        """Signal i's substitution history with the deferred measured minutes folded in."""
-        history = self._history.get(i)
-        pending = self._pending.pop(i, None)
-        if not pending:
-            return history
-        new = np.concatenate(pending)
-        if history is None:
-            history = SubstitutionHistory.empty()
-        slots = history.next_slot + np.arange(len(new), dtype=np.int64)
-        cap = history.capacity
-        self._history[i] = SubstitutionHistory(
-            amounts=np.concatenate((history.amounts, new))[-cap:],
-            slots=np.concatenate((history.slots, slots))[-cap:],
-            next_slot=history.next_slot + len(new),
-            capacity=cap,
-        )
-        return self._history[i]
-
-
-_HISTORY_CAPACITY = SubstitutionHistory.empty().capacity
+            self._histories.set(i, history)
+            scaled[i], coverage[i], quality[i], rule[i] = filled, cov, q, used
+        self._histories.add(scaled, gaps)
+        return scaled, coverage, quality, rule
 
 
 def _gather(
@@ -359,24 +394,8 @@ def _gather(
     g_bounds = np.concatenate(([0], np.cumsum(lengths)))
     if len(ids) == len(bounds) - 1:  # every signal: nothing to gather
         return ts, values, g_bounds
-    idx = np.arange(g_bounds[-1]) - np.repeat(g_bounds[:-1], lengths) + np.repeat(bounds[ids], lengths)
+    idx = concat_ranges(bounds[ids], lengths)
     return ts[idx], values[idx], g_bounds
-
-
-def _hold_level(
-    ts: NDArray[np.float64], values: NDArray[np.float64], bounds: NDArray[np.int64], end: float, max_gap_s: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
-    """A step signal holds its level until the next change: add a reading at the window's end
-    for each block whose last reading is before it (and within max_gap_s)."""
-    nonempty = bounds[1:] > bounds[:-1]
-    last = np.maximum(bounds[1:] - 1, 0)
-    hold = nonempty & (ts[last] < end) & (end - ts[last] <= max_gap_s) if len(ts) else np.zeros(len(bounds) - 1, bool)
-    if not hold.any():
-        return ts, values, bounds
-    at = bounds[1:][hold]
-    ts = np.insert(ts, at, end)
-    values = np.insert(values, at, values[last[hold]])
-    return ts, values, bounds + np.concatenate(([0], np.cumsum(hold)))
 
 
 class MinuteStage:

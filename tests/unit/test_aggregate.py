@@ -10,6 +10,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from analytics.aggregate import (
+    _METHODS,
     counter_deltas,
     instant_stats,
     integrate_rate,
@@ -138,16 +139,43 @@ RATE_CASES = [
     ),
     pytest.param(
         # left Riemann with the step inside the second minute, values held: samples (0,1), (90,3), (150,3)
-        # max_gap 100: minute 0 = 1 x 60 = 60; minute 1 = 1 x 30 + 3 x 30 = 120; minute 2 = 3 x 30 = 90
+        # max_gap 100: minute 0 = 1 x 60 = 60; minute 1 = 1 x 30 + 3 x 30 = 120; minute 2 = 3 x 30 + 3 x 30
+        # = 180 (the last sample's level holds max_gap_s, to 250)
         np.array([0, 90, 150.0]),
         np.array([1, 3, 3.0]),
         3,
         1,
         100,
         "left",
-        [60, 120, 90],
-        [60, 60, 30],
+        [60, 120, 180],
+        [60, 60, 60],
         id="left-across-edges",
+    ),
+    pytest.param(
+        # left with a gap: (0,2), (100,4), max_gap 30. The level 2 holds [0,30) = 60, then nothing until
+        # 100; 4 holds [100,120) = 80 in minute 1. (A trapezoid drops the whole 100 s segment.)
+        np.array([0, 100.0]),
+        np.array([2, 4.0]),
+        2,
+        1,
+        30,
+        "left",
+        [60, 80],
+        [30, 20],
+        id="left-gap-holds-max-gap",
+    ),
+    pytest.param(
+        # left with a failed read: (0,2), (20,NaN), (40,2). 2 holds [0,20) = 40; NaN holds nothing;
+        # 2 holds [40,60) = 40. covered 40 s.
+        np.array([0, 20, 40.0]),
+        np.array([2, NAN, 2.0]),
+        1,
+        1,
+        30,
+        "left",
+        [80],
+        [40],
+        id="left-nan-holds-nothing",
     ),
     pytest.param(
         # per-minute rate (time unit 60 s): 6 Nm3/min for a whole minute = 6 Nm3
@@ -178,9 +206,7 @@ RATE_CASES = [
 
 @pytest.mark.parametrize(("ts", "values", "n", "unit", "gap", "method", "amount", "covered"), RATE_CASES)
 def test_integrate_rate_table(ts, values, n, unit, gap, method, amount, covered) -> None:
-    got_amount, got_covered = integrate_rate(
-        T0 + ts, values, edges(n), time_unit_s=unit, max_gap_s=gap, method=method
-    )
+    got_amount, got_covered = integrate_rate(T0 + ts, values, edges(n), time_unit_s=unit, max_gap_s=gap, method=method)
     assert got_amount.shape == (n,) and got_covered.shape == (n,)
     assert_allclose(got_amount, amount, rtol=1e-12, atol=1e-9)
     assert_allclose(got_covered, covered, rtol=0, atol=1e-6)
@@ -224,6 +250,78 @@ def test_day_at_once_equals_minute_by_minute_live() -> None:
     assert_allclose(np.concatenate([c for _, c in live]), batch_cov, atol=1e-6)
 
 
+def test_close_lag_leaves_out_what_a_closed_minute_could_not_see() -> None:
+    # kernels given close_lag_s: minute m closes at its end + lag, and content stamped at or after
+    # that (a trapezoid's end sample, a counter's next reading, an end-labelled row) adds nothing to it
+    # trapezoid, 1 per s, samples at 0, 50, 70: segment [50,70) is known at 70.
+    ts, ones = T0 + np.array([0, 50, 70.0]), np.ones(3)
+    # lag 5: minute 0 closed at 65 without it -> [0,50) = 50; minute 1 gets [60,70) = 10
+    a, c = integrate_rate(ts, ones, edges(2), time_unit_s=1, max_gap_s=60, close_lag_s=5)
+    assert_allclose(a, [50, 10])
+    assert_allclose(c, [50, 10])
+    # lag 15: closed at 75, after 70 -> minute 0 gets all 60 s
+    a, c = integrate_rate(ts, ones, edges(2), time_unit_s=1, max_gap_s=60, close_lag_s=15)
+    assert_allclose(a, [60, 10])
+    assert_allclose(c, [60, 10])
+    # counter: 100 at 0, 400 at 150 (300 counts over 150 s). Known at 150: minutes 0 and 1 closed at
+    # 62 and 122 without it, minute 2 gets its 30 s = 60 counts.
+    got = counter_deltas(
+        T0 + np.array([0, 150.0]),
+        np.array([100, 400.0]),
+        edges(3),
+        bits=16,
+        scale=1.0,
+        max_rate_per_s=None,
+        max_gap_s=30,
+        close_lag_s=2,
+    )
+    assert_allclose(got.amount, [0, 0, 60])
+    assert_allclose(got.covered_s, [0, 0, 30])
+    # an end-labelled row stamped 00:05 covering 00:00-00:05 (5 units): minutes 0-3 closed before
+    # 00:05, minute 4 closes at 00:05:02 and gets its fifth.
+    amount, covered = spread_interval_totals(
+        np.array([T0 + 300]), np.array([5.0]), edges(5), interval_s=300, label="end", close_lag_s=2
+    )
+    assert_allclose(amount, [0, 0, 0, 0, 1])
+    assert_allclose(covered, [0, 0, 0, 0, 60])
+    # start-labelled, the row is stamped before its minutes: all five get theirs
+    amount, _ = spread_interval_totals(np.array([T0]), np.array([5.0]), edges(5), interval_s=300, label="start", close_lag_s=2)
+    assert_allclose(amount, np.ones(5))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("lag", [0.0, 2.0, 45.0])
+def test_with_close_lag_a_span_equals_its_minutes_closed_one_by_one(seed: int, lag: float) -> None:
+    """The property the minute stage relies on: computed over many minutes with close_lag_s, each
+    minute equals that minute computed alone from the samples stamped before its close."""
+    rng = np.random.default_rng(seed)
+    e = edges(12)
+    ts = T0 + np.sort(np.round(rng.uniform(-40, 780, 150), 1))
+    ts = ts[(ts < T0 + 200) | (ts > T0 + 330)]  # a silence over two minute ends
+    rate = rng.uniform(0, 50, ts.size)
+    rate[rng.random(ts.size) < 0.05] = NAN
+    counts = np.cumsum(rng.integers(0, 60, ts.size)) % 1024.0
+    counts[rng.random(ts.size) < 0.05] = NAN
+    rows = T0 + np.arange(-300, 900, 150.0)[rng.random(8) < 0.8]
+    totals = rng.uniform(0, 10, rows.size)
+
+    def kernels(t, r, c, row_ts, tot, e_):
+        k, kr = t < e_[-1] + lag, row_ts < e_[-1] + lag
+        out = [integrate_rate(t[k], r[k], e_, time_unit_s=60, max_gap_s=20, method=m, close_lag_s=lag) for m in _METHODS]
+        cm = counter_deltas(t[k], c[k], e_, bits=10, scale=0.5, max_rate_per_s=30.0, max_gap_s=20, close_lag_s=lag)
+        out.append((cm.amount, cm.covered_s))
+        for label in ("end", "start"):
+            out.append(spread_interval_totals(row_ts[kr], tot[kr], e_, interval_s=150, label=label, close_lag_s=lag))
+        return out
+
+    span = kernels(ts, rate, counts, rows, totals, e)
+    for m in range(12):
+        alone = kernels(ts, rate, counts, rows, totals, e[m : m + 2])
+        for (amount, covered), (one_amount, one_covered) in zip(span, alone, strict=True):
+            assert_allclose(amount[m], one_amount[0], rtol=1e-12, atol=1e-9)
+            assert_allclose(covered[m], one_covered[0], rtol=1e-12, atol=1e-9)
+
+
 def test_integrate_rate_rejects_unsorted_ts() -> None:
     with pytest.raises(ValueError, match="sorted"):
         integrate_rate(T0 + np.array([0, 20, 10.0]), np.ones(3), edges(1), time_unit_s=1, max_gap_s=30)
@@ -250,9 +348,7 @@ def test_integrate_rate_rejects_bad_parameters(kwargs: dict, match: str) -> None
 
 def test_edges_must_increase() -> None:
     with pytest.raises(ValueError, match="strictly increasing"):
-        integrate_rate(
-            T0 + np.array([0, 10.0]), np.ones(2), T0 + np.array([0, 60, 60.0]), time_unit_s=1, max_gap_s=30
-        )
+        integrate_rate(T0 + np.array([0, 10.0]), np.ones(2), T0 + np.array([0, 60, 60.0]), time_unit_s=1, max_gap_s=30)
 
 
 # --------------------------------------------------------------------------- counter_deltas
@@ -312,9 +408,7 @@ def test_counter_reset_is_a_gap() -> None:
     # far above 1 x 60 x 1.5 = 90, so it is a reset: no quantity, interval uncovered, new base 10.
     # then 10 -> 40 over [60, 120): 30 counts, covered.
     ts = T0 + np.array([0, 60, 120.0])
-    got = counter_deltas(
-        ts, np.array([1000, 10, 40.0]), edges(2), bits=16, scale=1.0, max_rate_per_s=1.0, max_gap_s=120
-    )
+    got = counter_deltas(ts, np.array([1000, 10, 40.0]), edges(2), bits=16, scale=1.0, max_rate_per_s=1.0, max_gap_s=120)
     assert_allclose(got.amount, [0, 30])
     assert_allclose(got.covered_s, [0, 60])
     assert_array_equal(got.resets, [0, 1])  # revealed at 60 s = minute 1
@@ -324,9 +418,7 @@ def test_counter_reset_is_a_gap() -> None:
 def test_counter_wrap_plausible_with_rate_limit() -> None:
     # 16-bit 65500 -> 20 in 60 s: wrap delta 20 + 65536 - 65500 = 56 <= 1 x 60 x 1.5 = 90 -> plausible
     ts = T0 + np.array([0, 60.0])
-    got = counter_deltas(
-        ts, np.array([65_500, 20.0]), edges(2), bits=16, scale=1.0, max_rate_per_s=1.0, max_gap_s=120
-    )
+    got = counter_deltas(ts, np.array([65_500, 20.0]), edges(2), bits=16, scale=1.0, max_rate_per_s=1.0, max_gap_s=120)
     assert_allclose(got.amount, [56, 0])
     assert_array_equal(got.wraps, [0, 1])
 
@@ -426,9 +518,7 @@ def test_counter_rejects_counts_above_width() -> None:
 def test_end_labelled_row_gives_minute_0020_one_fifteenth() -> None:
     # an end-labelled 00:30 row of 15 kWh covers 00:15-00:30: 15 kWh / 15 min = 1 kWh per minute
     e = minute_edges(T0, 60)  # 00:00 .. 01:00
-    amount, covered = spread_interval_totals(
-        np.array([T0 + 30 * 60]), np.array([15.0]), e, interval_s=900, label="end"
-    )
+    amount, covered = spread_interval_totals(np.array([T0 + 30 * 60]), np.array([15.0]), e, interval_s=900, label="end")
     assert_allclose(amount[20], 1.0, rtol=1e-12)
     assert_allclose(amount[15:30], np.ones(15), rtol=1e-12)
     assert_allclose(amount[:15], 0.0, atol=1e-12)
@@ -448,9 +538,7 @@ def test_start_labelled_row_covers_the_following_interval() -> None:
 
 def test_interval_not_aligned_with_minutes() -> None:
     # 9 units over [30, 120) (90 s, start label): 0.1 per s -> minute 0 gets 30 s = 3, minute 1 60 s = 6
-    amount, covered = spread_interval_totals(
-        np.array([T0 + 30]), np.array([9.0]), edges(2), interval_s=90, label="start"
-    )
+    amount, covered = spread_interval_totals(np.array([T0 + 30]), np.array([9.0]), edges(2), interval_s=90, label="start")
     assert_allclose(amount, [3, 6], rtol=1e-12)
     assert_allclose(covered, [30, 60])
 
@@ -467,16 +555,12 @@ def test_nan_interval_covers_nothing() -> None:
 
 def test_overlapping_interval_rows_are_rejected() -> None:
     with pytest.raises(ValueError, match="overlap"):
-        spread_interval_totals(
-            T0 + np.array([900, 900.0]), np.array([1.0, 1.0]), edges(30), interval_s=900, label="end"
-        )
+        spread_interval_totals(T0 + np.array([900, 900.0]), np.array([1.0, 1.0]), edges(30), interval_s=900, label="end")
 
 
 def test_interval_label_is_checked() -> None:
     with pytest.raises(ValueError, match="label"):
-        spread_interval_totals(
-            T0 + np.array([900.0]), np.array([1.0]), edges(30), interval_s=900, label="middle"
-        )
+        spread_interval_totals(T0 + np.array([900.0]), np.array([1.0]), edges(30), interval_s=900, label="middle")
 
 
 # --------------------------------------------------------------------------- instant_stats
@@ -520,23 +604,32 @@ def test_instant_stats_last_bin_and_all_empty() -> None:
 
 
 def _slow_rate(ts, v, e, gap, method):
-    """Segment by segment, minute by minute: the definition of reference 5.1 written out."""
+    """Segment by segment, minute by minute: the definition of reference 5.1 written out (left:
+    each sample's level holds until the next sample, at most `gap` seconds). Times are offsets
+    into the segment, so a held level's end (a + gap) is not rounded at epoch magnitude."""
     n = len(e) - 1
     amount, covered = np.zeros(n), np.zeros(n)
-    for k in range(len(ts) - 1):
-        a, b = ts[k], ts[k + 1]
-        d = b - a
-        if d == 0 or d > gap or not (np.isfinite(v[k]) and np.isfinite(v[k + 1])):
+    for k in range(len(ts) - (0 if method == "left" else 1)):
+        a = ts[k]
+        if method == "left":
+            if not np.isfinite(v[k]):
+                continue
+            d = min(ts[k + 1] - a if k + 1 < len(ts) else np.inf, gap)
+        else:
+            d = ts[k + 1] - a
+            if d > gap or not (np.isfinite(v[k]) and np.isfinite(v[k + 1])):
+                continue
+        if d == 0:
             continue
         for m in range(n):
-            lo, hi = max(a, e[m]), min(b, e[m + 1])
+            lo, hi = max(0.0, e[m] - a), min(d, e[m + 1] - a)
             if hi <= lo:
                 continue
             if method == "left":
                 amount[m] += v[k] * (hi - lo)
             else:
-                at_lo = v[k] + (v[k + 1] - v[k]) * (lo - a) / d
-                at_hi = v[k] + (v[k + 1] - v[k]) * (hi - a) / d
+                at_lo = v[k] + (v[k + 1] - v[k]) * lo / d
+                at_hi = v[k] + (v[k + 1] - v[k]) * hi / d
                 amount[m] += (at_lo + at_hi) / 2 * (hi - lo)
             covered[m] += hi - lo
     return amount, covered
@@ -582,9 +675,7 @@ def test_integrate_rate_matches_slow_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     for _ in range(40):
         n = int(rng.integers(1, 40))
-        ts = T0 + np.sort(
-            np.round(rng.uniform(-50, 400, n))
-        )  # rounding makes duplicates and samples on edges
+        ts = T0 + np.sort(np.round(rng.uniform(-50, 400, n)))  # rounding makes duplicates and samples on edges
         v = rng.uniform(-5, 5, n)
         v[rng.random(n) < 0.15] = NAN
         e, gap = _random_edges(rng), float(rng.uniform(5, 60))

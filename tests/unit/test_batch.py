@@ -21,8 +21,11 @@ T0 = 1_767_225_600.0
     n_minutes=st.integers(1, 30),
     max_gap_s=st.sampled_from([2.0, 3.0, 10.0, 900.0]),
     method=st.sampled_from(["trapezoid", "left"]),
+    close_lag_s=st.sampled_from([None, 0.0, 2.0, 30.0]),
 )
-def test_many_equals_one_by_one(seed: int, n_signals: int, n_minutes: int, max_gap_s: float, method: str) -> None:
+def test_many_equals_one_by_one(
+    seed: int, n_signals: int, n_minutes: int, max_gap_s: float, method: str, close_lag_s: float | None
+) -> None:
     rng = np.random.default_rng(seed)
     edges = minute_edges(T0, n_minutes)
     ts_parts, val_parts = [], []
@@ -35,11 +38,10 @@ def test_many_equals_one_by_one(seed: int, n_signals: int, n_minutes: int, max_g
         ts_parts.append(ts)
         val_parts.append(values)
     bounds = np.concatenate(([0], np.cumsum([p.size for p in ts_parts]))).astype(np.int64)
-    amount, covered = integrate_rate_many(
-        np.concatenate(ts_parts), np.concatenate(val_parts), bounds, edges, time_unit_s=3600.0, max_gap_s=max_gap_s, method=method
-    )
+    kwargs = {"time_unit_s": 3600.0, "max_gap_s": max_gap_s, "method": method, "close_lag_s": close_lag_s}
+    amount, covered = integrate_rate_many(np.concatenate(ts_parts), np.concatenate(val_parts), bounds, edges, **kwargs)
     for k in range(n_signals):
-        a, c = integrate_rate(ts_parts[k], val_parts[k], edges, time_unit_s=3600.0, max_gap_s=max_gap_s, method=method)
+        a, c = integrate_rate(ts_parts[k], val_parts[k], edges, **kwargs)
         np.testing.assert_allclose(amount[k], a, rtol=1e-14, atol=1e-15)
         np.testing.assert_allclose(covered[k], c, rtol=1e-14, atol=1e-12)
 
@@ -52,6 +54,17 @@ def test_signals_never_join() -> None:
     amount, covered = integrate_rate_many(ts, values, np.array([0, 2, 4]), edges, time_unit_s=3600, max_gap_s=60)
     np.testing.assert_allclose(amount[:, 0], [0.5, 58 / 60])  # 60 t/h for 30 s; 120 t/h for 29 s
     np.testing.assert_allclose(covered[:, 0], [30.0, 29.0])
+
+
+def test_a_held_level_stays_in_its_signal() -> None:
+    # step signals: the first one's last level (60 t/h from 30 s) holds max_gap_s = 20 s, to 50 s,
+    # and does not run on into the second one's minute
+    edges = minute_edges(T0, 1)
+    ts = np.array([T0, T0 + 30, T0 + 40])
+    values = np.array([60.0, 60.0, 120.0])
+    amount, covered = integrate_rate_many(ts, values, np.array([0, 2, 3]), edges, time_unit_s=3600, max_gap_s=20, method="left")
+    np.testing.assert_allclose(covered[:, 0], [40.0, 20.0])  # [0,20) and [30,50); [40,60)
+    np.testing.assert_allclose(amount[:, 0], [40 / 60, 40 / 60])
 
 
 @pytest.mark.parametrize("empty_at", [0, 1, 2])

@@ -1,11 +1,12 @@
 """Window checkpoints in the ledger file: full at each close, deltas between, recovery on start."""
 
+import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from analytics.substitution import SubstitutionHistory
 from gateway.checkpoint import (
     RESTART_FLAG,
     checkpoint_loop,
@@ -15,18 +16,22 @@ from gateway.checkpoint import (
     window_checkpoint,
 )
 from gateway.clock import ScaledClock
-from gateway.model import SampleBatch, SampleQuality
+from gateway.factor_library import factor_table_of
+from gateway.model import MinuteResult, SampleBatch, SampleQuality
 from gateway.settings import GatewaySettings
 from gateway.signals import SignalTable
 from gateway.sinks.ledger import Ledger
+from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow, WindowState
+from gateway.stages.minute_history import HistoryColumns
 from tests.unit.test_ledger import T0, result
+from tests.unit.test_minute_frame import T0 as T_PLANT
+from tests.unit.test_minute_frame import batches as plant_batches
+from tests.unit.test_minute_frame import settings as plant_settings
 
 
 def window(names: tuple[str, ...] = ("a", "b"), next_minute: float = T0) -> MinuteWindow:
-    settings = GatewaySettings(
-        site={"name": "w"}, signals={n: {"kind": "rate", "unit": "t/h"} for n in names}
-    )
+    settings = GatewaySettings(site={"name": "w"}, signals={n: {"kind": "rate", "unit": "t/h"} for n in names})
     return MinuteWindow(SignalTable.from_settings(settings), settings.window, next_minute=next_minute)
 
 
@@ -41,26 +46,75 @@ def batch(w: MinuteWindow, name: str, ts: list[float], value: float = 6.0) -> Sa
     )
 
 
-def test_state_round_trips_and_remaps_signals_by_name() -> None:
-    hist = SubstitutionHistory(
-        amounts=np.array([1.0, 2.0]), slots=np.array([3, 5]), next_slot=6, capacity=1440
-    )
-    state = WindowState(
-        T0,
-        np.array([0, 1, 1], np.int32),
-        np.array([T0 + 1, T0 + 2, T0 + 3]),
-        np.array([1.0, 2.0, 3.0]),
-        np.zeros(3, np.uint8),
-        {0: None, 1: hist},
-    )
-    data = encode_window_state(state, ["a", "b"])
-    back = decode_window_state(data, ["b", "c", "a"])  # b is now 0, a is 2, c is new
+READINGS = (np.array([0, 1, 1], np.int32), np.array([T0 + 1, T0 + 2, T0 + 3]), np.array([1.0, 2.0, 3.0]), np.zeros(3, np.uint8))
+
+
+def _check_remapped(back: WindowState) -> None:
+    # b is now 0, a is 2, c is new; a's history (7.0 at slot 0) and b's (1.0, 2.0 at 3, 5) follow
     assert back.next_minute == T0
     assert sorted(zip(back.signal_ids.tolist(), back.values.tolist(), strict=True)) == [(0, 2.0), (0, 3.0), (2, 1.0)]
-    assert back.history[2] is None and back.history[0].next_slot == 6  # type: ignore[union-attr]
-    np.testing.assert_array_equal(back.history[0].amounts, [1.0, 2.0])  # type: ignore[union-attr]
+    histories = back.history.histories()
+    assert sorted(histories) == [0, 2] and histories[0].next_slot == 6 and histories[2].next_slot == 4
+    np.testing.assert_array_equal(histories[0].amounts, [1.0, 2.0])
+    np.testing.assert_array_equal(histories[0].slots, [3, 5])
+    np.testing.assert_array_equal(histories[2].amounts, [7.0])
+
+
+def test_state_round_trips_and_remaps_signals_by_name() -> None:
+    hist = HistoryColumns(
+        np.array([0, 1], np.int32), np.array([4, 6]), np.array([1, 2]), np.array([7.0, 1.0, 2.0]), np.array([0, 3, 5])
+    )
+    data = encode_window_state(WindowState(T0, *READINGS, hist), ["a", "b"])
+    _check_remapped(decode_window_state(data, ["b", "c", "a"]))
     with pytest.raises(ValueError, match="not a window checkpoint"):
         decode_window_state(b"garbage", ["a"])
+    broken = HistoryColumns(hist.ids, hist.next_slot, np.array([1, 3]), hist.amounts, hist.slots)
+    with pytest.raises(ValueError, match="different lengths"):
+        decode_window_state(encode_window_state(WindowState(T0, *READINGS, broken), ["a", "b"]), ["a", "b"])
+
+
+def test_a_checkpoint_of_the_first_format_is_still_read() -> None:
+    """emgate-window-1 (two arrays per signal's history): what a ledger written before holds."""
+    header = {
+        "format": "emgate-window-1",
+        "next_minute": T0,
+        "signals": ["a", "b"],
+        "history": {"0": {"next_slot": 4, "capacity": 1440}, "1": {"next_slot": 6, "capacity": 1440}},
+    }
+    arrays = dict(zip(("signal_ids", "ts", "values", "quality"), READINGS, strict=True))
+    arrays |= {"h0_amounts": np.array([7.0]), "h0_slots": np.array([0]), "h1_amounts": np.array([1.0, 2.0])}
+    arrays |= {"h1_slots": np.array([3, 5]), "header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _check_remapped(decode_window_state(buf.getvalue(), ["b", "c", "a"]))
+
+
+@pytest.mark.parametrize("rule", ["none", "last_good", "hour_average", "lookback_max", "as configured"])
+def test_a_window_resumed_from_its_checkpoint_closes_the_same_minutes(rule: str) -> None:
+    """The checkpoint carries only the history each rule reads; a window restarted from it after
+    any close (through gaps, substitution, a counter reset) closes the same minutes as one that
+    never stopped."""
+    s = plant_settings()
+    if rule != "as configured":
+        signals = {name: cfg.model_copy(update={"substitution": rule}) for name, cfg in s.signals.items()}
+        s = s.model_copy(update={"signals": signals})
+    table = SignalTable.from_settings(s)
+
+    def run(restart_after: set[int]) -> list[MinuteResult]:
+        w = MinuteWindow(table, s.window, next_minute=T_PLANT)
+        calc = EmissionCalculator(s, factor_table_of(s.factors))
+        results: list[MinuteResult] = []
+        for b in plant_batches():
+            w.ingest(b)
+            if w.due(float(b.ts[0])):
+                results += calc.compute(w.close(1))
+                if len(results) // len(s.streams) in restart_after:
+                    saved = window_checkpoint(w)
+                    w = MinuteWindow(table, s.window, next_minute=T_PLANT)
+                    w.import_state(decode_window_state(saved, list(table.names)))
+        return results
+
+    assert run({4, 9, 11, 15, 19, 21, 22}) == run(set())
 
 
 def test_recovery_from_full_and_delta_checkpoints(tmp_path: Path) -> None:

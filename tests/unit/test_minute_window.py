@@ -86,6 +86,38 @@ def test_counter_wrap_across_minutes() -> None:
     assert frame.signals["meter"].resets.tolist() == [0, 0]
 
 
+def test_a_counter_keeps_its_base_when_a_close_ends_on_a_bad_reading() -> None:
+    """A counter skips bad readings, so its base is its last GOOD reading: the window keeps that
+    one across a close too. Here the reading at 58 s fails and the next one comes at 64 s, after
+    minute 0 closed (62 s): minute 1 still gets the 4 of the 8 counts (56 s -> 64 s) that fall
+    after 60 s, as a close of both minutes at once gives."""
+    good, bad = SampleQuality.GOOD, SampleQuality.COMM_ERROR
+    readings = [(k, float(1000 + k), good) for k in range(0, 57, 2)] + [(58, np.nan, bad)]
+    readings += [(k, float(1000 + k), good) for k in range(64, 130, 2)]
+
+    def feed(w: MinuteWindow, since_s: float, until_s: float) -> None:
+        for k, value, q in readings:
+            if since_s <= k < until_s:
+                w.ingest(
+                    SampleBatch("dev", np.array([1], np.int32), np.array([T0 + k]), np.array([value]), np.array([q], np.uint8))
+                )
+
+    live, whole = window(), window()
+    feed(live, 0, 62.5)
+    first = live.close_due(T0 + 62.5)
+    feed(live, 62.5, 200)
+    second = live.close(1)
+    feed(whole, 0, 200)
+    both = whole.close(2)
+    assert first is not None
+    for field in ("amount", "coverage", "quality"):
+        got = np.concatenate([getattr(first.signals["meter"], field), getattr(second.signals["meter"], field)])
+        np.testing.assert_array_equal(got, getattr(both.signals["meter"], field))
+    # minute 0: 56 counts to 56 s; its last 4 s came too late, so it is scaled from 56 s of 60
+    np.testing.assert_allclose(both.signals["meter"].amount, [56 * 60 / 56, 60.0])
+    np.testing.assert_allclose(both.signals["meter"].coverage, [56 / 60, 1.0])
+
+
 def test_late_readings_are_counted_not_used() -> None:
     w = window()
     for k in range(0, 65):

@@ -25,16 +25,12 @@ def test_quality_codes_and_labels() -> None:
     ("amount", "covered", "expected", "quality"),
     [
         pytest.param(1.0, 60.0, 1.0, M, id="full"),  # coverage 1: unchanged
-        pytest.param(
-            0.9, 45.0, 1.2, P, id="partial-at-threshold"
-        ),  # 45/60 = 0.75 >= 0.75; 0.9 / 45 x 60 = 1.2
+        pytest.param(0.9, 45.0, 1.2, P, id="partial-at-threshold"),  # 45/60 = 0.75 >= 0.75; 0.9 / 45 x 60 = 1.2
         pytest.param(1.0, 50.0, 1.2, P, id="partial"),  # 1.0 / 50 x 60 = 1.2
         pytest.param(0.5, 44.9, 0.0, X, id="below-threshold-no-history"),  # nothing to substitute from
     ],
 )
-def test_single_minute_coverage(
-    amount: float, covered: float, expected: float, quality: MinuteQuality
-) -> None:
+def test_single_minute_coverage(amount: float, covered: float, expected: float, quality: MinuteQuality) -> None:
     out = finalize_minutes(np.array([amount]), np.array([covered]))
     assert_allclose(out.amount, [expected], rtol=1e-12)
     assert_allclose(out.coverage, [covered / 60.0])
@@ -94,9 +90,7 @@ def test_lookback_counts_operating_minutes() -> None:
     amount[0], covered[0] = 100.0, 60.0
     amount[10:70], covered[10:70] = 1.0, 60.0
     assert_allclose(finalize_minutes(amount, covered, rule="lookback_max").amount[70:], 100.0)
-    assert_allclose(
-        finalize_minutes(amount, covered, rule="lookback_max", lookback_minutes=60).amount[70:], 1.0
-    )
+    assert_allclose(finalize_minutes(amount, covered, rule="lookback_max", lookback_minutes=60).amount[70:], 1.0)
 
 
 def test_substitute_uses_full_minute_of_partial_minute() -> None:
@@ -122,6 +116,20 @@ def test_history_carries_between_calls() -> None:
         first.history.amounts[0] = 1.0  # read-only: the state cannot change behind the caller's back
 
 
+@pytest.mark.parametrize("capacity_minutes", [60, 1440])
+def test_extended_is_the_history_of_measured_minutes(capacity_minutes: int) -> None:
+    """The gateway extends a history without finalize_minutes when every minute was measured."""
+    amount, covered = _random_day(5, 200)
+    h = finalize_minutes(amount, covered, rule="hour_average", lookback_minutes=capacity_minutes).history
+    measured = np.arange(1.0, 71.0)
+    want = finalize_minutes(measured, np.full(70, 60.0), history=h, lookback_minutes=capacity_minutes).history
+    for got in (h.extended(measured), h.extended(measured[:30]).extended(measured[30:])):
+        assert_array_equal(got.amounts, want.amounts)
+        assert_array_equal(got.slots, want.slots)
+        assert (got.next_slot, got.capacity) == (want.next_slot, want.capacity) == (270, capacity_minutes)
+        assert not got.amounts.flags.writeable
+
+
 def _random_day(seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     amount = rng.uniform(0.5, 3.0, n) * rng.choice([1.0, 1e-3, 1e3], n)  # mixed magnitudes stress rounding
@@ -144,9 +152,7 @@ def test_live_and_replay_are_identical(rule: str, lookback: int) -> None:
     days: list[FinalizedMinutes] = []
     h = None
     for d in range(3):
-        r = finalize_minutes(
-            amount[d * 1440 : (d + 1) * 1440], covered[d * 1440 : (d + 1) * 1440], history=h, **kw
-        )
+        r = finalize_minutes(amount[d * 1440 : (d + 1) * 1440], covered[d * 1440 : (d + 1) * 1440], history=h, **kw)
         days.append(r)
         h = r.history
 
@@ -159,9 +165,7 @@ def test_live_and_replay_are_identical(rule: str, lookback: int) -> None:
 
     for name in ("amount", "coverage", "quality", "rule_used"):
         ref = getattr(whole, name)
-        assert_array_equal(
-            np.concatenate([getattr(r, name) for r in days]), ref, err_msg=f"day batches: {name}"
-        )
+        assert_array_equal(np.concatenate([getattr(r, name) for r in days]), ref, err_msg=f"day batches: {name}")
         assert_array_equal(np.concatenate([getattr(r, name) for r in live]), ref, err_msg=f"live: {name}")
     for state in (days[-1].history, live[-1].history):
         assert_array_equal(state.amounts, whole.history.amounts)

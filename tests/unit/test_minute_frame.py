@@ -1,0 +1,312 @@
+"""MinuteWindow -> MinuteFrame -> EmissionCalculator on a plant with every kind of trouble, pinned
+to the last bit: the minute results in tests/cases/minutes/mixed_plant.json (live, and in frames of
+four minutes), so a faster path must give the same lists, in the same order. If results change on
+purpose, rewrite the file (`python -m tests.unit.test_minute_frame`) and say why in the commit.
+
+The file was first written by the implementation before the columnar MinuteFrame, when a frame of
+several minutes gave other figures than live closes. It was rewritten when each minute became a
+function of the readings stamped before its own close (minute end + delay_s; see
+gateway/stages/minute.py), which makes every frame size give the live minutes:
+  * steam (end-labelled 5-minute totals, delay 2 s) minutes 8, 12, 13, 16-18 of the frames: a row
+    stamped after those minutes' close no longer reaches them; substituted, as live.
+  * power (a counter silent from 21:58 to 24:00) minutes 21-22 of the frames: the delta known only
+    at 24:00 no longer reaches minutes that closed before it; partial and substituted, as live.
+  * gas (a step signal, max_gap_s 5 s) minutes 12 and 20, live and frames: a level now holds
+    max_gap_s after its reading whatever follows, so the silences starting at 11:57 and 20:20 keep
+    their first 5 s (coverage 0 -> 0.035 and 0.301 -> 0.384; the amounts are substituted anyway).
+
+The plant: rate signals with gaps (last_good, hour_average, none), a step signal, a 16-bit counter
+that wraps and is reset, interval totals, an instant signal, bad and late readings, a re-delivered
+batch, estimated streams, a carbon balance that goes negative, and a lab factor that takes over
+mid-run. Readings come from integer arithmetic only, so they are the same on every platform.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gateway.factor_library import factor_table_of
+from gateway.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.settings import GatewaySettings
+from gateway.signals import SignalTable
+from gateway.stages import minute_history
+from gateway.stages.emissions import EmissionCalculator
+from gateway.stages.minute import MinuteWindow
+
+T0 = 1_767_225_600.0  # 2026-01-01T00:00Z
+MINUTES = 24
+EXPECTED = Path(__file__).parents[1] / "cases" / "minutes" / "mixed_plant.json"
+
+
+def settings() -> GatewaySettings:
+    return GatewaySettings(
+        site={"name": "mixed"},
+        window={"delay_s": 2.0},
+        signals={
+            "coke": {"unit": "t/h", "substitution": "last_good"},
+            "gas": {"unit": "Nm3/h", "integration": "left", "substitution": "hour_average", "max_gap_s": 5.0},
+            "power": {
+                "kind": "counter",
+                "unit": "kWh",
+                "counter_bits": 16,
+                "substitution": "hour_average",
+                "max_rate_per_s": 50.0,
+            },
+            "steam": {"kind": "interval_total", "unit": "GJ", "interval_s": 300.0},
+            "temp": {"kind": "instant", "unit": "degC"},
+            "ore": {"unit": "t/h"},
+            "bof_in": {"unit": "t/h"},
+            "bof_out": {"unit": "t/h", "substitution": "none"},
+            "lime": {"unit": "t/h", "substitution": "hour_average"},
+        },
+        streams=[  # not in signal order, and one signal feeding two streams
+            {
+                "process": "bof",
+                "stream": "out",
+                "signal": "bof_out",
+                "method": "carbon_balance",
+                "factor": "cn.crude_steel",
+                "sign": -1,
+            },
+            {"process": "sinter", "stream": "coke", "signal": "coke", "method": "fuel_combustion", "factor": "cn.coke"},
+            {
+                "process": "bf",
+                "stream": "coke",
+                "signal": "coke",
+                "method": "fuel_combustion",
+                "factor": "cn.coke",
+                "estimated": True,
+            },
+            {"process": "coke", "stream": "gas", "signal": "gas", "method": "fuel_combustion", "factor": "cn.cog"},
+            {
+                "process": "site",
+                "stream": "power",
+                "signal": "power",
+                "method": "electricity",
+                "factor": "cn.grid.2022.national_avg",
+            },
+            {"process": "site", "stream": "steam", "signal": "steam", "method": "heat", "factor": "cn.heat.default"},
+            {"process": "bf", "stream": "ore", "signal": "ore", "method": "material", "factor": "cn.pig_iron", "estimated": True},
+            {"process": "bof", "stream": "in", "signal": "bof_in", "method": "carbon_balance", "factor": "cn.pig_iron"},
+            {"process": "lime", "stream": "kiln", "signal": "lime", "method": "carbonate", "factor": "cn.limestone"},
+        ],
+        factors={
+            "overrides": [
+                {
+                    "id": "site.coke.lab",
+                    "overrides": "cn.coke",
+                    "ncv_gj_per_unit": 29.1,
+                    "source": "lab report",
+                    "year": 2026,
+                    "status": "confirmed",
+                    "valid_from": "2026-01-01T00:17:00+00:00",
+                }
+            ]
+        },
+    )
+
+
+def _noise(k: int, i: int) -> float:
+    """A deterministic wobble in [-0.5, 0.5)."""
+    return ((k * 7919 + i * 104729) % 1000) / 1000.0 - 0.5
+
+
+def _reading(name: str, k: int, i: int) -> tuple[float, int] | None:
+    """Signal `name`'s reading at second k (value, quality), or None when it sends nothing."""
+    m = k // 60
+    good = SampleQuality.GOOD
+    if name == "coke":
+        if 5 <= m < 8 or k % 53 == 0:  # an outage, and a reading now and then that never came
+            return None
+        if k % 41 == 0:
+            return np.nan, SampleQuality.COMM_ERROR
+        return 30.0 + 2.0 * _noise(k, i), (SampleQuality.OUT_OF_RANGE if k % 67 == 0 else good)
+    if name == "gas":
+        if k % 3 or 12 <= m < 15 or (20 <= m < 21 and k % 60 > 20):
+            return None
+        return 500.0 + 10.0 * (k // 90), good
+    if name == "power":
+        if k % 2 or 22 <= m < 24:
+            return None
+        if k >= 900:  # meter swapped at second 900: counts from 0 again
+            return float((5 * (k - 900)) % 65536), good
+        return float((65000 + 25 * k) % 65536), good  # wraps at 2**16
+    if name == "steam":
+        return (100.0 + m, good) if k % 300 == 0 else None
+    if name == "temp":
+        return 1500.0 + _noise(k, i), good
+    if name == "ore":
+        return None if m == 10 else (200.0 + 5.0 * _noise(k, i), good)
+    if name == "bof_in":
+        return 50.0 + 3.0 * _noise(k, i) - (80.0 if 16 <= m < 18 else 0.0), good  # negative while it blows out
+    if name == "bof_out":
+        return None if 19 <= m < 21 else (40.0 + 2.0 * _noise(k, i), good)
+    if name == "lime":
+        if m in (9, 20):
+            return None
+        return (np.nan, SampleQuality.STALE) if m == 21 and k % 2 else (10.0 + 0.1 * _noise(k, i), good)
+    raise AssertionError(name)
+
+
+def batches() -> list[SampleBatch]:
+    """One batch per second (signals in reverse id order), a late reading and a re-delivered batch."""
+    table = SignalTable.from_settings(settings())
+    out = []
+    for k in range(MINUTES * 60 + 5):
+        t = T0 + k + (0.0 if k % 300 == 0 else (k * 37 % 10) / 100.0)
+        rows = [(i, r) for i in reversed(range(len(table))) if (r := _reading(table.names[i], k, i)) is not None]
+        batch = SampleBatch(
+            "dev",
+            np.array([i for i, _ in rows], np.int32),
+            np.full(len(rows), t),
+            np.array([r[0] for _, r in rows]),
+            np.array([r[1] for _, r in rows], np.uint8),
+        )
+        out.append(batch)
+        if k % 97 == 5 and k > 200:
+            late = SampleBatch(
+                "mqtt", np.array([table.id("coke")], np.int32), np.array([t - 150.0]), np.array([31.0]), np.zeros(1, np.uint8)
+            )
+            out += [late, batch]
+    return out
+
+
+def _run(close_minutes: int, export_every: int = 0) -> list[MinuteResult]:
+    """Minute results with closes of `close_minutes` (1 = live), exporting the state every
+    `export_every` closes as the gateway's checkpoint does."""
+    s = settings()
+    window = MinuteWindow(SignalTable.from_settings(s), s.window, next_minute=T0)
+    calc = EmissionCalculator(s, factor_table_of(s.factors))
+    results: list[MinuteResult] = []
+    closes = 0
+    for b in batches():
+        window.ingest(b)
+        if window.due(float(b.ts[0])) >= close_minutes:
+            results += calc.compute(window.close(close_minutes))
+            closes += 1
+            if export_every and closes % export_every == 0:
+                window.export_state()
+    return results
+
+
+def _row(r: MinuteResult) -> list[object]:
+    fields = (r.minute_start, r.process, r.stream, r.scope, r.method, r.activity, r.activity_unit, r.co2_kg)
+    return [*fields, r.factor_id, r.ef_kg_per_unit, r.coverage, r.quality, r.flags]
+
+
+def _pinned() -> dict[str, list[list[object]]]:
+    return {"live": [_row(r) for r in _run(1)], "frames_of_4": [_row(r) for r in _run(4)]}
+
+
+@pytest.fixture(scope="module")
+def live() -> list[MinuteResult]:
+    return _run(1)
+
+
+def test_live_minutes_are_those_pinned(live: list[MinuteResult]) -> None:
+    expected = json.loads(EXPECTED.read_text())["live"]
+    assert len(live) == len(expected) == 9 * MINUTES
+    assert all(r.site == "mixed" for r in live)
+    for got, want in zip(live, expected, strict=True):
+        assert _row(got) == want
+    # the scenario does reach every branch it is meant to
+    assert {r.quality for r in live} == {"measured", "partial", "substituted", "missing", "estimated"}
+    flags = {f.split("=")[0] for r in live for f in r.flags.split(";") if f}
+    assert flags == {"rule", "bad_samples", "counter_resets", "negative_balance"}
+    assert {r.factor_id for r in live if r.stream == "coke"} == {"cn.coke", "site.coke.lab"}
+
+
+def test_frames_of_many_minutes_are_those_pinned(live: list[MinuteResult]) -> None:
+    """A frame of four minutes lists each stream's four minutes in turn, with the live figures."""
+    got = _run(4)
+    expected = json.loads(EXPECTED.read_text())["frames_of_4"]
+    assert len(got) == len(expected) == 9 * MINUTES
+    for r, want in zip(got, expected, strict=True):
+        assert _row(r) == want
+    assert [r.stream for r in got[:8]] == ["out"] * 4 + ["coke"] * 4
+    assert sorted(map(_row, got)) == sorted(map(_row, live))
+
+
+@pytest.mark.parametrize("close_minutes", [2, 3, 7, MINUTES])
+def test_every_frame_size_gives_the_live_minutes(live: list[MinuteResult], close_minutes: int) -> None:
+    """Replay closes a day at a time, live one minute: the same readings give the same minutes to
+    the last bit, through gaps, substitution, a counter's wrap, reset and silence, interval totals
+    that arrive after their minutes closed, a step signal and late readings."""
+    got = {(r.minute_start, r.process, r.stream): _row(r) for r in _run(close_minutes)}
+    assert len(got) == 9 * (MINUTES // close_minutes) * close_minutes
+    assert got == {(r.minute_start, r.process, r.stream): _row(r) for r in live if r.minute_start < max(got)[0] + 60.0}
+
+
+def test_deferred_history_gives_what_eager_history_gives(live: list[MinuteResult], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Substitution histories are folded lazily; exporting a checkpoint at every close, or folding
+    at every close or after a few minutes, a few signals at a time, changes no result."""
+    assert _run(1, export_every=1) == live
+    assert _run(4) == _run(4, export_every=1)
+    monkeypatch.setattr(minute_history, "_FOLD_SIGNALS", 4)  # folded in blocks of signals
+    for fold_minutes in (0, 3):
+        monkeypatch.setattr(minute_history, "_FOLD_MINUTES", fold_minutes)
+        assert _run(1, export_every=7) == live
+        assert _run(4, export_every=1) == _run(4)
+
+
+@pytest.mark.parametrize("fold_every", [1, 5])
+def test_checkpoint_history_is_what_each_rule_reads(fold_every: int) -> None:
+    """The history a checkpoint carries is the tail of each signal's whole history that its rule
+    reads, whether the window folded its minutes into histories (every close, or every few) or
+    kept them as the closes' arrays."""
+    s = settings()
+    lazy, eager = (MinuteWindow(SignalTable.from_settings(s), s.window, next_minute=T0) for _ in range(2))
+    closes = 0
+    for batch in batches():
+        for w in (lazy, eager):
+            w.ingest(batch)
+            if w.due(float(batch.ts[0])):
+                w.close(w.due(float(batch.ts[0])))
+                closes += w is eager
+                if w is eager and closes % fold_every == 0:
+                    w._histories.fold_all()
+    got, want = lazy.export_state().history, eager.export_state().history
+    for field in ("ids", "next_slot", "counts", "amounts", "slots"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(want, field))
+    whole = eager._histories  # every minute folded: the histories themselves
+    whole.fold_all()
+    names = SignalTable.from_settings(s).names
+    for i, h in got.histories().items():
+        full = whole.of(i)
+        assert full is not None and h.next_slot == full.next_slot == MINUTES
+        kept = minute_history.RULE_NEEDS[s.signals[names[i]].substitution]
+        np.testing.assert_array_equal(h.amounts, full.amounts[-kept:])
+        np.testing.assert_array_equal(h.slots, full.slots[-kept:])
+    by_name = dict(zip((names[i] for i in got.ids.tolist()), got.counts.tolist(), strict=True))
+    assert by_name["coke"] == 1 and by_name["gas"] > 1 and "bof_out" not in by_name  # last_good, hour_average, none
+
+
+def test_frame_rows_by_name() -> None:
+    s = settings()
+    window = MinuteWindow(SignalTable.from_settings(s), s.window, next_minute=T0)
+    for b in batches()[:200]:
+        window.ingest(b)
+    frame = window.close(2)
+    assert list(frame.signals) == sorted(s.signals) and len(frame.signals) == len(s.signals)
+    coke = frame.signals["coke"]
+    row = frame.rows["coke"]
+    np.testing.assert_array_equal(coke.amount, frame.amount[row])
+    assert coke.rule.tolist() == frame.rule[row].tolist() and coke.bad_samples.tolist() == frame.bad_samples[row].tolist()
+    assert frame.amount.shape == frame.quality.shape == frame.rule.shape == (len(s.signals), 2)
+
+
+def _write_pinned() -> None:
+    """Rewrite EXPECTED from the current code: one minute per line, so a diff shows what changed."""
+    lists = [
+        f'"{name}": [\n' + ",\n".join(json.dumps(r, separators=(",", ":")) for r in rows) + "\n]"
+        for name, rows in _pinned().items()
+    ]
+    EXPECTED.write_text("{\n" + ",\n".join(lists) + "\n}\n")
+
+
+if __name__ == "__main__":
+    _write_pinned()
