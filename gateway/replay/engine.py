@@ -15,6 +15,7 @@ import csv
 import io
 import itertools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -200,13 +201,24 @@ async def replay(
     ledger_path = out_dir / "ledger.sqlite"
     if ledger_path.exists():
         raise FileExistsError(f"{ledger_path} exists; replay writes a new ledger: choose an empty --out directory")
+    # The ledger is bulk loaded (commits without fsync, see Ledger.bulk_load) under another name
+    # and gets its own only once complete and on disk: after a crash or power cut midway there is
+    # no ledger.sqlite, so `emgate ledger verify` refuses (no such file) instead of reading a
+    # partial or corrupt one as the replay's result.
+    partial_path = out_dir / "ledger.sqlite.partial"
+    if partial_path.exists():
+        raise FileExistsError(
+            f"{partial_path} exists: a replay into {out_dir} was interrupted (or is still running); "
+            "delete it with its -wal and -shm files, or choose an empty --out directory"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     data = settings.model_dump()
-    data["ledger"] = {**data["ledger"], "path": ledger_path}
+    data["ledger"] = {**data["ledger"], "path": partial_path}
     data["influx"] = {**data["influx"], "enabled": False}
     settings = GatewaySettings(**data)
     clock = ReplayClock(first)
     gw = Gateway.build(settings, clock=clock)
+    gw.ledger.bulk_load()
     gw.window.next_minute = first
     ids, ts, values = _merge(gw, series)
     quality = np.where(np.isnan(values), SampleQuality.NO_READING, SampleQuality.GOOD).astype(np.uint8)
@@ -237,8 +249,19 @@ async def replay(
         gw.minutes_closed, gw.ledger.head_seq, first, last - 60.0, totals["direct"], totals["indirect"], gw.ledger.head_hash
     )
     _write_alerts(gw, out_dir / "alerts.jsonl")
-    gw.close()
+    gw.close()  # the ledger's close makes it durable
+    os.replace(partial_path, ledger_path)
+    _fsync_dir(out_dir)
     return summary
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_alerts(gw: Gateway, path: Path) -> None:
@@ -250,14 +273,20 @@ def _write_alerts(gw: Gateway, path: Path) -> None:
 
 
 def _merge(gw: Gateway, series: dict[str, Series]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All series as one time-ordered column set, the way sources would have delivered them."""
+    """All series as one time-ordered column set, the way sources would have delivered them:
+    by time, and at the same time in the order of the signals' names."""
     names = sorted(series)
-    ids = (
-        np.concatenate([np.full(len(series[n].ts), gw.signals.id(n), dtype=np.int32) for n in names])
-        if names
-        else np.empty(0, np.int32)
-    )
-    ts = np.concatenate([series[n].ts for n in names]) if names else np.empty(0)
-    values = np.concatenate([series[n].values for n in names]) if names else np.empty(0)
+    if not names:
+        return np.empty(0, np.int32), np.empty(0), np.empty(0)
+    signal_ids = np.array([gw.signals.id(n) for n in names], dtype=np.int32)
+    first = series[names[0]].ts
+    if all(np.array_equal(series[n].ts, first) for n in names) and bool(np.all(first[1:] > first[:-1])):
+        # The columns of one file (a historian export): row after row, its signals in turn; the
+        # order of the stable sort below, without sorting every reading (0.3 s a month of 100 signals).
+        values = np.column_stack([series[n].values for n in names]).ravel()
+        return np.tile(signal_ids, len(first)), np.repeat(first, len(names)), values
+    ids = np.repeat(signal_ids, [len(series[n].ts) for n in names])
+    ts = np.concatenate([series[n].ts for n in names])
+    values = np.concatenate([series[n].values for n in names])
     order = np.argsort(ts, kind="stable")
     return ids[order], ts[order], values[order]

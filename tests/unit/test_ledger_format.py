@@ -1,12 +1,15 @@
 """Schema 3: the bulk append path, its careful fallback, and the canonical encoding's edges."""
 
+import hashlib
 import sqlite3
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gateway.errors import SinkWriteError
+from gateway.model import MinuteResult
 from gateway.sinks.ledger import (
     FIELDS,
     GENESIS_HASH,
@@ -113,3 +116,45 @@ def test_fields_hashed_are_every_field() -> None:
         assert canonical_row(1, changed, None, None, 0.0) != payload, name
     assert canonical_row(1, base, None, "", 0.0) != payload  # reason "" is not NULL
     assert canonical_row(1, base, 0, None, 0.0) != payload  # supersedes 0 is not NULL
+
+
+# The head of `_awkward()` recorded at RECORDED_AT, computed by `_documented_chain`: a change to
+# the bytes a row hashes changes it, and every ledger written before would then fail verify.
+RECORDED_AT = 1_800_000_000.25
+PINNED_HEAD = "494a29696981c22d74faa1c2308e75808f2db3f469742ba40cb8bb9a64efdf04"
+
+
+def _awkward() -> list[MinuteResult]:
+    return [
+        result(0),
+        result(0, "bf", "coke", co2_kg=-0.0, activity=5, flags="rule=last_good;bad_samples=2"),
+        result(1, "eaf", "électrode", co2_kg=np.float32(1.5), coverage=np.float64(0.25), quality="substituted"),
+        result(2, co2_kg=-1234.5678e-9, ef_kg_per_unit=1e300, activity=2**60, flags='a,"b"\n'),
+    ]
+
+
+def _documented_chain(results: list[MinuteResult], recorded_at: float) -> str:
+    """The chain as the docstring of gateway/sinks/ledger_format.py describes it, from scratch."""
+    prev = bytes(32)
+    for seq, r in enumerate(results, start=1):
+        text = "\x1f".join((r.site, r.process, r.stream, r.scope, r.method, r.activity_unit, r.factor_id, r.quality, r.flags, ""))
+        reals = [float(x) + 0.0 for x in (r.minute_start, r.activity, r.co2_kg, r.ef_kg_per_unit, r.coverage)]
+        prev = hashlib.sha256(prev + text.encode() + struct.pack("<q6dqB", seq, *reals, recorded_at, 0, 0)).digest()
+    return prev.hex()
+
+
+@pytest.mark.parametrize("path", ["bulk", "checked", "bulk_load"])
+def test_every_append_path_writes_the_documented_chain(tmp_path: Path, path: str) -> None:
+    results = _awkward()
+    assert _documented_chain(results, RECORDED_AT) == PINNED_HEAD
+    ledger = Ledger(tmp_path / "ledger.sqlite", clock=lambda: RECORDED_AT)
+    if path == "bulk_load":
+        ledger.bulk_load()
+    if path == "checked":  # a stored minute in the range sends the rest through the row-by-row path
+        assert ledger.append(results[:1]) == 1 and ledger.append(results) == 3
+    else:
+        assert ledger.append(results[:2]) == 2 and ledger.append(results[2:], checkpoint=b"window") == 2
+    assert ledger.head_hash == PINNED_HEAD
+    ledger.close()
+    report = verify_ledger(tmp_path / "ledger.sqlite")
+    assert report.ok and report.rows == 4 and report.head_hash == PINNED_HEAD
