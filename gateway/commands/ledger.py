@@ -24,7 +24,7 @@ from typing import TextIO
 
 from gateway.errors import SinkWriteError
 from gateway.sinks.ledger import Ledger, LedgerRow
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.sinks.ledger_audit import cpus, verify_ledger
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -96,7 +96,7 @@ def parse_time(text: str) -> float:
 
 def run_verify(args: argparse.Namespace) -> int:
     try:
-        report = verify_ledger(args.file, expect_head=args.expect_head)
+        report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
     except (OSError, sqlite3.Error) as exc:
         print(f"emgate ledger verify: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
         return 2

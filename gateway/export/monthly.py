@@ -4,7 +4,8 @@ Order of work, and why:
 1. Verify the whole hash chain (gateway.sinks.ledger_audit). An export is evidence; it is never
    made from a ledger whose rows may have been edited. The head found (seq, hash) pins the export:
    rows appended while we work (the gateway keeps running) are left out, so two exports of the
-   same head are identical whatever else happens meanwhile.
+   same head are identical whatever else happens meanwhile. The walk runs beside steps 2 and 3,
+   and step 4 waits for its verdict.
 2. Read the month's current view up to that head (rows nobody superseded by then).
 3. Aggregate (tables.py, pure), build the documents, render workbook and chart.
 4. Compare with the previous export in the directory (restatement), write every file atomically
@@ -37,7 +38,7 @@ from gateway.export import chart, documents, manifest, tables, workbook
 from gateway.factor_library import factor_table_of
 from gateway.settings import GatewaySettings
 from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
-from gateway.sinks.ledger_audit import VerifyReport, verify_ledger
+from gateway.sinks.ledger_audit import VerifyReport, cpus, verify_ledger
 
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
@@ -108,27 +109,29 @@ def export_month(
 
     report_progress(f"verify ledger, read month: day 1/{period.days}", 0, units)
 
-    # Verification walks the whole chain in Python; the month's queries run in SQLite's C code,
-    # which releases the GIL. So the walk runs in a thread while the main thread reads, both
+    # Verification walks the whole chain, the longest step, and its verdict is needed only before
+    # the first file is written. So it runs beside all the rest, in a thread that for a large
+    # ledger hands the walk to worker processes and just waits (ledger_audit), leaving the GIL
+    # to the main thread: it reads the month (SQLite's C code), aggregates and renders. Both are
     # pinned to the head found now: rows the running gateway appends meanwhile are left out.
     head_seq, head_hash = _pinned_head(ledger_path)
-    t0 = clock()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-verify") as pool:
-        verifying = pool.submit(_verify, ledger_path, head_seq, head_hash)
-        cells, flagged_records, corrections = _read_month(
-            ledger_path,
-            period,
-            head_seq,
-            lambda d: step(
-                f"verify ledger, read month: day {d + 2}/{period.days}"
-                if d + 1 < period.days
-                else "verify ledger"
-            ),
-        )
-        seconds["read"] = clock() - t0
-        verifying.result()  # raises LedgerIntegrityError before anything is written
-    seconds["verify"] = clock() - t0
-    step("aggregate")
+    t0 = started = clock()
+
+    def verified() -> VerifyReport:
+        report = _verify(ledger_path, head_seq, head_hash)
+        seconds["verify"] = clock() - started  # wall time from the start, beside the other steps
+        return report
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-verify")
+    verifying = pool.submit(verified)
+    pool.shutdown(wait=False)  # takes no more work; the walk runs on, verifying.result() waits for it
+    cells, flagged_records, corrections = _read_month(
+        ledger_path,
+        period,
+        head_seq,
+        lambda d: step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate"),
+    )
+    seconds["read"] = clock() - t0
 
     t0 = clock()
     agg = tables.aggregate_cells(cells, tables.rows_from_records(flagged_records), period)
@@ -165,9 +168,7 @@ def export_month(
     if previous.get("summary") is not None:
         entry = manifest.restatement_entry(previous["summary"], summary, corrections)
         if entry is not None:
-            restatement_doc = manifest.append_restatement(
-                restatement_doc, entry, month=month, site=settings.site.name
-            )
+            restatement_doc = manifest.append_restatement(restatement_doc, entry, month=month, site=settings.site.name)
             restated = True
     if restatement_doc is not None:
         sheets.append(manifest.restatement_sheet(restatement_doc))
@@ -180,9 +181,7 @@ def export_month(
     step("workbook")
 
     t0 = clock()
-    files[WORKBOOK] = workbook.build_workbook(
-        _summary_rows(summary), sheets, title=f"emgate {settings.site.name} {month}"
-    )
+    files[WORKBOOK] = workbook.build_workbook(_summary_rows(summary), sheets, title=f"emgate {settings.site.name} {month}")
     seconds["workbook"] = clock() - t0
     step("chart")
 
@@ -190,9 +189,7 @@ def export_month(
     keys, grams = documents.process_day_grams(agg)
     drawn = budget if budget and budget.get("allowance_t") is not None else None
     trajectory = (
-        tables.calendar_linear_allowance_t(float(drawn["allowance_t"]), period, period.day_starts_s[1:])
-        if drawn
-        else None
+        tables.calendar_linear_allowance_t(float(drawn["allowance_t"]), period, period.day_starts_s[1:]) if drawn else None
     )
     files[CHART] = chart.render_chart(
         period.day_labels,
@@ -203,6 +200,11 @@ def export_month(
         trajectory_t=trajectory,
     )
     seconds["chart"] = clock() - t0
+    step("verify ledger")
+
+    t0 = clock()
+    verifying.result()  # raises LedgerIntegrityError before anything is written
+    seconds["verify_wait"] = clock() - t0
     step("write files")
 
     t0 = clock()
@@ -232,9 +234,7 @@ def export_month(
 def _pinned_head(ledger_path: Path) -> tuple[int, str]:
     """The ledger's last row (seq, hash) now; (0, genesis) for an empty ledger."""
     if not ledger_path.is_file():
-        raise ExportInputError(
-            f"ledger {ledger_path}: no such file; check --ledger (or [ledger] path in the config)"
-        )
+        raise ExportInputError(f"ledger {ledger_path}: no such file; check --ledger (or [ledger] path in the config)")
     try:
         db = open_ledger_db(ledger_path, readonly=True)
         try:
@@ -242,19 +242,16 @@ def _pinned_head(ledger_path: Path) -> tuple[int, str]:
         finally:
             db.close()
     except (OSError, sqlite3.Error) as exc:
-        raise ExportInputError(
-            f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path"
-        ) from exc
+        raise ExportInputError(f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path") from exc
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
 def _verify(ledger_path: Path, head_seq: int, head_hash: str) -> VerifyReport:
     try:
-        report = verify_ledger(ledger_path, expect_head=head_hash if head_seq else None)
+        # One CPU stays with the main thread, which reads and renders meanwhile.
+        report = verify_ledger(ledger_path, expect_head=head_hash if head_seq else None, processes=max(1, cpus() - 1))
     except (OSError, sqlite3.Error) as exc:
-        raise ExportInputError(
-            f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path"
-        ) from exc
+        raise ExportInputError(f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path") from exc
     if report.ok and head_seq and not report.expected_head_found:
         raise LedgerIntegrityError(
             f"ledger {ledger_path}: row {head_seq} (hash {head_hash[:16]}…) was the head when the export "
@@ -329,9 +326,7 @@ def _read_month(
                 "old_co2_kg": old,
                 "new_co2_kg": new,
             }
-            for seq, sup, reason, ms, proc, stream, old, new in db.execute(
-                _CORRECTIONS_SQL, (period.start_s, period.end_s, head)
-            )
+            for seq, sup, reason, ms, proc, stream, old, new in db.execute(_CORRECTIONS_SQL, (period.start_s, period.end_s, head))
         ]
     finally:
         db.close()
@@ -347,9 +342,7 @@ def _stream_sources(settings: GatewaySettings) -> dict[tuple[str, str], document
     where: dict[str, list[str]] = {}
     for dev in settings.modbus.devices:
         for pt in dev.points:
-            where.setdefault(pt.signal, []).append(
-                f"modbus {dev.name} unit {dev.unit_id} {pt.kind} {pt.address}"
-            )
+            where.setdefault(pt.signal, []).append(f"modbus {dev.name} unit {dev.unit_id} {pt.kind} {pt.address}")
     for broker in settings.mqtt.brokers:
         for sub in broker.subscriptions:
             for signal in [*sub.fields.values(), *([sub.signal] if sub.signal else [])]:
@@ -412,9 +405,7 @@ def _previous_export(out_dir: Path, month: str, site: str) -> dict[str, Any]:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ExportInputError(
-                f"{path}: cannot read the previous export ({exc}); move it away or use another --out"
-            ) from exc
+            raise ExportInputError(f"{path}: cannot read the previous export ({exc}); move it away or use another --out") from exc
         if doc.get("month") != month or doc.get("site") != site:
             raise ExportInputError(
                 f"{out_dir} holds the export of {doc.get('site')} {doc.get('month')}, not {site} {month}; "

@@ -1,13 +1,18 @@
-"""`emgate ledger verify` catches an edited, deleted, inserted or reordered row and names it."""
+"""`emgate ledger verify` catches an edited, deleted, inserted or reordered row and names it,
+and says the same whatever number of ranges the chain is checked in."""
 
 import json
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from gateway.cli import main
+from gateway.sinks import ledger_audit
 from gateway.sinks.ledger import Ledger
+from gateway.sinks.ledger_audit import verify_ledger
+from gateway.sinks.ledger_format import INSERT_COLUMNS, chain_checked, result_values
 from tests.unit.test_ledger import T0, result
 
 
@@ -72,12 +77,88 @@ def test_intact_prints_head_and_count(ledger_file: Path, capsys: pytest.CaptureF
     ],
 )
 def test_tampering_is_named(
-    ledger_file: Path, capsys: pytest.CaptureFixture[str], name: str, sql: list[str], bad_row: int
+    ledger_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    ranges_in_threads: None,
+    name: str,
+    sql: list[str],
+    bad_row: int,
 ) -> None:
     tamper(ledger_file, *sql)
     assert main(["ledger", "verify", str(ledger_file)]) == 1, name
     err = capsys.readouterr().err
     assert f"BROKEN at row {bad_row}:" in err, err
+    whole = verify_ledger(ledger_file)
+    for processes in (2, 3, 4, 11):  # every range boundary of the 11 rows, and one row per range
+        assert verify_ledger(ledger_file, processes=processes) == whole, (name, processes)
+
+
+@pytest.fixture
+def ranges_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranges of any size, checked in threads of this process: the same code as in worker
+    processes, started faster."""
+    monkeypatch.setattr(ledger_audit, "ROWS_PER_PROCESS", 1)
+    monkeypatch.setattr(ledger_audit, "ProcessPoolExecutor", lambda workers, mp_context: ThreadPoolExecutor(workers))
+
+
+def append_forged(path: Path, items: list[tuple[list[object], int | None, str | None]]) -> None:
+    """Append rows with a valid chain that Ledger would refuse (its unique indexes dropped too)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("DROP INDEX minutes_superseded")
+    db.execute("DROP INDEX minutes_key")
+    seq, head = db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
+    flat, last_seq, last_hash = chain_checked(items, seq, head, 1_800_000_000.0)
+    n = len(INSERT_COLUMNS)
+    db.executemany(
+        f"INSERT INTO minutes ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * n)})",
+        [flat[i : i + n] for i in range(0, len(flat), n)],
+    )
+    db.executemany("UPDATE meta SET value = ? WHERE key = ?", [(str(last_seq), "head_seq"), (last_hash, "head_hash")])
+    db.close()
+
+
+def test_row_superseded_twice_across_ranges(ledger_file: Path, ranges_in_threads: None) -> None:
+    """Row 11 supersedes row 3; a forged row 13 supersedes it again. With the rows split so the
+    two corrections fall in different ranges, the merge still names row 13."""
+    append_forged(
+        ledger_file,
+        [(result_values(result(5, "a", "s")), None, None), (result_values(result(1, "a", "s", co2_kg=5.0)), 3, "again")],
+    )
+    db = sqlite3.connect(ledger_file)
+    row12, row13 = (h for (h,) in db.execute("SELECT hash FROM minutes WHERE seq IN (12, 13) ORDER BY seq"))
+    db.close()
+    for head in (None, row12, row13):
+        whole = verify_ledger(ledger_file, expect_head=head)
+        assert not whole.ok and whole.bad_seq == 13 and "superseded twice" in whole.problem
+        assert (whole.rows, whole.corrections, whole.expected_head_found) == (12, 1, None if head is None else head == row12)
+        for processes in (2, 6, 12, 13):
+            assert verify_ledger(ledger_file, expect_head=head, processes=processes) == whole, (head, processes)
+
+
+def test_workers_only_for_ranges_worth_one(ledger_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pools: list[int] = []  # the workers of each pool started, in threads as in ranges_in_threads
+
+    def pool(workers: int, mp_context: object) -> ThreadPoolExecutor:
+        pools.append(workers)
+        return ThreadPoolExecutor(workers)
+
+    monkeypatch.setattr(ledger_audit, "ProcessPoolExecutor", pool)
+    whole = verify_ledger(ledger_file)
+    assert verify_ledger(ledger_file, processes=4) == whole and pools == []  # 11 rows: checked here
+    monkeypatch.setattr(ledger_audit, "ROWS_PER_PROCESS", 6)
+    assert verify_ledger(ledger_file, processes=4) == whole and pools == [1]  # one worker, the GIL left to the caller
+    monkeypatch.setattr(ledger_audit, "ROWS_PER_PROCESS", 4)
+    assert verify_ledger(ledger_file, processes=4) == whole and pools == [1, 2]
+    assert verify_ledger(ledger_file, processes=0) == whole and pools == [1, 2]
+
+
+def test_worker_processes_report_as_one_walk(ledger_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_audit, "ROWS_PER_PROCESS", 5)  # 11 rows: two ranges
+    head = Ledger(ledger_file).head_hash
+    assert verify_ledger(ledger_file, expect_head=head, processes=2) == verify_ledger(ledger_file, expect_head=head)
+    tamper(ledger_file, "UPDATE minutes SET co2_kg = 2.5 WHERE seq = 8")  # in the second range
+    report = verify_ledger(ledger_file, processes=2)
+    assert report == verify_ledger(ledger_file) and report.bad_seq == 8 and report.rows == 7
 
 
 def test_rewritten_chain_loses_recorded_head(ledger_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,3 +222,12 @@ def test_show_quarantine(ledger_file: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert "influx rows 4..4 (1)" in out and "HTTP 400 partial write: field type conflict" in out
     assert "1 quarantined batch(es)" in out
+
+
+def test_rows_gone_during_the_walk_are_named(ledger_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The walk stops at the last row it saw when it started; rows deleted after that are missing."""
+    snapshot = ledger_audit._snapshot
+    monkeypatch.setattr(ledger_audit, "_snapshot", lambda db: (13, snapshot(db)[1]))  # saw 13 rows, 11 remain
+    report = verify_ledger(ledger_file)
+    assert (report.ok, report.bad_seq, report.rows) == (False, 12, 11)
+    assert report.problem == "row 12 is missing (the rows end at 11): deleted"
