@@ -121,16 +121,7 @@ async def drain(
     server_pid: int | None = None,
 ) -> dict[str, float]:
     ledger = Ledger(path)
-    cfg = InfluxConfig(
-        enabled=True,
-        url=url,
-        org=org,
-        bucket=bucket,
-        token=token,
-        measurement=measurement,
-        batch_size=batch_size,
-        timeout_s=60,
-    )
+    cfg = InfluxConfig(enabled=True, url=url, org=org, bucket=bucket, token=token, measurement=measurement, batch_size=batch_size)
     sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.2, cap_s=2.0))
     server0 = process_cpu_s(server_pid)
     cpu0 = time.process_time()
@@ -210,7 +201,7 @@ def run(
     influx_url: str | None = None,
     signals: int | None = None,
     minutes: int | None = None,
-    batch_size: int = 10_000,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Run the benchmark; returns its figures (rates per second, sizes, whether the goal was met).
 
@@ -220,6 +211,7 @@ def run(
     signals, minutes = signals or default_signals, minutes or default_minutes
     with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
         path = Path(tmp) / "ledger.sqlite"
+        batch_size = batch_size or InfluxConfig().batch_size  # the gateway's default unless told
         out: dict[str, Any] = {"signals": signals, "outage_minutes": minutes, "batch_size": batch_size}
         out.update(build_backlog(path, signals, minutes))
         service = None
@@ -263,7 +255,7 @@ def main() -> None:
     p.add_argument("--influx-url", default=None, help="use this influxd (database emgate) instead of starting one")
     p.add_argument("--signals", type=int, default=None, help="signals (streams) per minute")
     p.add_argument("--minutes", type=int, default=None, help="minutes of outage")
-    p.add_argument("--batch-size", type=int, default=10_000, help="points per write request (influx.batch_size)")
+    p.add_argument("--batch-size", type=int, default=None, help="points per write request (default: influx.batch_size's)")
     args = p.parse_args()
     result = run(args.quick, args.influx_url, args.signals, args.minutes, args.batch_size)
     print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}, indent=2))

@@ -50,7 +50,9 @@ class WindowConfig(Section):
         2.0,
         ge=0,
         le=3600,
-        description="Minute M closes at M + 60 s + delay_s; at least the interval of any interval-total signal.",
+        description="Minute M closes at M + 60 s + delay_s and uses the readings stamped before then, live and in replay "
+        "alike. For an end-labelled interval total set at least interval_s - 60, or the minutes it covers close without "
+        "it and are substituted.",
     )
     grace_s: float = Field(
         30.0, ge=0, le=3600, description="Samples older than this past their minute's close are dropped and counted as late."
@@ -340,8 +342,15 @@ class InfluxConfig(Section):
     token: SecretStr | None = None
     token_file: Path | None = None
     measurement: str = "emissions"
-    batch_size: int = Field(5000, ge=1, le=100_000)
-    timeout_s: float = Field(10.0, gt=0, le=300)
+    batch_size: int = Field(
+        50_000,
+        ge=1,
+        le=100_000,
+        description="Most points in one write. Live minutes go as they close; a backlog after an outage drains in "
+        "batches this large, which influxd ingests with 25-30 % less CPU per point than batches of 10,000 "
+        "(bench/ledger_drain.py). A server whose max-body-size refuses a batch (413) gets it in halves.",
+    )
+    timeout_s: float = Field(30.0, gt=0, le=300, description="Seconds to wait for InfluxDB to acknowledge one write.")
 
     def token_value(self) -> str:
         if self.token is not None:
