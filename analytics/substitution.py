@@ -120,6 +120,14 @@ class SubstitutionHistory:
             np.concatenate((self.amounts, new))[-cap:], np.concatenate((self.slots, slots))[-cap:], self.next_slot + new.size, cap
         )
 
+    def last(self, n: int) -> SubstitutionHistory:
+        """This history keeping only its last `n` measured minutes (at most), same next slot and
+        capacity: all a rule that reads n entries needs (a window keeps 1 for last_good)."""
+        if self.amounts.size <= n:
+            return self
+        keep = self.amounts.size - n
+        return SubstitutionHistory._trusted(self.amounts[keep:], self.slots[keep:], self.next_slot, self.capacity)
+
     @property
     def last_good(self) -> float | None:
         """The last measured minute's amount, or None."""

@@ -310,3 +310,23 @@ def _write_pinned() -> None:
 
 if __name__ == "__main__":
     _write_pinned()
+
+
+def test_histories_keep_only_what_each_rule_reads_however_long_the_window_runs() -> None:
+    """A gateway runs for months: a history must not grow to its 1,440-minute capacity for a rule
+    that reads one entry (10,000 signals x 1,440 amounts and slots would be 230 MB)."""
+    rules = ("none", "last_good", "hour_average", "lookback_max")
+    needs = np.array([minute_history.RULE_NEEDS[r] for r in rules], dtype=np.int64)
+    hist = minute_history.SignalHistories(needs)
+    no_gap = np.empty(0, dtype=np.intp)
+    for close in range(1_500):  # a day and an hour, one minute a close, as live
+        hist.add(np.full((len(rules), 1), float(close)), no_gap)
+        assert len(hist._deferred) <= minute_history._FOLD_MINUTES + 1
+    hist.fold_all()
+    sizes = {rule: (0 if hist.of(i) is None else hist.of(i).amounts.size) for i, rule in enumerate(rules)}  # type: ignore[union-attr]
+    assert sizes == {"none": 0, "last_good": 1, "hour_average": 60, "lookback_max": minute_history.CAPACITY}
+    last_good = hist.of(1)
+    assert last_good is not None and last_good.next_slot == 1_500
+    assert last_good.amounts.tolist() == [1_499.0] and last_good.slots.tolist() == [1_499]
+    hour = hist.of(2)
+    assert hour is not None and hour.slots.tolist() == list(range(1_440, 1_500))
