@@ -59,7 +59,7 @@ def _settings(streams: int) -> GatewaySettings:
 
 def build_ledger(path: Path, streams: int, days: int) -> int:
     """A ledger of `days` x 1440 minutes x `streams` rows from the month's start; returns rows."""
-    from gateway.model import MinuteResult
+    from bench.ledger_throughput import synthetic_result
     from gateway.sinks.ledger import Ledger
 
     start = datetime(int(MONTH[:4]), int(MONTH[5:]), 1, tzinfo=ZoneInfo(TZ)).timestamp()
@@ -67,30 +67,10 @@ def build_ledger(path: Path, streams: int, days: int) -> int:
     rows = 0
     try:
         for day in range(days):
-            batch = []
-            for m in range(day * 1440, (day + 1) * 1440):
-                ts = start + 60.0 * m
-                for i in range(streams):
-                    sub = (m * 31 + i) % 97 == 0
-                    batch.append(
-                        MinuteResult(
-                            ts,
-                            "bench-works",
-                            f"p{i % 8}",
-                            f"s{i:05d}",
-                            "direct",
-                            "fuel_combustion",
-                            0.01 * (1 + i % 5),
-                            "t",
-                            28.53 * (1 + i % 5),
-                            "cn.coke",
-                            2853.0,
-                            0.2 if sub else 1.0,
-                            "substituted" if sub else "measured",
-                            "rule=last_good" if sub else "",
-                        )
-                    )
-            rows += lg.append(batch)
+            minutes = range(day * 1440, (day + 1) * 1440)
+            rows += lg.append(
+                [synthetic_result(start + 60.0 * m, m, i, activity_drift=0.0) for m in minutes for i in range(streams)]
+            )
     finally:
         lg.close()
     return rows

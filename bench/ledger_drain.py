@@ -110,18 +110,8 @@ def build_backlog(path: Path, signals: int, minutes: int) -> dict[str, float]:
     }
 
 
-async def drain(
-    path: Path,
-    url: str,
-    org: str,
-    bucket: str,
-    token: str,
-    measurement: str,
-    batch_size: int,
-    server_pid: int | None = None,
-) -> dict[str, float]:
+async def drain(path: Path, cfg: InfluxConfig, server_pid: int | None = None) -> dict[str, float]:
     ledger = Ledger(path)
-    cfg = InfluxConfig(enabled=True, url=url, org=org, bucket=bucket, token=token, measurement=measurement, batch_size=batch_size)
     sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.2, cap_s=2.0))
     server0 = process_cpu_s(server_pid)
     cpu0 = time.process_time()
@@ -152,17 +142,7 @@ async def drain(
     return out
 
 
-def server_ceiling(
-    path: Path,
-    url: str,
-    org: str,
-    bucket: str,
-    token: str,
-    measurement: str,
-    batch_size: int,
-    max_rows: int = 300_000,
-    server_pid: int | None = None,
-) -> dict[str, float]:
+def server_ceiling(path: Path, cfg: InfluxConfig, max_rows: int = 300_000, server_pid: int | None = None) -> dict[str, float]:
     """The same points, pre-encoded, POSTed by plain threads: what influxd takes on this machine.
 
     It tells whether the drain is limited by the gateway or by the server (and the CPU the two share).
@@ -170,16 +150,16 @@ def server_ceiling(
     ledger = Ledger(path)
     rows, _ = ledger.outbox_rows(0, max_rows)
     ledger.close()
-    enc = LineEncoder(measurement)
-    bodies = [enc.lines(rows[i : i + batch_size]).encode() for i in range(0, len(rows), batch_size)]
-    query = urllib.parse.urlencode({"org": org, "bucket": bucket, "precision": "s"})
+    enc, n = LineEncoder(cfg.measurement), cfg.batch_size
+    bodies = [enc.lines(rows[i : i + n]).encode() for i in range(0, len(rows), n)]
+    query = urllib.parse.urlencode({"org": cfg.org, "bucket": cfg.bucket, "precision": "s"})
 
     def post(body: bytes) -> None:
         req = urllib.request.Request(
-            f"{url}/api/v2/write?{query}",
+            f"{cfg.url}/api/v2/write?{query}",
             data=body,
             method="POST",
-            headers={"Authorization": f"Token {token}"},
+            headers={"Authorization": f"Token {cfg.token_value()}"},
         )
         with urllib.request.urlopen(req, timeout=120) as resp:
             resp.read()
@@ -230,10 +210,14 @@ def run(
                 os.environ.get("EMGATE__INFLUX__TOKEN", ""),
             )
         measurement = f"bench_{int(time.time())}"
+        cfg = InfluxConfig(
+            enabled=True, url=url, org=org, bucket=bucket, token=token, measurement=measurement, batch_size=batch_size
+        )
         pid = service.pid if service is not None else None
         try:
-            out.update(asyncio.run(drain(path, url, org, bucket, token, measurement, batch_size, pid)))
-            out.update(server_ceiling(path, url, org, bucket, token, measurement + "_raw", batch_size, server_pid=pid))
+            out.update(asyncio.run(drain(path, cfg, pid)))
+            raw = cfg.model_copy(update={"measurement": measurement + "_raw"})
+            out.update(server_ceiling(path, raw, server_pid=pid))
             if service is not None:
                 res = service.influxql(f'SELECT count("co2_kg") FROM "{measurement}"')
                 out["points_in_influx"] = int(res["results"][0]["series"][0]["values"][0][1])

@@ -35,30 +35,30 @@ GOAL_APPENDS_PER_S = 200_000
 GOAL_VERIFY_PER_S = 300_000
 
 
+def synthetic_result(minute_start: float, minute: int, stream: int, activity_drift: float = 1e-6) -> MinuteResult:
+    """Stream `stream`'s result for minute `minute` of a synthetic works: eight processes, five
+    sizes of coke feed, about 1 % of minutes substituted and flagged (the export bench uses it too)."""
+    sub = (minute * 31 + stream) % 97 == 0
+    return MinuteResult(
+        minute_start,
+        "bench-works",
+        f"p{stream % 8}",
+        f"s{stream:05d}",
+        "direct",
+        "fuel_combustion",
+        0.01 * (1 + stream % 5) + minute * activity_drift,
+        "t",
+        28.53 * (1 + stream % 5),
+        "cn.coke",
+        2853.0,
+        0.2 if sub else 1.0,
+        "substituted" if sub else "measured",
+        "rule=last_good" if sub else "",
+    )
+
+
 def minute_results(rows: int, streams: int = 100) -> list[MinuteResult]:
-    out = []
-    for k in range(rows):
-        m, i = divmod(k, streams)
-        sub = (m * 31 + i) % 97 == 0
-        out.append(
-            MinuteResult(
-                START + 60.0 * m,
-                "bench-works",
-                f"p{i % 8}",
-                f"s{i:05d}",
-                "direct",
-                "fuel_combustion",
-                0.01 * (1 + i % 5) + m * 1e-6,
-                "t",
-                28.53 * (1 + i % 5),
-                "cn.coke",
-                2853.0,
-                0.2 if sub else 1.0,
-                "substituted" if sub else "measured",
-                "rule=last_good" if sub else "",
-            )
-        )
-    return out
+    return [synthetic_result(START + 60.0 * m, m, i) for m, i in (divmod(k, streams) for k in range(rows))]
 
 
 def _append(path: Path, results: list[MinuteResult], batch: int, *, bulk_load: bool = False) -> float:
