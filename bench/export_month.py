@@ -1,8 +1,11 @@
 """Benchmark: `emgate export` of one month from a synthetic ledger.
 
-    python -m bench.export_month            # a full 31-day month (default 10 streams, 446,400 rows)
+    python -m bench.export_month            # a full 31-day month of 100 streams (4,464,000 rows)
     python -m bench.export_month --quick    # 2 days, 20 streams: a smoke run
-    python -m bench.export_month --streams 50 --days 31
+    python -m bench.export_month --streams 10 --days 31
+
+100 streams is the plant bench.load_10k polls: 10,000 signals, one emission stream per device of
+100 signals, so a month of its minute results is 100 x 44,640 ledger rows (778 MB).
 
 The ledger is built with gateway.sinks.ledger.Ledger (a real hash chain), one row per stream per
 minute, about 1 % of minutes substituted and flagged. The export runs in-process (export_month)
@@ -80,7 +83,7 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
     """Build a synthetic ledger, export one month from it, print and return the figures."""
     from gateway.export.monthly import export_month
 
-    streams = streams or (20 if quick else 10)
+    streams = streams or (20 if quick else 100)
     days = days or (2 if quick else 31)
     with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
         ledger = Path(tmp) / "ledger.sqlite"

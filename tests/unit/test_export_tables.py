@@ -222,3 +222,50 @@ def test_a_long_sheet_is_cut_with_a_note(monkeypatch: pytest.MonkeyPatch) -> Non
     ws = openpyxl.load_workbook(io.BytesIO(workbook.build_workbook([], [sheet], title="t")))["X"]
     values = [r[0].value for r in ws.iter_rows()]
     assert values == ["N", 0, 1, 2, 3, 4, "3 more row(s) in x.csv; the sheet shows 5", "Total"]
+
+
+def test_table_rows_read_back_as_written() -> None:
+    """The rows written as XML (not through openpyxl's cells) read back with openpyxl as the
+    table holds them: types, number formats, bold totals, text XML cannot hold."""
+    import io
+
+    import numpy as np
+    import openpyxl
+
+    from gateway.export import workbook
+    from gateway.export.documents import Column, Sheet
+
+    cols = [Column("name", "Name"), Column("co2_t", "CO2 (t)", "#,##0.000"), Column("n", "Minutes", "0")]
+    rows = [
+        ["  padded & <tagged>", 1.25, 3],
+        ["bell\x07here", np.float64(0.1), np.int64(7)],
+        [None, float("inf"), True],
+        ["", 1e-9, -0],
+    ]
+    sheet = Sheet("t.csv", "T", cols, rows=rows, totals=[["Total", 1.25 + 0.1 + 1e-9, None]])
+    data = workbook.build_workbook([("Month", "2026-01", "")], [sheet], title="t")
+    ws = openpyxl.load_workbook(io.BytesIO(data))["T"]
+    got = [[c.value for c in r] for r in ws.iter_rows()]
+    assert got == [
+        ["Name", "CO2 (t)", "Minutes"],
+        ["  padded & <tagged>", 1.25, 3],
+        ["bell\ufffdhere", 0.1, 7],
+        [None, "inf", True],
+        [None, 1e-9, 0],
+        ["Total", 1.25 + 0.1 + 1e-9, None],
+    ]
+    assert [ws.cell(2, j).number_format for j in (1, 2, 3)] == ["General", "#,##0.000", "0"]
+    assert [ws.cell(6, j).font.b for j in (1, 2, 3)] == [True, True, True]
+    assert ws.cell(6, 2).number_format == "#,##0.000"
+    assert not ws.cell(2, 1).font.b and ws.cell(1, 1).font.b
+    assert ws.freeze_panes == "A2"
+    assert workbook.build_workbook([("Month", "2026-01", "")], [sheet], title="t") == data
+
+
+def test_a_table_never_ships_without_its_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.export import workbook
+    from gateway.export.documents import Column, Sheet
+
+    monkeypatch.setattr(workbook, "_placeholder_row", lambda i: b"<row r='2'>not what openpyxl wrote</row>")
+    with pytest.raises(RuntimeError, match="lost their rows"):
+        workbook.build_workbook([], [Sheet("x.csv", "X", [Column("n", "N")], rows=[[1]])], title="t")
