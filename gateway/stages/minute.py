@@ -53,12 +53,15 @@ from gateway.clock import Clock
 from gateway.model import SampleBatch, SampleQuality
 from gateway.settings import WindowConfig
 from gateway.signals import SignalTable
+from gateway.stages.minute_buffer import ReadingBuffer, empty_columns
 from gateway.stages.minute_history import RULE_NEEDS, HistoryColumns, SignalHistories
 from gateway.units import time_unit_s
 
 log = logging.getLogger(__name__)
 
 MINUTE_S = 60.0
+#: Rate signals integrated per numpy pass at a close (see MinuteWindow.close).
+_RATE_BLOCK_SIGNALS = 1024
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,7 @@ class MinuteWindow:
     def __post_init__(self) -> None:
         if self.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {self.next_minute} is not on a minute boundary")
-        self._chunks: list[tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]] = []
+        self._buffer = ReadingBuffer()
         needs = [RULE_NEEDS[cfg.substitution] for cfg in self.signals.configs]
         self._histories = SignalHistories(np.array(needs, dtype=np.int64))
         self._rows = MappingProxyType({name: i for i, name in enumerate(self.signals.names)})
@@ -165,27 +168,23 @@ class MinuteWindow:
         self._others: list[int] | None = None
 
     def export_state(self) -> WindowState:
-        """The in-progress state for a checkpoint: the buffer (compacted as a side effect) and
+        """The in-progress state for a checkpoint: the buffer (sorted as a side effect) and
         what each signal's substitution rule can still read of its history."""
-        sig, ts, val, qual = self._take_sorted()
-        self._chunks = [(sig, ts, val, qual)] if len(ts) else []
-        self._exported_chunks, self._exported_n = self._chunks, len(self._chunks)
+        sig, ts, val, qual = (c.copy() for c in self._buffer.sort())
+        self._buffer.saved = len(self._buffer)
         return WindowState(self.next_minute, sig, ts, val, qual, self._histories.columns())
 
     def export_new_readings(self) -> WindowState:
         """Readings buffered since the last export, for an incremental checkpoint (no history).
 
-        After a close compacted the buffer this is everything buffered; a reading saved twice
-        is harmless, because a repeated (signal, ts) pair counts once.
+        After a close (which sorts the buffer) this is everything buffered; a reading saved
+        twice is harmless, because a repeated (signal, ts) pair counts once.
         """
-        chunks = self._chunks
-        start = self._exported_n if getattr(self, "_exported_chunks", None) is chunks else 0
-        new = chunks[start:]
-        self._exported_chunks, self._exported_n = chunks, len(chunks)
-        if not new:
-            empty = (np.empty(0, np.int32), np.empty(0), np.empty(0), np.empty(0, np.uint8))
-            return WindowState(self.next_minute, *empty, HistoryColumns.empty())
-        sig, ts, val, qual = (np.concatenate([c[k] for c in new]) for k in range(4))
+        buffer = self._buffer
+        start, buffer.saved = buffer.saved, len(buffer)
+        if start == len(buffer):
+            return WindowState(self.next_minute, *empty_columns(), HistoryColumns.empty())
+        sig, ts, val, qual = (c[start:].copy() for c in buffer.columns())
         return WindowState(self.next_minute, sig, ts, val, qual, HistoryColumns.empty())
 
     def import_state(self, state: WindowState) -> None:
@@ -193,7 +192,7 @@ class MinuteWindow:
         if state.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {state.next_minute} is not on a minute boundary")
         self.next_minute = float(state.next_minute)
-        self._chunks = [(state.signal_ids, state.ts, state.values, state.quality)] if len(state.ts) else []
+        self._buffer.replace((state.signal_ids, state.ts, state.values, state.quality))
         self._histories.load(state.history)
 
     def ingest(self, batch: SampleBatch) -> None:
@@ -212,7 +211,7 @@ class MinuteWindow:
             keep = ~late
             batch = SampleBatch(batch.source, batch.signal_ids[keep], batch.ts[keep], batch.values[keep], batch.quality[keep])
         if len(batch.ts):
-            self._chunks.append((batch.signal_ids, batch.ts, batch.values, batch.quality))
+            self._buffer.append(batch.signal_ids, batch.ts, batch.values, batch.quality)
 
     def due(self, now: float) -> int:
         """How many minutes are due to close at clock time `now`."""
@@ -229,7 +228,7 @@ class MinuteWindow:
         edges = minute_edges(self.next_minute, n, MINUTE_S)
         starts = edges[:-1]
         end = float(edges[-1])
-        sig, ts, val, qual = self._take_sorted()
+        sig, ts, val, qual = self._buffer.sort()  # views of the buffer, until _keep replaces it
         k_signals = len(self.signals)
         bounds = np.searchsorted(sig, np.arange(k_signals + 1))
         good = qual == SampleQuality.GOOD
@@ -238,11 +237,17 @@ class MinuteWindow:
         covered = np.zeros((k_signals, n))
         resets = np.zeros((k_signals, n), dtype=np.int32)
         lag_s = self.window.delay_s  # each minute gets what was stamped before its own close, whatever n
-        for (unit_s, gap_s, method), ids in self._rate_groups().items():
-            g_ts, g_val, g_bounds = _gather(ids, bounds, ts, usable)
-            amount[ids], covered[ids] = integrate_rate_many(
-                g_ts, g_val, g_bounds, edges, time_unit_s=unit_s, max_gap_s=gap_s, method=method, close_lag_s=lag_s
-            )
+        for (unit_s, gap_s, method), group in self._rate_groups().items():
+            # A block of signals at a time: integrating all of them in one pass made a dozen
+            # temporaries the size of the buffer (+33 MB RSS at each close of 10,000 signals polled
+            # every second); a block's are ~1/10 of that, at the same CPU. The blocks depend only
+            # on the signal table, so a live close and a replay integrate alike.
+            for lo in range(0, len(group), _RATE_BLOCK_SIGNALS):
+                ids = group[lo : lo + _RATE_BLOCK_SIGNALS]
+                g_ts, g_val, g_bounds = _gather(ids, bounds, ts, usable)
+                amount[ids], covered[ids] = integrate_rate_many(
+                    g_ts, g_val, g_bounds, edges, time_unit_s=unit_s, max_gap_s=gap_s, method=method, close_lag_s=lag_s
+                )
         for i in self._other_ids():
             lo, hi = int(bounds[i]), int(bounds[i + 1])
             amount[i], covered[i], resets[i] = self._other_minutes(i, ts[lo:hi], usable[lo:hi], good[lo:hi], edges)
@@ -256,29 +261,6 @@ class MinuteWindow:
         self.next_minute = end
         self.counters.minutes_closed += n
         return MinuteFrame(starts, self._rows, amount, coverage, quality, rule, bad, resets, late_samples=self.counters.late)
-
-    def _take_sorted(self) -> tuple[NDArray[np.int32], NDArray[np.float64], NDArray[np.float64], NDArray[np.uint8]]:
-        if not self._chunks:
-            return (np.empty(0, np.int32), np.empty(0), np.empty(0), np.empty(0, np.uint8))
-        sig = np.concatenate([c[0] for c in self._chunks])
-        ts = np.concatenate([c[1] for c in self._chunks])
-        val = np.concatenate([c[2] for c in self._chunks])
-        qual = np.concatenate([c[3] for c in self._chunks])
-        # Batches arrive in time order per source, so a stable sort by signal is usually enough;
-        # fall back to the full (signal, time) sort when a signal's readings are out of order.
-        order = np.argsort(sig, kind="stable")
-        s_sig, s_ts = sig[order], ts[order]
-        if np.any((s_sig[1:] == s_sig[:-1]) & (s_ts[1:] < s_ts[:-1])):
-            order = np.lexsort((ts, sig))
-            s_sig, s_ts = sig[order], ts[order]
-        sig, ts, val, qual = s_sig, s_ts, val[order], qual[order]
-        # a repeated (signal, ts) pair (a re-delivered MQTT message) counts once
-        dup = np.zeros(len(ts), dtype=bool)
-        dup[1:] = (sig[1:] == sig[:-1]) & (ts[1:] == ts[:-1])
-        if dup.any():
-            keep = ~dup
-            sig, ts, val, qual = sig[keep], ts[keep], val[keep], qual[keep]
-        return sig, ts, val, qual
 
     def _keep(
         self,
@@ -309,7 +291,7 @@ class MinuteWindow:
             first = np.column_stack((base, keep_from)).ravel()
             lengths = np.column_stack((extra, lengths)).ravel()
         idx = concat_ranges(first, lengths)  # a few rows per signal: no pass over all of them
-        self._chunks = [(sig[idx], ts[idx], val[idx], qual[idx])] if len(idx) else []
+        self._buffer.replace((sig[idx], ts[idx], val[idx], qual[idx]))
 
     def _rate_groups(self) -> dict[tuple[float, float, str], NDArray[np.int64]]:
         """Rate signals grouped by what their integration needs; each group is one numpy pass."""
@@ -392,8 +374,9 @@ def _gather(
     """The readings of signals `ids` (each block sorted by time) and their block offsets."""
     lengths = bounds[ids + 1] - bounds[ids]
     g_bounds = np.concatenate(([0], np.cumsum(lengths)))
-    if len(ids) == len(bounds) - 1:  # every signal: nothing to gather
-        return ts, values, g_bounds
+    if len(ids) and int(ids[-1]) - int(ids[0]) == len(ids) - 1:  # consecutive signals: views, no copy
+        lo, hi = int(bounds[ids[0]]), int(bounds[ids[-1] + 1])
+        return ts[lo:hi], values[lo:hi], g_bounds
     idx = concat_ranges(bounds[ids], lengths)
     return ts[idx], values[idx], g_bounds
 
