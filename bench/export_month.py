@@ -5,16 +5,19 @@
     python -m bench.export_month --streams 10 --days 31
 
 100 streams is the plant bench.load_10k polls: 10,000 signals, one emission stream per device of
-100 signals, so a month of its minute results is 100 x 44,640 ledger rows (778 MB).
+100 signals, so a month of its minute results is 100 x 44,640 ledger rows (778 MB). That month is
+`export_month_s`, the figure with the 5 s goal; a smaller run carries its size in the name.
 
 The ledger is built with gateway.sinks.ledger.Ledger (a real hash chain), one row per stream per
 minute, about 1 % of minutes substituted and flagged. The export runs in-process (export_month)
-so each phase is timed: read, aggregate, tables, workbook, chart, write, and beside them all
-verify (the whole chain, wall time from the start; in worker processes for a large ledger) and
-verify_wait (how long the files waited for its verdict).
-The target is 5 s for the month; `extrapolated_s` scales the per-row phases to `target_streams`
-(10,000 by default) so the distance to that size is visible without building a 446-million-row
-ledger.
+so each phase is timed: verify (the whole chain, wall time from the start), read, aggregate,
+tables, workbook, chart, write. `walk` says which chain walk ran: "native" (the extension
+setup.py builds: it checks the chain and sums the month in one pass, on every CPU, so read
+includes verify) or "python" (worker processes check the chain beside SQLite's read;
+verify_wait is how long the files waited for the verdict).
+`extrapolated_s` scales the per-row phases to `target_streams` (10,000 by default: a plant where
+every signal were its own emission stream) so that size is visible without building a
+446-million-row ledger.
 
 The export's modules are imported inside run(): verification's worker processes start by
 importing this module again (the spawn start method) and need none of them.
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 MONTH = "2026-01"  # 31 days
 TZ = "Asia/Shanghai"
 TARGET_S = 5.0
+PLANT_STREAMS = 100  # bench.load_10k's plant: DEVICES emission streams of POINTS signals each
 # Phases that grow with rows; the rest grow with days x streams. The chain walk runs beside
 # the read and everything after it, so the rows cost whichever of the two paths is longer.
 ROW_PATH = ("read", "aggregate", "tables")
@@ -83,7 +87,7 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
     """Build a synthetic ledger, export one month from it, print and return the figures."""
     from gateway.export.monthly import export_month
 
-    streams = streams or (20 if quick else 100)
+    streams = streams or (20 if quick else PLANT_STREAMS)
     days = days or (2 if quick else 31)
     with tempfile.TemporaryDirectory(prefix="emgate-bench-") as tmp:
         ledger = Path(tmp) / "ledger.sqlite"
@@ -96,10 +100,15 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
         export_s = time.perf_counter() - t0
         sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}
         ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("ledger.sqlite*")) / 1e6
+    from gateway.sinks.ledger_audit import native_walk
+
+    # The native walk's read includes the walk; the Python one's runs beside it.
     per_row_s = max(result.seconds["verify"], sum(result.seconds[k] for k in ROW_PATH))
     scale = target_streams / streams * (31 / days)
+    whole = streams >= PLANT_STREAMS and days == 31
     figures = {
         "quick": quick,
+        "walk": "native" if native_walk() else "python",
         "streams": streams,
         "days": days,
         "rows": rows,
@@ -110,16 +119,16 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
         "export_rows_per_s": round(rows / export_s),
         "verify_rows_per_s": round(rows / result.seconds["verify"]) if result.seconds["verify"] else None,
         "target_s": TARGET_S,
-        "meets_target": export_s <= TARGET_S,
+        "meets_target": export_s <= TARGET_S if whole else None,
         "output_bytes": sizes,
         "target_streams": target_streams,
         "target_rows": target_streams * 31 * 1440,
         "extrapolated_s": round(export_s + per_row_s * (scale - 1), 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    # The goal (export_month_s <= 5 s) is for target_streams; a smaller ledger's time carries its size
-    # in the name, so the summary never shows it against that goal.
-    figures["export_month_s" if streams >= target_streams else f"export_month_s_{streams}_streams"] = round(export_s, 3)
+    # The goal (export_month_s <= 5 s) is for a whole month of the 10,000-signal plant; a smaller
+    # run's time carries its size in the name, so the summary never shows it against that goal.
+    figures["export_month_s" if whole else f"export_month_s_{streams}_streams_{days}_days"] = round(export_s, 3)
     print(json.dumps(figures, indent=2))
     return figures
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests run against (tests/services/):
-#   - Debian packages: mosquitto, its clients, socat, libmodbus5, chromium + driver, curl
+#   - Debian packages: mosquitto, its clients, socat, libmodbus5, chromium + driver, curl, and
+#     the headers the native ledger walk compiles against (gcc, libsqlite3-dev, libssl-dev)
 #   - influxd OSS 1.8.10, built from its Go module into ~/.cache/emgate (no registry ships it)
 # Idempotent: what is present is left alone, so a second run only checks.
 # Installing packages needs root or passwordless sudo. Without them the script says what is
@@ -37,6 +38,14 @@ if ! have "$PY"; then
     want+=(python3 python3-venv)
 elif ! "$PY" -c 'import ensurepip' >/dev/null 2>&1; then
     want+=(python3-venv)
+fi
+# The native ledger walk (setup.py) compiles against SQLite's and OpenSSL's headers and Python's;
+# without them the install still works and the walk runs in Python, slower.
+have gcc || want+=(gcc)
+package_installed libsqlite3-dev || want+=(libsqlite3-dev)
+package_installed libssl-dev || want+=(libssl-dev)
+if have "$PY" && ! "$PY" -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+    want+=(python3-dev)
 fi
 GO="$(command -v go || true)"
 for candidate in /usr/local/go/bin/go /usr/lib/go/bin/go; do

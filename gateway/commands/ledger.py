@@ -24,7 +24,6 @@ from typing import TextIO
 
 from gateway.errors import SinkWriteError
 from gateway.sinks.ledger import Ledger, LedgerRow
-from gateway.sinks.ledger_audit import cpus, verify_ledger
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,6 +94,10 @@ def parse_time(text: str) -> float:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    # imported here: every `emgate` command builds this parser, and the audit's process pool
+    # (multiprocessing) is 1 MB that `emgate run` never needs
+    from gateway.sinks.ledger_audit import cpus, native_walk, verify_ledger
+
     try:
         report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
     except (OSError, sqlite3.Error) as exc:
@@ -116,7 +119,7 @@ def run_verify(args: argparse.Namespace) -> int:
         return 1
     print(
         f"{args.file}: ok — {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
-        f"head {report.head_hash}"
+        f"head {report.head_hash}; {'native' if native_walk() else 'Python'} walk"
     )
     return 0
 

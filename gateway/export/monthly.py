@@ -6,7 +6,13 @@ Order of work, and why:
    rows appended while we work (the gateway keeps running) are left out, so two exports of the
    same head are identical whatever else happens meanwhile. The walk runs beside steps 2 and 3,
    and step 4 waits for its verdict.
-2. Read the month's current view up to that head (rows nobody superseded by then).
+2. Read the month's current view up to that head (rows nobody superseded by then). With the
+   native walk (ledger_audit.native_walk()) steps 1 and 2 are one pass: the walk sums the month's
+   cells and keeps its flagged minutes as it checks each row, on every CPU, and SQLite reads only
+   the days where a correction (or an unusual row) falls, as below. Without it, SQLite sums each
+   day of the month beside the walk.
+   Either way a cell's sums are exact (math.fsum: the correctly rounded sum of its minutes), so
+   both ways, and any split of the walk, give the same bytes.
 3. Aggregate (tables.py, pure), build the documents, render workbook and chart.
 4. Compare with the previous export in the directory (restatement), write every file atomically
    (temporary name, then rename), and manifest.json last, so a manifest always describes files
@@ -18,14 +24,17 @@ paths. The same ledger head and configuration give the same bytes.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
 import json
+import math
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +47,7 @@ from gateway.export import chart, documents, manifest, tables, workbook
 from gateway.factor_library import factor_table_of
 from gateway.settings import GatewaySettings
 from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
-from gateway.sinks.ledger_audit import VerifyReport, cpus, verify_ledger
+from gateway.sinks.ledger_audit import MonthSums, MonthWindow, VerifyReport, cpus, native_walk, walk_ledger
 
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
@@ -108,29 +117,45 @@ def export_month(
         report_progress(next_what, done, units)
 
     report_progress(f"verify ledger, read month: day 1/{period.days}", 0, units)
-
-    # Verification walks the whole chain, the longest step, and its verdict is needed only before
-    # the first file is written. So it runs beside all the rest, in a thread that for a large
-    # ledger hands the walk to worker processes and just waits (ledger_audit), leaving the GIL
-    # to the main thread: it reads the month (SQLite's C code), aggregates and renders. Both are
-    # pinned to the head found now: rows the running gateway appends meanwhile are left out.
     head_seq, head_hash = _pinned_head(ledger_path)
     t0 = started = clock()
+    if native_walk():
+        # One pass on every CPU checks the chain and sums the month; SQLite reads what it leaves.
+        def walked(done: int, total: int) -> None:  # from the walk's threads
+            with progress_lock:
+                while done * period.days // total > done_days[0]:
+                    day_done(done_days[0])
+                    done_days[0] += 1
 
-    def verified() -> VerifyReport:
-        report = _verify(ledger_path, head_seq, head_hash)
-        seconds["verify"] = clock() - started  # wall time from the start, beside the other steps
-        return report
+        def day_done(d: int) -> None:
+            step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate")
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-verify")
-    verifying = pool.submit(verified)
-    pool.shutdown(wait=False)  # takes no more work; the walk runs on, verifying.result() waits for it
-    cells, flagged_records, corrections = _read_month(
-        ledger_path,
-        period,
-        head_seq,
-        lambda d: step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate"),
-    )
+        done_days, progress_lock = [0], threading.Lock()
+        window = MonthWindow(tuple(period.day_starts_s.tolist()), head_seq)
+        sums = _verify(ledger_path, head_seq, head_hash, processes=cpus(), month=window, on_range=walked)[1]
+        seconds["verify"] = clock() - started
+        assert sums is not None  # the native walk sums the month of a ledger that verifies
+        walked(1, 1)
+        cells, flagged_records, corrections = _read_month_left(ledger_path, period, head_seq, sums)
+        verifying = None
+    else:
+        # The walk in worker processes, its verdict needed only before the first file is written:
+        # it runs beside all the rest, in a thread that just waits for the workers, leaving the GIL
+        # to the main thread, which reads the month (SQLite's C code), aggregates and renders.
+        def verified() -> VerifyReport:
+            report = _verify(ledger_path, head_seq, head_hash, processes=max(1, cpus() - 1))[0]
+            seconds["verify"] = clock() - started  # wall time from the start, beside the other steps
+            return report
+
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-verify")
+        verifying = pool.submit(verified)
+        pool.shutdown(wait=False)  # takes no more work; the walk runs on, verifying.result() waits for it
+        cells, flagged_records, corrections = _read_month(
+            ledger_path,
+            period,
+            head_seq,
+            lambda d: step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate"),
+        )
     seconds["read"] = clock() - t0
 
     t0 = clock()
@@ -203,7 +228,8 @@ def export_month(
     step("verify ledger")
 
     t0 = clock()
-    verifying.result()  # raises LedgerIntegrityError before anything is written
+    if verifying is not None:
+        verifying.result()  # raises LedgerIntegrityError before anything is written
     seconds["verify_wait"] = clock() - t0
     step("write files")
 
@@ -246,10 +272,19 @@ def _pinned_head(ledger_path: Path) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
-def _verify(ledger_path: Path, head_seq: int, head_hash: str) -> VerifyReport:
+def _verify(
+    ledger_path: Path,
+    head_seq: int,
+    head_hash: str,
+    *,
+    processes: int,
+    month: MonthWindow | None = None,
+    on_range: Callable[[int, int], None] | None = None,
+) -> tuple[VerifyReport, MonthSums | None]:
     try:
-        # One CPU stays with the main thread, which reads and renders meanwhile.
-        report = verify_ledger(ledger_path, expect_head=head_hash if head_seq else None, processes=max(1, cpus() - 1))
+        report, sums = walk_ledger(
+            ledger_path, expect_head=head_hash if head_seq else None, processes=processes, month=month, on_range=on_range
+        )
     except (OSError, sqlite3.Error) as exc:
         raise ExportInputError(f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path") from exc
     if report.ok and head_seq and not report.expected_head_found:
@@ -267,7 +302,7 @@ def _verify(ledger_path: Path, head_seq: int, head_hash: str) -> VerifyReport:
             "whose head hash matches the last manifest",
             report,
         )
-    return report
+    return report, sums
 
 
 # The current view as of `head`: rows up to head that no row up to head supersedes. The ledger
@@ -287,9 +322,10 @@ _FLAGGED_SQL = (
 # SQLite sums the minutes into cells (tables.CELL_FIELDS) so Python never holds one object per
 # minute (a month of a large site is millions of rows). One query per local day: the day is
 # exact across daylight-saving changes, each sort stays small, and the progress bar can move.
+# fsum (`_open_month_db`) is math.fsum: the same exact sums as the native walk's.
 _DAY_CELLS_SQL = (
     "SELECT ?, m.process, m.stream, m.scope, m.method, m.activity_unit, m.factor_id, m.quality, "
-    "count(*), sum(m.co2_kg), sum(m.activity), sum(m.coverage), "
+    "count(*), fsum(m.co2_kg), fsum(m.activity), fsum(m.coverage), "
     "min(m.ef_kg_per_unit), max(m.ef_kg_per_unit), "
     f"min(m.minute_start), max(m.minute_start), min(m.seq), max(m.seq) {_VIEW} GROUP BY 2, 3, 4, 5, 6, 7, 8"
 )
@@ -301,36 +337,110 @@ _CORRECTIONS_SQL = (
 )
 
 
+class _FSum:
+    """SQLite aggregate fsum(x): math.fsum of the group's values, the correctly rounded sum."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def step(self, x: float) -> None:
+        self.values.append(x)
+
+    def finalize(self) -> float:
+        return math.fsum(self.values)
+
+
+def _open_month_db(path: Path) -> sqlite3.Connection:
+    db = open_ledger_db(path, readonly=True)
+    db.create_aggregate("fsum", 1, _FSum)  # type: ignore[arg-type]
+    return db
+
+
 def _read_month(
     path: Path, period: tables.MonthPeriod, head: int, day_done: Callable[[int], None]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[dict[str, Any]]]:
     """Cell records, flagged minute records and corrections of the month, as of row `head`."""
     view = (period.start_s, period.end_s, head, head)
     bounds = period.day_starts_s.tolist()
-    db = open_ledger_db(path, readonly=True)
+    db = _open_month_db(path)
     try:
         cells: list[tuple[Any, ...]] = []
         for d in range(period.days):
             cells += db.execute(_DAY_CELLS_SQL, (d, bounds[d], bounds[d + 1], head, head)).fetchall()
             day_done(d)
         flagged = db.execute(_FLAGGED_SQL, view).fetchall()
-        tz = ZoneInfo(period.timezone)
-        corrections = [
-            {
-                "seq": seq,
-                "supersedes": sup,
-                "reason": reason,
-                "minute": documents.local_time(ms, tz),
-                "process": proc,
-                "stream": stream,
-                "old_co2_kg": old,
-                "new_co2_kg": new,
-            }
-            for seq, sup, reason, ms, proc, stream, old, new in db.execute(_CORRECTIONS_SQL, (period.start_s, period.end_s, head))
-        ]
+        corrections = _corrections(db.execute(_CORRECTIONS_SQL, (period.start_s, period.end_s, head)), period)
     finally:
         db.close()
     return cells, flagged, corrections
+
+
+def _corrections(rows: Iterable[Sequence[Any]], period: tables.MonthPeriod) -> list[dict[str, Any]]:
+    tz = ZoneInfo(period.timezone)
+    return [
+        {
+            "seq": seq,
+            "supersedes": sup,
+            "reason": reason,
+            "minute": documents.local_time(ms, tz),
+            "process": proc,
+            "stream": stream,
+            "old_co2_kg": old,
+            "new_co2_kg": new,
+        }
+        for seq, sup, reason, ms, proc, stream, old, new in rows
+    ]
+
+
+_BY_SEQ = 500  # seqs per IN (...) list; SQLite takes 999 parameters in every build
+
+
+def _by_seq(db: sqlite3.Connection, sql: str, seqs: Sequence[int]) -> list[tuple[Any, ...]]:
+    """Rows of `sql` (its WHERE ends with `seq IN ({})`) for the given seqs, in chunks."""
+    out: list[tuple[Any, ...]] = []
+    for i in range(0, len(seqs), _BY_SEQ):
+        chunk = seqs[i : i + _BY_SEQ]
+        out += db.execute(sql.format(", ".join("?" * len(chunk))), chunk).fetchall()
+    return out
+
+
+_CORRECTIONS_BY_SEQ = (
+    "SELECT m.seq, m.supersedes, m.reason, m.minute_start, m.process, m.stream, o.co2_kg, m.co2_kg "
+    "FROM minutes m JOIN minutes o ON o.seq = m.supersedes WHERE m.supersedes IS NOT NULL AND m.seq IN ({})"
+)
+
+
+def _read_month_left(
+    path: Path, period: tables.MonthPeriod, head: int, sums: MonthSums
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """`_read_month` from the native walk's sums: its cells and flagged minutes of the days it
+    summed whole, SQLite's for the days where it left a row to the Python walk (a correction
+    supersedes a row of its own minute, so the rows a correction hides are on such a day too),
+    and the corrections among the rows it left."""
+    start, end = period.start_s, period.end_s
+    bounds = period.day_starts_s.tolist()
+    db = _open_month_db(path)
+    try:
+        left = [r for r in _by_seq(db, "SELECT seq, minute_start FROM minutes WHERE seq IN ({})", sums.left) if r[0] <= head]
+        redo = sorted({_day(bounds, ms) for _, ms in left if start <= ms < end})
+        cells = tables.cells_from_sums(sums.cells, skip_days=set(redo))
+        for d in redo:
+            cells += db.execute(_DAY_CELLS_SQL, (d, bounds[d], bounds[d + 1], head, head)).fetchall()
+        redo_days = set(redo)
+        flagged = [r for r in sums.flagged if _day(bounds, r[1]) not in redo_days]  # RECORD_FIELDS
+        for d in redo:
+            view = (bounds[d], bounds[d + 1], head, head)
+            flagged += db.execute(_FLAGGED_SQL, view).fetchall()
+        flagged.sort(key=lambda r: (r[1], r[0]))
+        in_month = [seq for seq, ms in left if start <= ms < end]
+        corrections = _corrections(sorted(_by_seq(db, _CORRECTIONS_BY_SEQ, in_month)), period)
+    finally:
+        db.close()
+    return cells, flagged, corrections
+
+
+def _day(bounds: Sequence[float], minute_start: float) -> int:
+    return bisect.bisect_right(bounds, minute_start) - 1
 
 
 def _factor_info(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
@@ -419,7 +529,7 @@ def _csv_bytes(sheet: documents.Sheet) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([c.key for c in sheet.columns])
-    w.writerows([["" if v is None else v for v in row] for row in sheet.rows])
+    w.writerows(sheet.rows)  # csv writes None as an empty field
     return buf.getvalue().encode()
 
 

@@ -1,9 +1,10 @@
 """Pure aggregation of one month of minute results: days x streams x factors, in integer units.
 
 Rounding rule (domain reference 5.6: minutes sum unrounded, round only on output). The smallest
-cell of the export is (local day, stream line, factor id). Its minutes are summed in float64, in
-ledger order, and the sum is rounded once: CO2 to whole grams, activity to millionths of its
-unit (1 g of coal, 1 Wh, 0.01 Nm3). Every other figure (a day, a stream's month, a process, a
+cell of the export is (local day, stream line, factor id). Its minutes are summed exactly per
+quality (math.fsum: the correctly rounded sum, whatever order the rows come in), the qualities
+added in their sorted order, and the sum is rounded once: CO2 to whole grams, activity to
+millionths of its unit (1 g of coal, 1 Wh, 0.01 Nm3). Every other figure (a day, a stream's month, a process, a
 scope, the total) is an integer sum of those cells, so a month equals the sum of its days and
 the processes add up to the total exactly, to the last printed digit.
 
@@ -16,16 +17,19 @@ No I/O here: arrays and plain values in, frozen dataclasses out.
 from __future__ import annotations
 
 import calendar
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gateway.sinks.ledger_format import FIELDS as LEDGER_FIELDS
+from gateway.sinks.ledger_format import SEP
 
 QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
 SCOPES = ("direct", "indirect")
@@ -267,9 +271,10 @@ def flagged_rows(rows: MonthRows) -> MonthRows:
 
 
 def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, ...]]:
-    """Cell records (CELL_FIELDS) from minute rows inside the period; the reference for the SQL."""
+    """Cell records (CELL_FIELDS) from minute rows inside the period; the reference for the SQL
+    and the native walk's sums."""
     day = np.searchsorted(period.day_starts_s, rows.minute_start, side="right") - 1
-    groups: dict[tuple[object, ...], list[object]] = {}
+    groups: dict[tuple[object, ...], list[Any]] = {}
     for i in range(len(rows)):
         ln = rows.lines[rows.line[i]]
         q = int(rows.quality[i])
@@ -286,27 +291,40 @@ def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, 
         ef, t, seq = float(rows.ef_kg_per_unit[i]), float(rows.minute_start[i]), int(rows.seq[i])
         g = groups.get(key)
         if g is None:
-            groups[key] = [
-                1,
-                float(rows.co2_kg[i]),
-                float(rows.activity[i]),
-                float(rows.coverage[i]),
-                ef,
-                ef,
-                t,
-                t,
-                seq,
-                seq,
-            ]
+            groups[key] = g = [0, [], [], [], ef, ef, t, t, seq, seq]
+        g[0] += 1
+        g[1].append(float(rows.co2_kg[i]))
+        g[2].append(float(rows.activity[i]))
+        g[3].append(float(rows.coverage[i]))
+        g[4], g[5] = min(g[4], ef), max(g[5], ef)
+        g[6], g[7] = min(g[6], t), max(g[7], t)
+        g[8], g[9] = min(g[8], seq), max(g[9], seq)
+    return [(*k, g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:]) for k, g in groups.items()]
+
+
+def cells_from_sums(pieces: Iterable[Sequence[Any]], *, skip_days: Container[int] = ()) -> list[tuple[object, ...]]:
+    """Cell records (CELL_FIELDS) from the native ledger walk's pieces (ledger_audit.MonthSums.cells),
+    leaving out `skip_days`. A cell may come in several pieces (the walk's ranges); its sums are
+    the math.fsum of all their partials, so the exact sum whatever the split."""
+    merged: dict[tuple[int, str], list[Any]] = {}
+    for day, key, minutes, co2, act, cov, ef_min, ef_max, first_s, last_s, first_seq, last_seq in pieces:
+        if day in skip_days:
             continue
-        g[0] += 1  # type: ignore[operator]
-        g[1] += float(rows.co2_kg[i])  # type: ignore[operator]
-        g[2] += float(rows.activity[i])  # type: ignore[operator]
-        g[3] += float(rows.coverage[i])  # type: ignore[operator]
-        g[4], g[5] = min(g[4], ef), max(g[5], ef)  # type: ignore[type-var]
-        g[6], g[7] = min(g[6], t), max(g[7], t)  # type: ignore[type-var]
-        g[8], g[9] = min(g[8], seq), max(g[9], seq)  # type: ignore[type-var]
-    return [(*k, *v) for k, v in groups.items()]  # first-seen order: deterministic for a given ledger
+        g = merged.get((day, key))
+        if g is None:
+            merged[(day, key)] = [minutes, [*co2], [*act], [*cov], ef_min, ef_max, first_s, last_s, first_seq, last_seq]
+            continue
+        g[0] += minutes
+        g[1] += co2
+        g[2] += act
+        g[3] += cov
+        g[4], g[5] = min(g[4], ef_min), max(g[5], ef_max)
+        g[6], g[7] = min(g[6], first_s), max(g[7], last_s)
+        g[8], g[9] = min(g[8], first_seq), max(g[9], last_seq)
+    return [
+        (day, *key.split(SEP), g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:])
+        for (day, key), g in merged.items()
+    ]
 
 
 def aggregate_month(rows: MonthRows, period: MonthPeriod) -> MonthTables:
@@ -325,6 +343,9 @@ def aggregate_cells(
     once to grams and millionths. NaN never occurs (the ledger refuses it).
     """
     n = len(cells)
+    # Cells in one order whoever built them: the sums across a cell's qualities below are float
+    # additions in this order.
+    cells = sorted(cells, key=lambda c: c[:8])  # type: ignore[no-any-return]
     cols = list(zip(*cells, strict=True)) if n else [()] * len(CELL_FIELDS)
     line_keys = list(zip(cols[1], cols[2], cols[3], cols[4], cols[5], strict=True))
     lines = tuple(sorted((Line(*k) for k in set(line_keys)), key=Line.sort_key))

@@ -122,25 +122,45 @@ def _rows_xml(out: list[str], r: int, rows: Sequence[Sequence[Any]], styles: Seq
     is not finite is written as text.
     """
     letters = [get_column_letter(j) for j in range(1, len(styles) + 1)]
+    # Per column, the attributes each kind of value is written with; the type test runs in
+    # exact-type order (float, int, str), so the usual cell costs one dict lookup and no ABC check.
+    number_attrs = [_s(number_style) for number_style, _ in styles]
+    text_attrs = [_s(text_style) for _, text_style in styles]
+    texts: dict[str, str] = {}  # a month repeats its stream names, qualities and flags thousands of times
     for row in rows:
         cells = []
-        for letter, (number_style, text_style), v in zip(letters, styles, row, strict=False):
-            ref = f"{letter}{r}"
-            if v is None or (isinstance(v, str) and not v):
-                if text_style:  # an empty cell of a bold row keeps its style, as openpyxl writes it
-                    cells.append(f'<c r="{ref}" s="{text_style}"/>')
-                continue
-            if isinstance(v, bool):
-                cells.append(f'<c r="{ref}"{_s(number_style)} t="b"><v>{int(v)}</v></c>')
-            elif isinstance(v, numbers.Integral):
-                cells.append(f'<c r="{ref}"{_s(number_style)} t="n"><v>{int(v)}</v></c>')
-            elif isinstance(v, numbers.Real) and math.isfinite(v):
-                cells.append(f'<c r="{ref}"{_s(number_style)} t="n"><v>{float(v)!r}</v></c>')
+        for j, v in enumerate(row[: len(letters)]):
+            t = type(v)
+            if t is float and math.isfinite(v):
+                cells.append(f'<c r="{letters[j]}{r}"{number_attrs[j]} t="n"><v>{v!r}</v></c>')
+            elif t is int:
+                cells.append(f'<c r="{letters[j]}{r}"{number_attrs[j]} t="n"><v>{v}</v></c>')
+            elif t is str and v:
+                xml = texts.get(v)
+                if xml is None:
+                    xml = texts[v] = _text(v)
+                cells.append(f'<c r="{letters[j]}{r}"{text_attrs[j]} t="inlineStr"><is>{xml}</is></c>')
             else:
-                cells.append(f'<c r="{ref}"{_s(text_style)} t="inlineStr"><is>{_text(str(v))}</is></c>')
+                cell = _cell_xml(f"{letters[j]}{r}", v, *styles[j])
+                if cell:
+                    cells.append(cell)
         out.append(f'<row r="{r}">{"".join(cells)}</row>')
         r += 1
     return r
+
+
+def _cell_xml(ref: str, v: Any, number_style: int, text_style: int) -> str:
+    """Any cell, by `_rows_xml`'s rules; "" for a cell not written."""
+    if v is None or (isinstance(v, str) and not v):
+        # an empty cell of a bold row keeps its style, as openpyxl writes it
+        return f'<c r="{ref}" s="{text_style}"/>' if text_style else ""
+    if isinstance(v, bool):
+        return f'<c r="{ref}"{_s(number_style)} t="b"><v>{int(v)}</v></c>'
+    if isinstance(v, numbers.Integral):
+        return f'<c r="{ref}"{_s(number_style)} t="n"><v>{int(v)}</v></c>'
+    if isinstance(v, numbers.Real) and math.isfinite(v):
+        return f'<c r="{ref}"{_s(number_style)} t="n"><v>{float(v)!r}</v></c>'
+    return f'<c r="{ref}"{_s(text_style)} t="inlineStr"><is>{_text(str(v))}</is></c>'
 
 
 def _s(style_id: int) -> str:
@@ -193,7 +213,9 @@ def _normalise_zip(data: bytes, core_xml: bytes, rows: dict[bytes, bytes]) -> by
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
             fixed.compress_type = zipfile.ZIP_DEFLATED
             fixed.external_attr = 0o600 << 16
-            dst.writestr(fixed, payload)
+            # Level 1: a third of the default level's time for the 30 MB of sheet XML in a month of
+            # 100 streams (0.15 s against 0.49 s), for a file a quarter larger (3.5 MB against 2.8 MB).
+            dst.writestr(fixed, payload, compresslevel=1)
     if rows:  # openpyxl wrote a placeholder differently: never ship a table without its rows
         raise RuntimeError(f"workbook: {len(rows)} table(s) lost their rows; their placeholder row was not found")
     return out.getvalue()

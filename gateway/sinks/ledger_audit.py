@@ -28,6 +28,14 @@ holding anything but TEXT, such as a BLOB spelling the same bytes). About two th
 is sqlite3 building the 20 column objects of each row, one third the join, pack and hash.
 Corrections, rare, are checked with a lookup of the row they supersede instead of keeping every
 row's key in memory.
+
+Native walk. When the extension gateway/sinks/_ledger_walk.c is built (setup.py; it needs
+SQLite's and OpenSSL's headers), each range is walked by it instead, about eight times faster,
+in threads (it releases the GIL), and it can sum a month while it walks (`MonthWindow`: the
+export's cells, exactly). It stops before any row that is not plain: a correction, a gap, a
+column of another type, a mismatch, a value it cannot sum. This module's Python walk then takes
+that one row, so the verdict and every message are the Python walk's, and the native walk goes
+on from the next row. `native_walk()` says which one runs.
 """
 
 from __future__ import annotations
@@ -37,9 +45,11 @@ import multiprocessing
 import os
 import sqlite3
 import struct
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from gateway.sinks.ledger_format import (
     _NUMBERS,
@@ -57,11 +67,75 @@ _WALK_SQL = (
     "(supersedes IS NOT NULL) | ((reason IS NOT NULL) << 1), "
     f"{', '.join(TEXT_FIELDS)}, ifnull(reason, ''), digest FROM minutes WHERE seq >= ? ORDER BY seq"
 )
+# The native walk's columns: the stored ones as they are (it makes the presence bits itself).
+_NATIVE_WALK_SQL = (
+    "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at, supersedes, reason, "
+    f"{', '.join(TEXT_FIELDS)}, digest FROM minutes WHERE seq >= ? ORDER BY seq"
+)
 _SMALLEST_SEQ = -(2**63)
 _BATCH = 4096
 # A worker process costs about 0.3 s of CPU to start (a fresh interpreter importing this module,
 # numpy included), what the walk spends on ~60,000 rows; a range smaller than this is not worth one.
 ROWS_PER_PROCESS = 100_000
+# The native walk runs in threads, which cost nothing to start; a range still has to be worth a
+# thread switch. About 0.05 s of walking.
+ROWS_PER_THREAD = 50_000
+
+
+def _load_native() -> ModuleType | None:
+    try:
+        from gateway.sinks import _ledger_walk  # type: ignore[attr-defined]
+    except ImportError:  # not built on this machine: the Python walk does the same, slower
+        return None
+    return _ledger_walk
+
+
+_native = _load_native()
+
+
+def native_walk() -> bool:
+    """Whether the chain is walked by the native extension here (else by the Python walk)."""
+    return _native is not None
+
+
+@dataclass(frozen=True)
+class MonthWindow:
+    """What the native walk sums while it walks: rows with seq <= head and minute_start in
+    [day_starts_s[0], day_starts_s[-1]), by the local day they fall in."""
+
+    day_starts_s: tuple[float, ...]  # the month's day bounds: one per day, and the month's end
+    head: int
+
+    def native_args(self) -> tuple[float, float, int, bytes]:
+        return (self.day_starts_s[0], self.day_starts_s[-1], self.head, struct.pack(f"{len(self.day_starts_s)}d", *self.day_starts_s))
+
+
+@dataclass
+class MonthSums:
+    """The month as the native walk summed it, in pieces (one per call of the walk), for the export.
+
+    `cells`: tuples (day, key, minutes, co2_kg partials, activity partials, coverage partials,
+    ef_min, ef_max, first_s, last_s, first_seq, last_seq), key being the text fields process ..
+    quality joined by U+001F; the partials' math.fsum is the exact sum's correctly rounded value.
+    `flagged`: the summed rows whose quality is not measured or that carry flags, as records in
+    the export's RECORD_FIELDS order (seq, minute_start, process, ..., quality, flags).
+    `left`: seqs of rows the Python walk took instead (corrections, unusual rows): their days
+    must be read another way, and nothing of those days here counts.
+    """
+
+    cells: list[tuple[object, ...]] = field(default_factory=list)
+    flagged: list[tuple[object, ...]] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+
+    def add(self, piece: tuple[list[tuple[object, ...]], list[tuple[object, ...]]]) -> None:
+        cells, flagged = piece
+        self.cells += cells
+        self.flagged += flagged
+
+    def merge(self, other: MonthSums) -> None:
+        self.cells += other.cells
+        self.flagged += other.flagged
+        self.left += other.left
 
 
 @dataclass(frozen=True)
@@ -84,9 +158,10 @@ def verify_ledger(path: Path, *, expect_head: str | None = None, processes: int 
 
     `expect_head`: a head hash recorded earlier; the report says whether it is still in the
     chain (a rewritten or truncated chain loses it). `processes`: at most this many worker
-    processes check the chain, in ranges of at least ROWS_PER_PROCESS rows; a smaller ledger, or
-    0, is checked in this process. Even one worker helps a caller with work of its own: its
-    threads then have the GIL to themselves. The report is the same whatever the split.
+    processes (or threads, for the native walk) check the chain, in ranges of at least
+    ROWS_PER_PROCESS (ROWS_PER_THREAD) rows; a smaller ledger, or 0, is checked in this
+    process. Even one worker helps a caller with work of its own: its threads then have the GIL
+    to themselves. The report is the same whatever the split.
 
     Workers start with `spawn`, which imports the caller's main module again: it must not do its
     work on import (the multiprocessing rule; the `emgate` script and `python -m gateway` are
@@ -94,6 +169,21 @@ def verify_ledger(path: Path, *, expect_head: str | None = None, processes: int 
     forked worker inherited its allocator mutex held and hung in sqlite3Malloc.
     Raises OSError/sqlite3.Error when the file cannot be read as a ledger.
     """
+    return walk_ledger(path, expect_head=expect_head, processes=processes)[0]
+
+
+def walk_ledger(
+    path: Path,
+    *,
+    expect_head: str | None = None,
+    processes: int = 0,
+    month: MonthWindow | None = None,
+    on_range: Callable[[int, int], None] | None = None,
+) -> tuple[VerifyReport, MonthSums | None]:
+    """`verify_ledger`, and with the native walk and a `month`, the month's sums found on the way
+    (None without the native walk, or when the walk found a problem). `on_range(done, total)`
+    is called from the native walk's threads as each range of rows is done: for a progress bar,
+    the walk is then cut into a few ranges per thread."""
     try:
         expected = bytes.fromhex(expect_head) if expect_head is not None else None
     except ValueError:
@@ -101,17 +191,44 @@ def verify_ledger(path: Path, *, expect_head: str | None = None, processes: int 
     db = open_ledger_db(path, readonly=True)
     try:
         last, meta = _snapshot(db)
-        parts = min(processes, last // ROWS_PER_PROCESS)
-        if parts > 0:
-            bounds = itertools.pairwise(last * i // parts for i in range(parts + 1))
-            with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
-                checking = [pool.submit(_check_range, path, a + 1, b, expected) for a, b in bounds]
-                ranges = [f.result() for f in checking]
+        if _native is not None:
+            parts = max(1, min(processes, last // ROWS_PER_THREAD))
+            n = max(1, min(last // ROWS_PER_THREAD, 8 * parts)) if on_range is not None else parts
+            spans = [(a + 1, b) for a, b in itertools.pairwise(last * i // n for i in range(n + 1))]
+            native_month = month.native_args() if month is not None else None
+            done = itertools.count(1)
+
+            def walk_span(first: int, end: int) -> _Range:
+                r = _native_range(path, first, end, expected, native_month)
+                if on_range is not None:
+                    on_range(next(done), n)
+                return r
+
+            if n > 1:
+                with ThreadPoolExecutor(parts, thread_name_prefix="ledger-walk") as threads:
+                    walking = [threads.submit(walk_span, a, b) for a, b in spans]
+                    ranges = [f.result() for f in walking]
+            else:
+                ranges = [walk_span(1, last)]
         else:
-            ranges = [_walk_range(db, 1, last, expected)]
-        return _merge(db, ranges, expect_head is not None, meta)
+            parts = min(processes, last // ROWS_PER_PROCESS)
+            if parts > 0:
+                bounds = itertools.pairwise(last * i // parts for i in range(parts + 1))
+                with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    checking = [pool.submit(_check_range, path, a + 1, b, expected) for a, b in bounds]
+                    ranges = [f.result() for f in checking]
+            else:
+                ranges = [_walk_range(db, 1, last, expected)]
+        report = _merge(db, ranges, expect_head is not None, meta)
     finally:
         db.close()
+    sums = None
+    if report.ok and month is not None and _native is not None:
+        sums = MonthSums()
+        for r in ranges:
+            if r.sums is not None:
+                sums.merge(r.sums)
+    return report, sums
 
 
 def cpus() -> int:
@@ -124,7 +241,8 @@ def _snapshot(db: sqlite3.Connection) -> tuple[int, dict[str, str]]:
     the head recorded in meta, read in one read transaction so they agree."""
     db.execute("BEGIN")
     try:
-        smallest, largest = db.execute("SELECT min(seq), max(seq) FROM minutes").fetchone()
+        # Two subqueries, each one step down the primary key; min() and max() in one SELECT read the table.
+        smallest, largest = db.execute("SELECT (SELECT min(seq) FROM minutes), (SELECT max(seq) FROM minutes)").fetchone()
         meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash')").fetchall())
     finally:
         db.execute("COMMIT")
@@ -141,6 +259,7 @@ class _Range:
     corrections: list[tuple[int, int]]  # (seq, the seq it supersedes) of the good rows, in order
     bad_seq: int | None = None
     problem: str = ""
+    sums: MonthSums | None = None
 
 
 class _Broken(Exception):
@@ -157,8 +276,49 @@ def _check_range(path: Path, first: int, last: int, expected: bytes | None) -> _
         db.close()
 
 
-def _walk_range(db: sqlite3.Connection, first: int, last: int, expected: bytes | None) -> _Range:
-    """The hot loop over the rows at positions first..last."""
+def _native_range(
+    path: Path, first: int, last: int, expected: bytes | None, month: tuple[float, float, int, bytes] | None
+) -> _Range:
+    """A range walked natively, row by row in the Python walk wherever the native walk stops."""
+    assert _native is not None
+    db = open_ledger_db(path, readonly=True)
+    try:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if first == 1:
+            prev = bytes(32)
+        else:
+            stored = db.execute("SELECT digest FROM minutes WHERE seq = ?", (first - 1,)).fetchone()
+            prev = stored[0] if stored else b""
+            if not isinstance(prev, bytes) or len(prev) != 32:
+                return _walk_range(db, first, last, expected)  # fails at its first row, like the range before
+        n, found_at, corrections, superseded = first - 1, None, [], set()
+        sums = MonthSums() if month is not None else None
+        while True:
+            lowest = _SMALLEST_SEQ if n == 0 else n + 1
+            n, prev, found, piece = _native.walk(uri, _NATIVE_WALK_SQL, n + 1, last, lowest, prev, expected, month)
+            found_at = found if found_at is None else found_at
+            if sums is not None:
+                sums.add(piece)
+            if n >= last:
+                return _Range(n, prev, found_at, corrections, sums=sums)
+            # Row n + 1 is not plain: the Python walk takes it, and names it if it is broken.
+            one = _walk_range(db, n + 1, n + 1, expected, superseded)
+            corrections += one.corrections
+            found_at = one.found_at if found_at is None else found_at
+            if one.bad_seq is not None:
+                return _Range(one.checked, one.prev, found_at, corrections, one.bad_seq, one.problem)
+            n, prev = n + 1, one.prev
+            if sums is not None:
+                sums.left.append(n)
+    finally:
+        db.close()
+
+
+def _walk_range(
+    db: sqlite3.Connection, first: int, last: int, expected: bytes | None, superseded: set[int] | None = None
+) -> _Range:
+    """The hot loop over the rows at positions first..last. `superseded`: the rows corrections
+    earlier in the same range supersede (the native walk hands rows over one at a time)."""
     pack, sha, join = _NUMBERS.pack, _sha256, SEP.join
     if first == 1:
         prev, lowest = bytes(32), _SMALLEST_SEQ
@@ -167,7 +327,8 @@ def _walk_range(db: sqlite3.Connection, first: int, last: int, expected: bytes |
         # Row first-1 missing or unreadable: the range before this one fails at it, so what this
         # one finds is never reported.
         prev, lowest = (stored[0] if stored else b""), first
-    n, found_at, corrections, superseded = first - 1, None, [], set()
+    n, found_at, corrections = first - 1, None, []
+    superseded = set() if superseded is None else superseded
     cur = db.execute(_WALK_SQL, (lowest,))
     try:
         while n < last and (rows := cur.fetchmany(min(_BATCH, last - n))):

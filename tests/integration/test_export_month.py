@@ -21,6 +21,7 @@ from gateway.export.documents import ExportContext, build_summary
 from gateway.export.tables import RECORD_FIELDS, aggregate_month, month_period, rows_from_records
 from gateway.model import MinuteResult
 from gateway.settings import load_settings
+from gateway.sinks import ledger_audit
 from gateway.sinks.ledger import Ledger
 
 pytestmark = pytest.mark.integration
@@ -386,3 +387,50 @@ def test_rows_appended_after_the_head_is_pinned_are_left_out(
     assert result.summary["ledger"]["rows_verified"] == pinned[0]  # the walk saw one more row; not written
     done = [c[1] for c in calls]
     assert done == sorted(done) and done[-1] == calls[-1][2] == 6 + 30 and calls[-1][0] == "done"
+
+
+def exported(config: Path, ledger: Path, out: Path) -> dict[str, bytes]:
+    result = monthly.export_month(load_settings(config), b"", ledger, "2026-11", out)
+    return {name: (out / name).read_bytes() for name in result.files}
+
+
+def test_native_and_python_walks_export_the_same_bytes(
+    site: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The native walk sums the month while it checks the chain, in threads; SQLite reads the days
+    where it hands rows to the Python walk. Whatever the split, the files are the Python path's."""
+    if not ledger_audit.native_walk():
+        pytest.skip("the native ledger walk is not built here")
+    config, ledger = site
+    lg = Ledger(ledger, clock=lambda: RECORDED_AT + 60)
+    for k in (37, 300, 700):  # corrections on all three days, the first of a substituted minute
+        ts = MONTH_START + 60 * 5 * k
+        old = lg.current_seq(ts, "blast_furnace", "coke")
+        assert old is not None
+        lg.correct([(old, minute(ts, "blast_furnace", co2_kg=1000.0 + k, quality="estimated"))], f"ticket {k}")
+    # A cell whose exact sum needs more partials than the native walk keeps: handed over row by row.
+    day2 = MONTH_START + 86400 + 30
+    lg.append([minute(day2 + 60 * i, "sinter", stream="fuel", co2_kg=10.0 ** (-200 + 15 * i)) for i in range(15)])
+    pinned = (lg.head_seq, lg.head_hash)
+    lg.correct([(pinned[0], minute(day2 + 60 * 14, "sinter", stream="fuel", co2_kg=1.0))], "after the head")
+    lg.close()
+    monkeypatch.setattr(monthly, "_pinned_head", lambda _path: pinned)
+    period = month_period("2026-11", "Asia/Shanghai")
+    window = ledger_audit.MonthWindow(tuple(period.day_starts_s.tolist()), pinned[0])
+    report, sums = ledger_audit.walk_ledger(ledger, month=window)
+    assert report.ok and sums is not None
+    # handed over: the three corrections, the sinter row past the native walk's 8 partials, the late correction
+    assert len(sums.left) == 5 and sums.left[-1] == pinned[0] + 1, sums.left
+
+    with monkeypatch.context() as python:
+        python.setattr(ledger_audit, "_native", None)
+        reference = exported(config, ledger, tmp_path / "python")
+    summary = json.loads(reference["summary.json"])
+    assert summary["data_quality"]["corrections"] == 3
+    for threads, rows_per_thread in ((1, 50_000), (2, 50), (3, 7)):
+        monkeypatch.setattr(monthly, "cpus", lambda threads=threads: threads)
+        monkeypatch.setattr(ledger_audit, "ROWS_PER_THREAD", rows_per_thread)
+        got = exported(config, ledger, tmp_path / f"native-{threads}")
+        assert got.keys() == reference.keys()
+        for name in got:
+            assert got[name] == reference[name], (name, threads)

@@ -5,7 +5,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from gateway.export.documents import ExportContext, build_summary
+from gateway.export.documents import ExportContext, build_summary, utc_time, utc_times
 from gateway.export.manifest import figures_g, restatement_entry
 from gateway.export.tables import (
     aggregate_month,
@@ -269,3 +269,10 @@ def test_a_table_never_ships_without_its_rows(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(workbook, "_placeholder_row", lambda i: b"<row r='2'>not what openpyxl wrote</row>")
     with pytest.raises(RuntimeError, match="lost their rows"):
         workbook.build_workbook([], [Sheet("x.csv", "X", [Column("n", "N")], rows=[[1]])], title="t")
+
+
+def test_utc_times_match_utc_time() -> None:
+    """The flagged-minutes sheet formats its times at once; each must read as utc_time writes it."""
+    rng = np.random.default_rng(7)
+    ts = np.concatenate([rng.uniform(-1e9, 4e9, 5000), [0.0, 59.999, 60.0, -0.5, -60.0, 1767196800.0]])
+    assert utc_times(ts) == [utc_time(float(t)) for t in ts]

@@ -1,8 +1,11 @@
 """`emgate ledger verify` catches an edited, deleted, inserted or reordered row and names it,
 and says the same whatever number of ranges the chain is checked in."""
 
+import hashlib
 import json
+import os
 import sqlite3
+import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,12 +15,25 @@ from gateway.cli import main
 from gateway.sinks import ledger_audit
 from gateway.sinks.ledger import Ledger
 from gateway.sinks.ledger_audit import verify_ledger
-from gateway.sinks.ledger_format import INSERT_COLUMNS, chain_checked, result_values
+from gateway.sinks.ledger_format import INSERT_COLUMNS, TEXT_FIELDS, chain_checked, result_values
 from tests.unit.test_ledger import T0, result
 
 
+@pytest.fixture(params=["native", "python"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test of the walk runs with both walks; they must agree on everything. CI builds the
+    native one (its headers are installed with the services), so there it must be present."""
+    if request.param == "python":
+        monkeypatch.setattr(ledger_audit, "_native", None)
+    elif not ledger_audit.native_walk():
+        if os.environ.get("CI") == "true":
+            pytest.fail("the native ledger walk is not built (setup.py; needs libsqlite3-dev and libssl-dev)")
+        pytest.skip("the native ledger walk is not built here")
+    return str(request.param)
+
+
 @pytest.fixture
-def ledger_file(tmp_path: Path) -> Path:
+def ledger_file(tmp_path: Path, walk: str) -> Path:
     path = tmp_path / "ledger.sqlite"
     lg = Ledger(path)
     lg.append([result(m, p, "s", co2_kg=float(m)) for m in range(5) for p in ("a", "b")])  # seq 1..10
@@ -98,6 +114,7 @@ def ranges_in_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ranges of any size, checked in threads of this process: the same code as in worker
     processes, started faster."""
     monkeypatch.setattr(ledger_audit, "ROWS_PER_PROCESS", 1)
+    monkeypatch.setattr(ledger_audit, "ROWS_PER_THREAD", 1)
     monkeypatch.setattr(ledger_audit, "ProcessPoolExecutor", lambda workers, mp_context: ThreadPoolExecutor(workers))
 
 
@@ -136,6 +153,7 @@ def test_row_superseded_twice_across_ranges(ledger_file: Path, ranges_in_threads
 
 
 def test_workers_only_for_ranges_worth_one(ledger_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ledger_audit, "_native", None)  # the worker processes of the Python walk
     pools: list[int] = []  # the workers of each pool started, in threads as in ranges_in_threads
 
     def pool(workers: int, mp_context: object) -> ThreadPoolExecutor:
@@ -231,3 +249,44 @@ def test_rows_gone_during_the_walk_are_named(ledger_file: Path, monkeypatch: pyt
     report = verify_ledger(ledger_file)
     assert (report.ok, report.bad_seq, report.rows) == (False, 12, 11)
     assert report.problem == "row 12 is missing (the rows end at 11): deleted"
+
+
+def test_text_beyond_ascii_is_walked_and_summed(tmp_path: Path, walk: str) -> None:
+    """Chinese process names are plain rows for either walk; the native one sums them itself."""
+    path = tmp_path / "ledger.sqlite"
+    lg = Ledger(path)
+    lg.append([result(m, "烧结", "焦粉 №2") for m in range(6)])
+    lg.close()
+    window = ledger_audit.MonthWindow((T0, T0 + 86400.0), head=6)
+    report, sums = ledger_audit.walk_ledger(path, month=window)
+    assert report.ok and report.rows == 6
+    if walk == "native":
+        assert sums is not None and sums.left == [] and len(sums.cells) == 1
+        (cell,) = sums.cells
+        assert cell[1] == "烧结\x1f焦粉 №2\x1fdirect\x1ffuel_combustion\x1ft\x1fcn.coke\x1fmeasured" and cell[2] == 6
+    else:
+        assert sums is None
+
+
+def test_text_that_is_not_utf8_fails_alike(ledger_file: Path) -> None:
+    """A TEXT column holding bytes that are not UTF-8 cannot be read by the Python walk; the native
+    walk hands the row to it rather than hash bytes the Python walk would refuse, even when the
+    row's hash covers those bytes (a forger who rehashed the chain's last row)."""
+    lg = Ledger(ledger_file)
+    lg.append([result(5, "a", "s")])  # row 12, a plain one, the native walk's to hash
+    lg.close()
+    tamper(ledger_file, "UPDATE minutes SET stream = CAST(x'73c0af' AS TEXT) WHERE seq = 12")
+    db = sqlite3.connect(ledger_file, isolation_level=None)
+    texts = db.execute(
+        f"SELECT {', '.join(f'CAST({f} AS BLOB)' for f in TEXT_FIELDS)}, CAST(ifnull(reason, '') AS BLOB) FROM minutes WHERE seq = 12"
+    ).fetchone()
+    numbers = db.execute(
+        "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at FROM minutes WHERE seq = 12"
+    ).fetchone()
+    (prev,) = db.execute("SELECT digest FROM minutes WHERE seq = 11").fetchone()
+    digest = hashlib.sha256(prev + b"\x1f".join(texts) + struct.pack("<q6dqB", *numbers, 0, 0)).digest()
+    db.execute("UPDATE minutes SET digest = ? WHERE seq = 12", (digest,))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (digest.hex(),))
+    db.close()
+    with pytest.raises(sqlite3.OperationalError, match="UTF-8"):
+        verify_ledger(ledger_file)
