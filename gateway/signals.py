@@ -5,7 +5,9 @@ Sources tag readings with these ids so that batches stay numpy arrays end to end
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from gateway.settings import GatewaySettings, SignalConfig
 
@@ -22,11 +24,21 @@ class SignalTable:
         names = tuple(sorted(settings.signals))
         configs = tuple(settings.signals[n] for n in names)
         # Domain reference 5.1: default max gap = 3 x the poll interval feeding the signal.
-        gaps = tuple(c.max_gap_s or 3.0 * polls.get(n, default_poll_s) for n, c in zip(names, configs, strict=True))
+        # Equal gaps share one float object: a plant has a few poll intervals and many signals.
+        shared: dict[float, float] = {}
+        gaps = tuple(
+            shared.setdefault(g, g)
+            for g in (c.max_gap_s or 3.0 * polls.get(n, default_poll_s) for n, c in zip(names, configs, strict=True))
+        )
         return cls(names, configs, gaps)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(self.names)})
+
+    @property
+    def index(self) -> Mapping[str, int]:
+        """Signal name -> id, read-only; one mapping for every user (0.5 MB at 10,000 signals)."""
+        return MappingProxyType(self._index)  # type: ignore[attr-defined]
 
     def id(self, name: str) -> int:
         return self._index[name]  # type: ignore[attr-defined]

@@ -18,9 +18,8 @@ import random
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.alerts.budget_stage import attach_alerts
 from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.clock import Clock, SystemClock
 from gateway.errors import TransientError
@@ -33,9 +32,11 @@ from gateway.sinks.influx import InfluxSink
 from gateway.sinks.ledger import Ledger
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
-from gateway.sources.mqtt import MqttSource
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteFrame, MinuteStage, MinuteWindow
+
+if TYPE_CHECKING:
+    from gateway.sources.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,9 @@ class Gateway:
         if settings.influx.enabled:
             gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
         if settings.budget is not None or settings.alerts.enabled:
+            # imported here, like MqttSource in run(): a site without alerts never loads them
+            from gateway.alerts.budget_stage import attach_alerts
+
             attach_alerts(gw)  # a listener, plus the "alerts-mqtt" task when [alerts.mqtt] is set
         return gw
 
@@ -145,6 +149,8 @@ class Gateway:
                     self.sources.append(src)
                     tg.create_task(supervise(lambda src=src: src, s.retry, h, self.clock), name=f"modbus[{dev.name}]")
                 for broker in s.mqtt.brokers:  # one supervised task per broker, into the same queue
+                    from gateway.sources.mqtt import MqttSource  # here: a site without MQTT never loads aiomqtt
+
                     hb = self.health.get(f"mqtt[{broker.name}]")
                     msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
                     self.mqtt_sources.append(msrc)

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error
 from gateway.errors import ConfigError, DecodeError
-from gateway.replay.engine import replay
-from gateway.replay.inputs import read_inputs, utc_iso
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -22,6 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: every `emgate` command builds this parser, and `emgate run` needs none of it
+    from gateway.replay.engine import replay
+    from gateway.replay.inputs import read_inputs, utc_iso
+
     settings = load_or_report(args.config)
     if settings is None:
         return 2

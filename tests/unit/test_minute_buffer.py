@@ -32,8 +32,11 @@ def reference_sort(sig, ts, val, qual):  # type: ignore[no-untyped-def]
         max_size=12,
     )
 )
-def test_sort_matches_the_reference_for_any_arrival_order(batches: list[list[tuple[int, int, float, int]]]) -> None:
-    buf = ReadingBuffer()
+@pytest.mark.parametrize("n_signals", [None, 6], ids=["int32-ids", "uint16-ids"])
+def test_sort_matches_the_reference_for_any_arrival_order(
+    batches: list[list[tuple[int, int, float, int]]], n_signals: int | None
+) -> None:
+    buf = ReadingBuffer(n_signals)
     all_rows = [r for b in batches for r in b]
     for b in batches:
         if b:
@@ -49,6 +52,24 @@ def test_sort_matches_the_reference_for_any_arrival_order(batches: list[list[tup
     for g, w in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, w)
     assert len(buf) == len(want[1])
+
+
+def test_the_devices_of_one_poll_share_one_stamp_and_ids_fit_16_bits() -> None:
+    buf = ReadingBuffer(n_signals=300)
+    for tick in (100.0, 101.0):
+        for device in range(3):  # three devices polled at the same tick, 100 points each
+            ids = np.arange(100 * device, 100 * device + 100, dtype=np.int32)
+            buf.append(ids, np.full(100, tick), ids * 1.5, np.zeros(100, np.uint8))
+    assert buf._n_stamps == 2 and buf._cols[0].dtype == np.uint16
+    sig, ts, val, _ = buf.sort()
+    np.testing.assert_array_equal(sig, np.repeat(np.arange(300), 2))
+    np.testing.assert_array_equal(ts, np.tile([100.0, 101.0], 300))
+    np.testing.assert_array_equal(val, sig * 1.5)
+    mixed = np.array([7.0, 5.0, 7.0])  # one message with readings of two times: two stamps
+    buf.replace((np.array([1, 2, 3], np.int32), mixed, np.ones(3), np.zeros(3, np.uint8)))
+    assert buf._n_stamps == 2
+    np.testing.assert_array_equal(buf.columns()[1], mixed)
+    np.testing.assert_array_equal(buf.columns(1)[1], mixed[1:])
 
 
 def test_capacity_is_kept_between_minutes_and_given_back_after_a_burst() -> None:
