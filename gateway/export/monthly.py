@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -43,7 +44,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.errors import GatewayError
-from gateway.export import chart, documents, manifest, tables, workbook
+from gateway.export import beside, chart, documents, manifest, tables, workbook
 from gateway.factor_library import factor_table_of
 from gateway.settings import GatewaySettings
 from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
@@ -160,6 +161,10 @@ def export_month(
 
     t0 = clock()
     agg = tables.aggregate_cells(cells, tables.rows_from_records(flagged_records), period)
+    budget = _budget(settings, period)
+    # The chart needs only the day totals: it renders in a forked child (beside.py) while the
+    # tables and the workbook are built here.
+    chart_png = beside.start(functools.partial(_chart, agg, budget, f"{settings.site.name} — {month} ({period.timezone})"))
     seconds["aggregate"] = clock() - t0
     step("tables")
 
@@ -176,7 +181,6 @@ def export_month(
         "month_last_seq": agg.last_seq,
         "month_corrections": len(corrections),
     }
-    budget = _budget(settings, period)
     ctx = documents.ExportContext(
         site=settings.site.name,
         sources=_stream_sources(settings),
@@ -211,20 +215,8 @@ def export_month(
     step("chart")
 
     t0 = clock()
-    keys, grams = documents.process_day_grams(agg)
-    drawn = budget if budget and budget.get("allowance_t") is not None else None
-    trajectory = (
-        tables.calendar_linear_allowance_t(float(drawn["allowance_t"]), period, period.day_starts_s[1:]) if drawn else None
-    )
-    files[CHART] = chart.render_chart(
-        period.day_labels,
-        keys,
-        grams,
-        title=f"{settings.site.name} — {month} ({period.timezone})",
-        budget=drawn,
-        trajectory_t=trajectory,
-    )
-    seconds["chart"] = clock() - t0
+    files[CHART] = chart_png()
+    seconds["chart"] = clock() - t0  # what is left of it after the tables and the workbook
     step("verify ledger")
 
     t0 = clock()
@@ -255,6 +247,16 @@ def export_month(
     seconds["write"] = clock() - t0
     step("done")
     return ExportResult(out_dir, sorted(files), summary, restated, agg.rows, seconds)
+
+
+def _chart(agg: tables.MonthTables, budget: dict[str, Any] | None, title: str) -> bytes:
+    keys, grams = documents.process_day_grams(agg)
+    drawn = budget if budget and budget.get("allowance_t") is not None else None
+    period = agg.period
+    trajectory = (
+        tables.calendar_linear_allowance_t(float(drawn["allowance_t"]), period, period.day_starts_s[1:]) if drawn else None
+    )
+    return chart.render_chart(period.day_labels, keys, grams, title=title, budget=drawn, trajectory_t=trajectory)
 
 
 def _pinned_head(ledger_path: Path) -> tuple[int, str]:

@@ -15,8 +15,9 @@
  * Shewchuk's non-overlapping partials (the algorithm of Python's math.fsum), so the caller's
  * math.fsum over the partials is the correctly rounded sum whatever the order and split of the
  * rows. A row that would need more partials than a cell holds, or carries a value that is not
- * finite, is left to the Python walk like any other unusual row. It also lists the seqs of the
- * month's flagged rows (quality other than "measured", or flags set), as the export's records.
+ * finite, is left to the Python walk like any other unusual row. It also keeps the month's
+ * flagged rows (quality other than "measured", or flags set) and returns them as the export's
+ * records. Text that is not UTF-8 as Python reads it is left to the Python walk too.
  *
  * The row layout is the caller's SQL (ledger_audit._NATIVE_WALK_SQL): seq, six doubles, supersedes,
  * reason, nine text fields, digest: the stored columns as they are, so SQLite evaluates nothing.
