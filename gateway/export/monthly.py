@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,25 +120,24 @@ def export_month(
     report_progress(f"verify ledger, read month: day 1/{period.days}", 0, units)
     head_seq, head_hash = _pinned_head(ledger_path)
     t0 = started = clock()
+
+    def day_done(d: int) -> None:
+        step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate")
+
+    verifying: Future[VerifyReport] | None = None
     if native_walk():
         # One pass on every CPU checks the chain and sums the month; SQLite reads what it leaves.
-        def walked(done: int, total: int) -> None:  # from the walk's threads
-            with progress_lock:
-                while done * period.days // total > done_days[0]:
-                    day_done(done_days[0])
-                    done_days[0] += 1
-
-        def day_done(d: int) -> None:
-            step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate")
-
-        done_days, progress_lock = [0], threading.Lock()
-        window = MonthWindow(tuple(period.day_starts_s.tolist()), head_seq)
-        sums = _verify(ledger_path, head_seq, head_hash, processes=cpus(), month=window, on_range=walked)[1]
+        sums = _verify(
+            ledger_path,
+            head_seq,
+            head_hash,
+            processes=cpus(),
+            month=MonthWindow(tuple(period.day_starts_s.tolist()), head_seq),
+            on_range=_DaysDone(period.days, day_done),
+        )[1]
         seconds["verify"] = clock() - started
         assert sums is not None  # the native walk sums the month of a ledger that verifies
-        walked(1, 1)
         cells, flagged_records, corrections = _read_month_left(ledger_path, period, head_seq, sums)
-        verifying = None
     else:
         # The walk in worker processes, its verdict needed only before the first file is written:
         # it runs beside all the rest, in a thread that just waits for the workers, leaving the GIL
@@ -151,12 +150,7 @@ def export_month(
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-verify")
         verifying = pool.submit(verified)
         pool.shutdown(wait=False)  # takes no more work; the walk runs on, verifying.result() waits for it
-        cells, flagged_records, corrections = _read_month(
-            ledger_path,
-            period,
-            head_seq,
-            lambda d: step(f"verify ledger, read month: day {d + 2}/{period.days}" if d + 1 < period.days else "aggregate"),
-        )
+        cells, flagged_records, corrections = _read_month(ledger_path, period, head_seq, day_done)
     seconds["read"] = clock() - t0
 
     t0 = clock()
@@ -249,6 +243,22 @@ def export_month(
     return ExportResult(out_dir, sorted(files), summary, restated, agg.rows, seconds)
 
 
+class _DaysDone:
+    """The native walk's ranges done (called from its threads) as the progress bar's days: the
+    walk reads the month's days as it goes, so range k of n stands for days up to k/n of them."""
+
+    def __init__(self, days: int, day_done: Callable[[int], None]) -> None:
+        self._days, self._day_done = days, day_done
+        self._reported = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        with self._lock:
+            while self._reported < done * self._days // total:
+                self._day_done(self._reported)
+                self._reported += 1
+
+
 def _chart(agg: tables.MonthTables, budget: dict[str, Any] | None, title: str) -> bytes:
     keys, grams = documents.process_day_grams(agg)
     drawn = budget if budget and budget.get("allowance_t") is not None else None
@@ -331,12 +341,12 @@ _DAY_CELLS_SQL = (
     "min(m.ef_kg_per_unit), max(m.ef_kg_per_unit), "
     f"min(m.minute_start), max(m.minute_start), min(m.seq), max(m.seq) {_VIEW} GROUP BY 2, 3, 4, 5, 6, 7, 8"
 )
-_CORRECTIONS_SQL = (
+# A correction, the row it supersedes (o) and both CO2 figures: the fields of `_corrections`.
+_CORRECTIONS_FROM = (
     "SELECT m.seq, m.supersedes, m.reason, m.minute_start, m.process, m.stream, o.co2_kg, m.co2_kg "
-    "FROM minutes m JOIN minutes o ON o.seq = m.supersedes "
-    "WHERE m.supersedes IS NOT NULL AND m.minute_start >= ? AND m.minute_start < ? AND m.seq <= ? "
-    "ORDER BY m.seq"
+    "FROM minutes m JOIN minutes o ON o.seq = m.supersedes WHERE m.supersedes IS NOT NULL"
 )
+_CORRECTIONS_SQL = f"{_CORRECTIONS_FROM} AND m.minute_start >= ? AND m.minute_start < ? AND m.seq <= ? ORDER BY m.seq"
 
 
 class _FSum:
@@ -406,10 +416,7 @@ def _by_seq(db: sqlite3.Connection, sql: str, seqs: Sequence[int]) -> list[tuple
     return out
 
 
-_CORRECTIONS_BY_SEQ = (
-    "SELECT m.seq, m.supersedes, m.reason, m.minute_start, m.process, m.stream, o.co2_kg, m.co2_kg "
-    "FROM minutes m JOIN minutes o ON o.seq = m.supersedes WHERE m.supersedes IS NOT NULL AND m.seq IN ({})"
-)
+_CORRECTIONS_BY_SEQ = f"{_CORRECTIONS_FROM} AND m.seq IN ({{}})"
 
 
 def _read_month_left(

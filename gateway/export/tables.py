@@ -292,13 +292,7 @@ def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, 
         g = groups.get(key)
         if g is None:
             groups[key] = g = [0, [], [], [], ef, ef, t, t, seq, seq]
-        g[0] += 1
-        g[1].append(float(rows.co2_kg[i]))
-        g[2].append(float(rows.activity[i]))
-        g[3].append(float(rows.coverage[i]))
-        g[4], g[5] = min(g[4], ef), max(g[5], ef)
-        g[6], g[7] = min(g[6], t), max(g[7], t)
-        g[8], g[9] = min(g[8], seq), max(g[9], seq)
+        _add_to_cell(g, 1, (float(rows.co2_kg[i]),), (float(rows.activity[i]),), (float(rows.coverage[i]),), (ef, ef, t, t, seq, seq))
     return [(*k, g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:]) for k, g in groups.items()]
 
 
@@ -312,19 +306,33 @@ def cells_from_sums(pieces: Iterable[Sequence[Any]], *, skip_days: Container[int
             continue
         g = merged.get((day, key))
         if g is None:
-            merged[(day, key)] = [minutes, [*co2], [*act], [*cov], ef_min, ef_max, first_s, last_s, first_seq, last_seq]
-            continue
-        g[0] += minutes
-        g[1] += co2
-        g[2] += act
-        g[3] += cov
-        g[4], g[5] = min(g[4], ef_min), max(g[5], ef_max)
-        g[6], g[7] = min(g[6], first_s), max(g[7], last_s)
-        g[8], g[9] = min(g[8], first_seq), max(g[9], last_seq)
+            merged[(day, key)] = g = [0, [], [], [], ef_min, ef_max, first_s, last_s, first_seq, last_seq]
+        _add_to_cell(g, minutes, co2, act, cov, (ef_min, ef_max, first_s, last_s, first_seq, last_seq))
     return [
         (day, *key.split(SEP), g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:])
         for (day, key), g in merged.items()
     ]
+
+
+def _add_to_cell(
+    g: list[Any],
+    minutes: int,
+    co2_kg: Iterable[float],
+    activity: Iterable[float],
+    coverage: Iterable[float],
+    extremes: tuple[float, float, float, float, int, int],
+) -> None:
+    """Add minutes to a cell being built: [minutes, co2_kg values, activity values, coverage
+    values, ef_min, ef_max, first_s, last_s, first_seq, last_seq]. The values are summed with
+    math.fsum once the cell is whole, so the order they come in does not matter."""
+    ef_min, ef_max, first_s, last_s, first_seq, last_seq = extremes
+    g[0] += minutes
+    g[1] += co2_kg
+    g[2] += activity
+    g[3] += coverage
+    g[4], g[5] = min(g[4], ef_min), max(g[5], ef_max)
+    g[6], g[7] = min(g[6], first_s), max(g[7], last_s)
+    g[8], g[9] = min(g[8], first_seq), max(g[9], last_seq)
 
 
 def aggregate_month(rows: MonthRows, period: MonthPeriod) -> MonthTables:

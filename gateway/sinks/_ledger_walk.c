@@ -84,16 +84,20 @@ typedef struct {
 } cell;
 
 typedef struct {
-    /* interned keys: bytes in one arena, offsets and lengths */
+    /* interned keys: their bytes in one arena */
     char *arena;
     size_t arena_len, arena_cap;
-    size_t *key_off, *key_len;
-    uint64_t *key_hash;
-    int32_t n_keys, keys_cap;
+    struct key_ref {
+        size_t off, len;
+        uint64_t hash;
+    } *keys;
+    size_t keys_cap;
+    int32_t n_keys;
     int32_t *key_slots; /* open addressing: key index + 1, 0 empty */
     uint32_t key_mask;
     cell *cells;
-    int32_t n_cells, cells_cap;
+    size_t cells_cap;
+    int32_t n_cells;
     int32_t *cell_slots;
     uint32_t cell_mask;
     /* the flagged rows: numbers, and text fields process .. flags in one arena */
@@ -121,14 +125,15 @@ static uint64_t key_hash(const char *s, size_t n)
     return h ^ (h >> 29);
 }
 
-static int grow(void **buf, size_t elem, int64_t need, int64_t *cap)
+/* Makes *buf hold at least `need` elements of `elem` bytes, doubling its capacity *cap. */
+static int grow(void **buf, size_t elem, size_t need, size_t *cap)
 {
     if (need <= *cap)
         return 0;
-    int64_t c = *cap ? *cap : 64;
+    size_t c = *cap ? *cap : 64;
     while (c < need)
         c *= 2;
-    void *p = realloc(*buf, (size_t)c * elem);
+    void *p = realloc(*buf, c * elem);
     if (!p)
         return -1;
     *buf = p;
@@ -142,7 +147,7 @@ static int rehash_keys(month_acc *m, uint32_t size)
     if (!slots)
         return -1;
     for (int32_t k = 0; k < m->n_keys; k++) {
-        uint32_t i = (uint32_t)m->key_hash[k] & (size - 1);
+        uint32_t i = (uint32_t)m->keys[k].hash & (size - 1);
         while (slots[i])
             i = (i + 1) & (size - 1);
         slots[i] = k + 1;
@@ -159,27 +164,16 @@ static int32_t intern_key(month_acc *m, const char *s, size_t n)
     uint32_t i = (uint32_t)h & m->key_mask;
     for (int32_t k; (k = m->key_slots[i]); i = (i + 1) & m->key_mask) {
         k -= 1;
-        if (m->key_hash[k] == h && m->key_len[k] == n && memcmp(m->arena + m->key_off[k], s, n) == 0)
+        const struct key_ref *r = &m->keys[k];
+        if (r->hash == h && r->len == n && memcmp(m->arena + r->off, s, n) == 0)
             return k;
     }
-    int64_t cap = m->keys_cap, acap = (int64_t)m->arena_cap;
-    if (grow((void **)&m->key_off, sizeof *m->key_off, m->n_keys + 1, &cap) < 0)
+    if (grow((void **)&m->keys, sizeof *m->keys, (size_t)m->n_keys + 1, &m->keys_cap) < 0 ||
+        grow((void **)&m->arena, 1, m->arena_len + n, &m->arena_cap) < 0)
         return -1;
-    cap = m->keys_cap;
-    if (grow((void **)&m->key_len, sizeof *m->key_len, m->n_keys + 1, &cap) < 0)
-        return -1;
-    cap = m->keys_cap;
-    if (grow((void **)&m->key_hash, sizeof *m->key_hash, m->n_keys + 1, &cap) < 0)
-        return -1;
-    m->keys_cap = (int32_t)cap;
-    if (grow((void **)&m->arena, 1, (int64_t)(m->arena_len + n), &acap) < 0)
-        return -1;
-    m->arena_cap = (size_t)acap;
     memcpy(m->arena + m->arena_len, s, n);
     int32_t k = m->n_keys++;
-    m->key_off[k] = m->arena_len;
-    m->key_len[k] = n;
-    m->key_hash[k] = h;
+    m->keys[k] = (struct key_ref){m->arena_len, n, h};
     m->arena_len += n;
     if ((uint32_t)m->n_keys * 2 > m->key_mask + 1)
         return rehash_keys(m, (m->key_mask + 1) * 2) < 0 ? -1 : k;
@@ -217,10 +211,8 @@ static cell *find_cell(month_acc *m, int32_t day, int32_t key)
         if (x->day == day && x->key == key)
             return x;
     }
-    int64_t cap = m->cells_cap;
-    if (grow((void **)&m->cells, sizeof *m->cells, m->n_cells + 1, &cap) < 0)
+    if (grow((void **)&m->cells, sizeof *m->cells, (size_t)m->n_cells + 1, &m->cells_cap) < 0)
         return NULL;
-    m->cells_cap = (int32_t)cap;
     int32_t c = m->n_cells++;
     cell *x = &m->cells[c];
     memset(x, 0, sizeof *x);
@@ -238,9 +230,7 @@ static cell *find_cell(month_acc *m, int32_t day, int32_t key)
 static void month_free(month_acc *m)
 {
     free(m->arena);
-    free(m->key_off);
-    free(m->key_len);
-    free(m->key_hash);
+    free(m->keys);
     free(m->key_slots);
     free(m->cells);
     free(m->cell_slots);
@@ -331,13 +321,9 @@ static int add_to_month(walk_job *j, int64_t seq, const double *d, const char *t
     if (flags_set || quality_n != 8 || memcmp(quality, "measured", 8) != 0) {
         const char *ftext = key; /* process .. flags: no separator inside a field (checked above) */
         size_t ftext_n = sep_at[8] - sep_at[0] - 1;
-        int64_t cap = (int64_t)m->flagged_cap, tcap = (int64_t)m->ftext_cap;
-        if (grow((void **)&m->flagged, sizeof *m->flagged, (int64_t)m->n_flagged + 1, &cap) < 0)
+        if (grow((void **)&m->flagged, sizeof *m->flagged, m->n_flagged + 1, &m->flagged_cap) < 0 ||
+            grow((void **)&m->ftext, 1, m->ftext_len + ftext_n, &m->ftext_cap) < 0)
             return -1;
-        m->flagged_cap = (size_t)cap;
-        if (grow((void **)&m->ftext, 1, (int64_t)(m->ftext_len + ftext_n), &tcap) < 0)
-            return -1;
-        m->ftext_cap = (size_t)tcap;
         memcpy(m->ftext + m->ftext_len, ftext, ftext_n);
         struct flagged_row *f = &m->flagged[m->n_flagged++];
         f->seq = seq;
@@ -521,17 +507,9 @@ static int run_walk(walk_job *j)
         }
         if (!ok)
             break;
-        if (need + 32 > buf_cap) {
-            size_t cap = buf_cap ? buf_cap : 1024;
-            while (cap < need + 32)
-                cap *= 2;
-            unsigned char *b = realloc(buf, cap);
-            if (!b) {
-                snprintf(j->error, sizeof j->error, "out of memory");
-                goto done;
-            }
-            buf = b;
-            buf_cap = cap;
+        if (grow((void **)&buf, 1, need + 32, &buf_cap) < 0) {
+            snprintf(j->error, sizeof j->error, "out of memory");
+            goto done;
         }
         unsigned char *p = buf + 32; /* the previous hash goes first */
         size_t sep_at[N_TEXT];       /* offsets of the separators (after field i) in the text */
@@ -621,8 +599,8 @@ static PyObject *month_result(const month_acc *m)
             item = Py_BuildValue(
                 "(is#LOOOddddLL)",
                 c->day,
-                m->arena + m->key_off[c->key],
-                (Py_ssize_t)m->key_len[c->key],
+                m->arena + m->keys[c->key].off,
+                (Py_ssize_t)m->keys[c->key].len,
                 (long long)c->minutes,
                 co2,
                 act,
