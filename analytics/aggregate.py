@@ -298,6 +298,8 @@ class CounterMinutes:
         wraps: int64, rollovers at 2**bits detected in the minute.
         spread_s: float64, covered seconds whose quantity came from an interval longer than
             max_gap_s: the quantity is right, its timing is spread by duration (an estimate).
+        implausible: int64, increases above max_increase_per_s detected in the minute (a reading
+            no meter of the unit can reach that fast: a spike, a garbled word, a swapped meter).
     """
 
     amount: F64
@@ -305,6 +307,7 @@ class CounterMinutes:
     resets: NDArray[np.int64]
     wraps: NDArray[np.int64]
     spread_s: F64
+    implausible: NDArray[np.int64]
 
 
 def counter_deltas(
@@ -317,6 +320,7 @@ def counter_deltas(
     max_rate_per_s: float | None,
     max_gap_s: float,
     close_lag_s: float | None = None,
+    max_increase_per_s: float | None = None,
 ) -> CounterMinutes:
     """Turn readings of a totalising counter (kWh, Nm3, t) into per-minute quantities (reference 5.3).
 
@@ -333,6 +337,11 @@ def counter_deltas(
     replace (and so lose or double-count) a quantity that was measured. Their seconds are
     reported in `spread_s` so the caller can mark the minutes as estimated in time.
 
+    An interval whose quantity (a plain increase or a wrap) is above max_increase_per_s x elapsed
+    x 1.5, plus one count (a coarse counter read often steps a whole count in a short interval),
+    is implausible: like a reset it delivers nothing and is uncovered, and its later reading is
+    the next base. Such a quantity was never measured, so it never reaches a total.
+
     Args:
         ts: float64 epoch seconds, sorted.
         counts: raw counter readings in [0, 2**bits). Float64 with NaN for bad readings (those are
@@ -346,10 +355,12 @@ def counter_deltas(
         close_lag_s: None, or minute m is closed at edges[m + 1] + close_lag_s and gets no part
             of an interval whose later reading is stamped at or after that: the quantity was not
             known when the minute closed (the minute stage's delay; see gateway/stages/minute.py).
+        max_increase_per_s: highest plausible increase in engineering units per second (the
+            physical bound of the unit, or a site's tighter one), or None for no such check.
 
     Returns:
-        CounterMinutes. Resets and wraps are counted in the minute of the reading that revealed
-        them.
+        CounterMinutes. Resets, wraps and implausible increases are counted in the minute of the
+        reading that revealed them.
     """
     if int(bits) != bits or not 1 <= bits <= 64:
         raise ValueError(f"bits must be an integer in 1..64, got {bits!r}")
@@ -358,6 +369,8 @@ def counter_deltas(
     max_gap_s = _check_positive("max_gap_s", max_gap_s)
     if max_rate_per_s is not None:
         max_rate_per_s = _check_positive("max_rate_per_s", max_rate_per_s)
+    if max_increase_per_s is not None:
+        max_increase_per_s = _check_positive("max_increase_per_s", max_increase_per_s)
     e = _check_edges(edges)
     t, c, _ = _check_samples(ts, counts, "counts")
     n = e.size - 1
@@ -393,7 +406,7 @@ def counter_deltas(
 
     if t.size < 2:
         zf, zi = np.zeros(n), np.zeros(n, dtype=np.int64)
-        return CounterMinutes(zf, zf.copy(), zi, zi.copy(), zf.copy())
+        return CounterMinutes(zf, zf.copy(), zi, zi.copy(), zf.copy(), zi.copy())
 
     t0, t1 = t[:-1], t[1:]
     dt = t1 - t0
@@ -402,16 +415,22 @@ def counter_deltas(
     else:
         plausible = wrapped * scale <= max_rate_per_s * dt * 1.5
     reset = drop & ~plausible
-    wrap = drop & plausible
+    qty = wrapped * scale
+    if max_increase_per_s is None:
+        implausible = np.zeros(dt.shape, dtype=bool)
+    else:
+        implausible = ~reset & (qty > max_increase_per_s * dt * 1.5 + scale)
+    wrap = drop & plausible & ~implausible
+    lost = reset | implausible  # intervals that deliver nothing and are uncovered
 
-    qty = np.where(reset, 0.0, wrapped * scale)
+    qty = np.where(lost, 0.0, qty)
     seg = _Segments(t0, dt, e, known_at=t1, close_lag_s=close_lag_s)
     j, x = seg.j, seg.x
     safe_d = np.where(seg.d > 0.0, seg.d, 1.0)  # zero-length segments are always "full"
     amount = seg.per_minute(qty, qty[j] / safe_d * x)
-    cov_dt = np.where(reset, 0.0, dt)
-    covered = seg.per_minute(cov_dt, np.where(reset[j], 0.0, x))
-    long_ = ~reset & (dt > max_gap_s)
+    cov_dt = np.where(lost, 0.0, dt)
+    covered = seg.per_minute(cov_dt, np.where(lost[j], 0.0, x))
+    long_ = ~lost & (dt > max_gap_s)
     spread = seg.per_minute(np.where(long_, dt, 0.0), np.where(long_[j], x, 0.0))
     return CounterMinutes(
         amount=amount,
@@ -419,6 +438,7 @@ def counter_deltas(
         resets=_events_per_minute(t1[reset], e),
         wraps=_events_per_minute(t1[wrap], e),
         spread_s=spread,
+        implausible=_events_per_minute(t1[implausible], e),
     )
 
 

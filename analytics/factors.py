@@ -26,6 +26,7 @@ Pure: no file access here (gateway.factor_library reads the TOML).
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -93,7 +94,22 @@ class FactorTableError(ValueError):
 
 
 class UnknownFactorError(LookupError):
-    """No factor with that id, or none valid at the requested time."""
+    """No factor with that id, or none valid at the requested time.
+
+    A LookupError, not a KeyError: catch this class around `get`, `resolve` and `resolve_many`.
+    """
+
+
+def close_ids(factor_id: str, known: Iterable[str], n: int = 3) -> tuple[str, ...]:
+    """The ids of `known` closest to a misspelt `factor_id` (difflib ratio >= 0.6), best first."""
+    return tuple(difflib.get_close_matches(factor_id, list(known), n=n))
+
+
+def did_you_mean(suggestions: tuple[str, ...]) -> str:
+    """'; did you mean 'a' or 'b'?' for a message, or '' when there is nothing close."""
+    if not suggestions:
+        return ""
+    return "; did you mean " + " or ".join(repr(s) for s in suggestions) + "?"
 
 
 @dataclass(frozen=True)
@@ -359,8 +375,10 @@ class FactorTable:
             base = by_id.get(base_id)
             if base is None or "overrides" in base:
                 what = "is not in the table" if base is None else "is itself an override"
+                defaults = (i for i, e in by_id.items() if "overrides" not in e)
+                hint = did_you_mean(close_ids(base_id, defaults)) if base is None else ""
                 raise FactorTableError(
-                    f"factor {d['id']!r}: overrides: {base_id!r} {what}; name a default id",
+                    f"factor {d['id']!r}: overrides: {base_id!r} {what}; name a default id{hint}",
                     (d["id"], base_id),
                 )
             for key in ("kind", "unit"):
@@ -405,7 +423,10 @@ class FactorTable:
         try:
             return self._factors[factor_id]
         except KeyError:
-            raise UnknownFactorError(f"no factor {factor_id!r} in the factor table; check the id") from None
+            close = close_ids(factor_id, self._factors)
+            raise UnknownFactorError(
+                f"no factor {factor_id!r} in the factor table{did_you_mean(close) or '; check the id'}"
+            ) from None
 
     def overrides_of(self, factor_id: str) -> list[Factor]:
         """Overrides of a default, ordered by valid_from."""

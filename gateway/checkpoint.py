@@ -13,6 +13,11 @@ unclosed minute) is written to the ledger file in two ways:
   the buffer's size (10,000 signals polled every second: ~13 MB of readings by the end of a
   minute, ~1 MB in a 5 s delta). A crash loses at most `checkpoint_s` of the minute in progress.
 
+An orderly stop (Ctrl-C, SIGTERM, the `--minutes` limit) saves the whole state once more,
+marked as a stop (Ledger.mark_stopped), so nothing buffered since the last save is lost and the
+next start says it resumes after a stop instead of reporting a crash recovery ("recovered:").
+The minutes it was down are completed and flagged as below either way.
+
 At startup `recover_window` restores the last checkpoint. Minutes from its first unclosed minute
 up to now are then closed by the ordinary window from what was buffered: the minute that was in
 progress gets the readings it had (its coverage shows the gap; quality partial, substituted or
@@ -196,6 +201,7 @@ class Recovery:
     buffered_readings: int
     checkpoint_saved_at: float | None
     skipped_minutes: int = 0  # a gap too long to fill minute by minute (reported, not filled)
+    stopped_at: float | None = None  # the previous run stopped in order then (no crash)
 
     def flag(self, results: list[MinuteResult]) -> list[MinuteResult]:
         """Add RESTART_FLAG to results of minutes the restart touched; others pass unchanged."""
@@ -218,8 +224,9 @@ class Recovery:
             if self.skipped_minutes
             else ""
         )
+        head = f"resumed after the stop of {_utc(self.stopped_at)}" if self.stopped_at is not None else "recovered"
         return (
-            f"recovered: {what}; closing from minute {_utc(self.resume_minute)}: {n} minute(s) up to the restart "
+            f"{head}: {what}; closing from minute {_utc(self.resume_minute)}: {n} minute(s) up to the restart "
             f"are completed from what was buffered or marked missing/substituted, flagged {RESTART_FLAG}{gap}"
         )
 
@@ -229,6 +236,7 @@ def recover_window(
 ) -> Recovery | None:
     """Restore the window from the ledger's checkpoint (or its last minute); None on a fresh ledger."""
     saved = ledger.load_checkpoint()
+    stopped_at = ledger.stopped_at() if saved is not None else None
     last = ledger.last_minute()
     saved_at: float | None = None
     readings = 0
@@ -249,6 +257,7 @@ def recover_window(
                     },
                 )
         except ValueError as exc:
+            stopped_at = None
             log.error(
                 "ledger %s: checkpoint unreadable (%s); resuming after the ledger's last minute",
                 ledger.path,
@@ -275,8 +284,9 @@ def recover_window(
     elif (flagged_until - window.next_minute) / MINUTE_S > max_minutes:
         skipped = int((flagged_until - window.next_minute) / MINUTE_S) - max_minutes
         window.next_minute = flagged_until - max_minutes * MINUTE_S
-    recovery = Recovery(window.next_minute, flagged_until, readings, saved_at, skipped)
-    (log.error if skipped else log.warning)("ledger %s: %s", ledger.path, recovery.describe())
+    recovery = Recovery(window.next_minute, flagged_until, readings, saved_at, skipped, stopped_at)
+    level = log.error if skipped else log.info if stopped_at is not None else log.warning
+    level("ledger %s: %s", ledger.path, recovery.describe())
     return recovery
 
 

@@ -3,6 +3,10 @@
 Each problem names the key path (`modbus.devices[0].points[2].adress`), the line in the file
 where that key (or its table) is written, and what to check. pydantic's errors carry the key
 path; tomllib keeps no positions, so `_KeyLines` re-reads the text to find them.
+
+A file that validates is then checked against the factor library it names
+(gateway.factor_library.site_factor_problems): a stream's misspelt factor id is a configuration
+problem like a misspelt key, reported with its line before any command starts work.
 """
 
 from __future__ import annotations
@@ -10,10 +14,12 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from gateway.errors import ConfigError
+from gateway.factor_library import site_factor_problems
 from gateway.settings import GatewaySettings
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
@@ -100,6 +106,15 @@ def settings_from_toml(path: Path) -> GatewaySettings:
         at = re.search(r"\(at line (\d+)", str(exc))
         line = int(at.group(1)) if at else text.count("\n") + 1
         raise ConfigError(f"{path}:{line}: not valid TOML: {exc}") from None
+    return settings_from_data(data, path, text)
+
+
+def settings_from_data(data: dict[str, Any], path: Path, text: str) -> GatewaySettings:
+    """Validate a site file's parsed TOML (`data`, possibly amended by the caller) and its factors.
+
+    `path` and `text` are the file's name and content, for the lines the problems name. Raises
+    ConfigError with every problem found.
+    """
     # BaseSettings.__init__ takes options named _env_file, _secrets_dir, ... as keyword arguments:
     # passed through, a top-level `_env_file = "/etc/x"` would read that file instead of being
     # refused as an unknown key like any other.
@@ -114,7 +129,7 @@ def settings_from_toml(path: Path) -> GatewaySettings:
         ]
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
     try:
-        return GatewaySettings(**data)
+        settings = GatewaySettings(**data)
     except ValidationError as exc:
         lines = _KeyLines(text)
         problems = []
@@ -128,3 +143,12 @@ def settings_from_toml(path: Path) -> GatewaySettings:
             text_ = f"{at}: {where}: {msg}" + (f" ({hint})" if hint and hint not in msg else "")
             problems.append(text_)
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
+    factor_problems = site_factor_problems(settings)
+    if factor_problems:
+        lines = _KeyLines(text)
+        problems = []
+        for loc, msg in factor_problems:
+            line = lines.find(tuple(str(p) for p in loc))
+            problems.append(f"{path}:{line}: {_format_loc(loc)}: {msg}" if line else f"{path}: {_format_loc(loc)}: {msg}")
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
+    return settings

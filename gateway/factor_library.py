@@ -10,6 +10,11 @@ Each TOML file holds an array of tables named `factor`:
     ...
 
 The entry keys are those of analytics.factors. Errors are ConfigError naming the file and the entry.
+
+A site's factors are checked with its settings (`site_factor_problems`, called by
+gateway.config_errors for every command that reads a site file): the table must build and every
+stream's `factor` must name an id in it. Each problem carries the key path in the site file
+(`streams[2].factor`, `factors.overrides[0].overrides`) so that it can be given a line.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from analytics.factors import FactorTable, FactorTableError
+from analytics.factors import FactorTable, FactorTableError, UnknownFactorError, close_ids, did_you_mean
 from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.settings import FactorsConfig, GatewaySettings
 
 SITE_OVERRIDES = "site overrides"
 
@@ -80,6 +88,18 @@ def load_factor_table(paths: Sequence[Path], overrides: Sequence[Mapping[str, An
         ConfigError: a file is missing or not TOML, or an entry is invalid; the message names the
             file (or "site overrides") and the entry.
     """
+    entries, origin = _gather(paths, overrides)
+    try:
+        return FactorTable(entries)
+    except FactorTableError as exc:
+        where = _locate(exc, entries, origin)
+        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
+
+
+def _gather(
+    paths: Sequence[Path], overrides: Sequence[Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """Every entry of the library files, then the site overrides, and where each comes from."""
     entries: list[Mapping[str, Any]] = []
     origin: list[str] = []
     for path in _expand(paths):
@@ -89,11 +109,7 @@ def load_factor_table(paths: Sequence[Path], overrides: Sequence[Mapping[str, An
     for i, entry in enumerate(overrides):
         entries.append(entry)
         origin.append(f"{SITE_OVERRIDES} entry #{i}")
-    try:
-        return FactorTable(entries)
-    except FactorTableError as exc:
-        where = _locate(exc, entries, origin)
-        raise ConfigError(f"{where}: {exc}" if where else str(exc)) from exc
+    return entries, origin
 
 
 def _locate(exc: FactorTableError, entries: list[Mapping[str, Any]], origin: list[str]) -> str:
@@ -117,6 +133,77 @@ def site_factor_table(library: Sequence[Path], overrides: Sequence[Mapping[str, 
     return load_factor_table(list(library) or [default_factor_dir()], overrides)
 
 
-def factor_table_of(section: Any) -> FactorTable:
+def factor_table_of(section: FactorsConfig) -> FactorTable:
     """The factor table a site's [factors] section names: its library paths and overrides."""
-    return site_factor_table(section.library, [o.model_dump(exclude_none=True) for o in section.overrides])
+    return site_factor_table(section.library, _override_entries(section))
+
+
+def _override_entries(section: FactorsConfig) -> list[dict[str, Any]]:
+    return [o.model_dump(exclude_none=True) for o in section.overrides]
+
+
+def library_places(library: Sequence[Path]) -> str:
+    """The files a site's library ids come from, for messages: '/opt/emgate/config/factors/*.toml'."""
+    return ", ".join(f"{p}/*.toml" if Path(p).is_dir() else str(p) for p in (list(library) or [default_factor_dir()]))
+
+
+def unknown_factor_message(table: FactorTable, factor_id: str, library: Sequence[Path]) -> str:
+    """What to say about a factor id the table lacks: the closest known ids and where ids are defined."""
+    hint = did_you_mean(close_ids(factor_id, table.ids())) or "; check the spelling"
+    return f"no factor {factor_id!r} in the factor library{hint} (the ids are those of {library_places(library)} and [[factors.overrides]])"
+
+
+class FactorProblem(NamedTuple):
+    """A problem with a site's factors. `loc` is the key path in the site file it is written at."""
+
+    loc: tuple[str | int, ...]
+    message: str
+
+
+def site_factor_problems(settings: GatewaySettings) -> list[FactorProblem]:
+    """Build the site's factor table and resolve every stream's factor id in it.
+
+    Returns every problem found (none: the table builds and each stream names a known id). A
+    library that fails to build stops the check there: its stream ids cannot be resolved.
+    """
+    section = settings.factors
+    overrides = _override_entries(section)
+    try:
+        entries, origin = _gather(list(section.library) or [default_factor_dir()], overrides)
+        table = FactorTable(entries)
+    except ConfigError as exc:  # a library file is missing or not TOML
+        return [FactorProblem(("factors", "library"), str(exc))]
+    except FactorTableError as exc:
+        return [_table_problem(exc, entries, origin, len(entries) - len(overrides), section.library)]
+    problems = []
+    for i, stream in enumerate(settings.streams):
+        try:
+            table.get(stream.factor)
+        except UnknownFactorError:
+            message = unknown_factor_message(table, stream.factor, section.library)
+            problems.append(FactorProblem(("streams", i, "factor"), f"stream {stream.process}/{stream.stream}: {message}"))
+    return problems
+
+
+def _table_problem(
+    exc: FactorTableError, entries: list[Mapping[str, Any]], origin: list[str], first_override: int, library: Sequence[Path]
+) -> FactorProblem:
+    """Locate a table error at the site override it involves, else at factors.library."""
+    involved = [i for fid in exc.factor_ids for i, e in enumerate(entries) if e.get("id") == fid]
+    site = [i for i in involved if i >= first_override]
+    if not site:
+        where = _locate(exc, entries, origin)
+        return FactorProblem(("factors", "library"), f"{where}: {exc}" if where else str(exc))
+    k = site[0]
+    loc: tuple[str | int, ...] = ("factors", "overrides", k - first_override)
+    # FactorTableError messages read "factor '<id>': <key>: <problem>"
+    key = str(exc).removeprefix(f"factor {entries[k]['id']!r}: ").split(":", 1)[0]
+    if key in entries[k]:
+        loc = (*loc, key)
+    message = str(exc)
+    also = [origin[i] for i in involved if i < first_override]
+    if also:
+        message += f" (see {', '.join(dict.fromkeys(also))})"
+    elif key == "overrides":  # the id it names is unknown: say where the ids are
+        message += f" (the default ids are those of {library_places(library)})"
+    return FactorProblem(loc, message)

@@ -7,21 +7,25 @@ file (`token_file`, `password_file`) so they never have to sit in the site file.
 
 Every section forbids unknown keys, so a misspelt key is an error that names it. Rules that
 span fields (unique names, register counts, units that fit the factor) are `model_validator`s.
+Validation errors never carry the input values (`hide_input_in_errors`): a rejected table may
+hold a secret, and `str()` of a pydantic error would print it.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.alert_settings import AlertsConfig, BudgetConfig
-from gateway.units import integrated_unit
+from gateway.units import amount_bounds_per_s, integrated_unit, rate_bounds
 
 Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -237,15 +241,100 @@ class SignalConfig(Section):
     integration: Literal["trapezoid", "left"] = "trapezoid"
     counter_bits: Literal[16, 32, 64] = 32
     counter_scale: float = Field(1.0, gt=0, description="Engineering units per count.")
-    max_rate_per_s: float | None = Field(None, gt=0, description="Plausibility bound for counter wraps (units per second).")
+    max_rate_per_s: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="A counter's highest plausible rate (units per second): a drop that would need more to be a wrap is a "
+        "reset, and an increase above 1.5 x this over its interval is implausible (flagged, not counted). At most the "
+        "physical bound of the unit (gateway/units.py), which applies without it.",
+    )
     interval_s: float = Field(900.0, gt=0, description="Interval length for kind interval_total.")
     interval_label: Literal["start", "end"] = "end"
+    # `min`/`max`, as for Modbus points: the site's words for a plausible range
+    min: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="Lowest plausible reading: a rate in its unit, an interval total per row, an instant value. A reading "
+        "outside [min, max] is flagged out_of_range and never counted as measured. Tightens the physical bound of the unit "
+        "and kind (gateway/units.py), never widens it. Counters: see max_rate_per_s.",
+    )
+    max: float | None = Field(None, allow_inf_nan=False, description="Highest plausible reading; see min.")
 
     @model_validator(mode="after")
     def _rate_unit(self) -> SignalConfig:
         if self.kind == "rate":
             integrated_unit(self.unit)  # ValueError naming the known rate units
         return self
+
+    @model_validator(mode="after")
+    def _site_bounds(self) -> SignalConfig:
+        # A site bound wider than the physical one is refused, not clamped: it says something
+        # untrue about the meter, most often a wrong unit (kg/h meant where t/h is written), and
+        # clamping it would hide that mistake while the readings it lets through are still refused.
+        if self.kind == "counter":
+            if self.min is not None or self.max is not None:
+                raise ValueError(
+                    "min and max bound a reading; a counter's readings are bounded by counter_bits and its rate by "
+                    "max_rate_per_s (units per second): use that"
+                )
+            phys = amount_bounds_per_s(self.unit)
+            if self.max_rate_per_s is not None and phys is not None and self.max_rate_per_s > phys[1]:
+                raise ValueError(
+                    f"max_rate_per_s {self.max_rate_per_s:g} {self.unit}/s is above the physical bound {phys[1]:g} "
+                    f"{self.unit}/s of a {self.unit} counter (gateway/units.py); a site bound can only tighten it: "
+                    "check the unit and counter_scale"
+                )
+            return self
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"min {self.min:g} is not below max {self.max:g}")
+        lo, hi = self.physical_bounds()
+        what = (
+            f"an interval total in {self.unit} over {self.interval_s:g} s"
+            if self.kind == "interval_total"
+            else f"a {self.kind} in {self.unit}"
+        )
+        if self.min is not None and self.min < lo:
+            raise ValueError(
+                f"min {self.min:g} is below the physical bound {lo:g} of {what} (gateway/units.py); a site bound can "
+                "only tighten it: check the unit"
+            )
+        if self.max is not None and self.max > hi:
+            raise ValueError(
+                f"max {self.max:g} is above the physical bound {hi:g} of {what} (gateway/units.py); a site bound can "
+                "only tighten it: check the unit"
+            )
+        return self
+
+    def physical_bounds(self) -> tuple[float, float]:
+        """(lowest, highest) physically plausible reading of a rate, interval total or instant
+        signal, from its unit and kind (gateway/units.py); infinite where the unit has none."""
+        if self.kind == "rate":
+            return rate_bounds(self.unit)
+        per_s = amount_bounds_per_s(self.unit) if self.kind == "interval_total" else None
+        if per_s is None:  # an instant value, or an interval total in a unit no rate integrates to
+            return -math.inf, math.inf
+        return per_s[0] * self.interval_s, per_s[1] * self.interval_s
+
+    def reading_bounds(self) -> tuple[float, float]:
+        """(lowest, highest) reading the minute window accepts as GOOD, both finite, so that a
+        reading outside them, infinite or NaN is flagged: the physical bounds tightened by the
+        site's min and max; a counter's readings in counts, [0, 2**counter_bits)."""
+        if self.kind == "counter":
+            return 0.0, math.nextafter(2.0**self.counter_bits, 0.0)
+        lo, hi = self.physical_bounds()
+        lo = lo if self.min is None else max(lo, self.min)
+        hi = hi if self.max is None else min(hi, self.max)
+        return max(lo, -sys.float_info.max), min(hi, sys.float_info.max)
+
+    def max_increase_per_s(self) -> float | None:
+        """A counter's highest plausible increase per second in its unit: the physical bound of
+        the unit, tightened by max_rate_per_s; None when neither applies (or not a counter)."""
+        if self.kind != "counter":
+            return None
+        phys = amount_bounds_per_s(self.unit)
+        bounds = [b for b in (phys[1] if phys else None, self.max_rate_per_s) if b is not None]
+        return min(bounds) if bounds else None
 
     @property
     def amount_unit(self) -> str:
@@ -353,12 +442,19 @@ class LedgerConfig(Section):
 
 
 class InfluxConfig(Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # the input may hold credentials
+
     enabled: bool = False
-    url: str = "http://127.0.0.1:8086"
+    url: str = Field(
+        "http://127.0.0.1:8086",
+        description="InfluxDB base URL, http://host:port or https://host:port. A user and password written in it "
+        "(http://user:password@host:8086, percent-encoded) are taken as the InfluxDB 1.8 credentials, sent as the token "
+        "user:password, and removed from the URL the gateway logs and connects to; give them there or as token/token_file, not both.",
+    )
     org: str = "-"
     bucket: str = "emgate/autogen"
-    token: SecretStr | None = None
-    token_file: Path | None = None
+    token: SecretStr | None = Field(None, description="API token; for InfluxDB 1.8, user:password.")
+    token_file: Path | None = Field(None, description="File holding the token (its content, whitespace stripped), instead of token.")
     measurement: str = "emissions"
     batch_size: int = Field(
         50_000,
@@ -370,12 +466,70 @@ class InfluxConfig(Section):
     )
     timeout_s: float = Field(30.0, gt=0, le=300, description="Seconds to wait for InfluxDB to acknowledge one write.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _url_credentials(cls, data: Any) -> Any:
+        # Credentials in the URL become the token and leave the URL, so that `url` is safe to log
+        # and show everywhere. Left in, aiohttp would send them as Basic auth, and refuse the
+        # request outright next to the token's Authorization header.
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        url, credentials = split_url_credentials(data["url"])
+        if credentials is None:
+            return data
+        if data.get("token") is not None or data.get("token_file") is not None:
+            given = "token" if data.get("token") is not None else "token_file"
+            raise ValueError(
+                f"url {url!r} carries a user and password and {given} is set too; give one of them: "
+                "either the credentials in the URL or the token (user:password for InfluxDB 1.8)"
+            )
+        return {**data, "url": url, "token": credentials}
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(f"{redact_url(url)!r} is not an InfluxDB address; write it as http://host:8086 or https://host:8086")
+        return url
+
     def token_value(self) -> str:
         if self.token is not None:
             return self.token.get_secret_value()
         if self.token_file is not None:
             return read_secret_file(self.token_file, "influx.token_file")
         return ""
+
+
+def split_url_credentials(url: str) -> tuple[str, SecretStr | None]:
+    """A URL without its `user:password@`, and those credentials (percent-decoded) as `user:password`.
+
+    Raises:
+        ValueError: the URL names a user without a password, or a password without a user.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    clean = urlunsplit(parts._replace(netloc=hostport))
+    user, colon, password = userinfo.partition(":")
+    if not user or not colon or not password:
+        raise ValueError(
+            f"url {clean!r} carries incomplete credentials; write http://user:password@host:port "
+            "(percent-encode : @ / in them) or set token instead"
+        )
+    return clean, SecretStr(f"{unquote(user)}:{unquote(password)}")
+
+
+def redact_url(url: str) -> str:
+    """The URL with any `user:password@` replaced by `***@`, for messages."""
+    parts = urlsplit(url)
+    _, at, hostport = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"***@{hostport}")) if at else url
 
 
 class HttpConfig(Section):
@@ -398,7 +552,9 @@ def read_secret_file(path: Path, where: str) -> str:
 class GatewaySettings(BaseSettings):
     """The whole site configuration. Build it with `load_settings(path)`."""
 
-    model_config = SettingsConfigDict(extra="forbid", env_prefix="EMGATE__", env_nested_delimiter="__", frozen=True)
+    model_config = SettingsConfigDict(
+        extra="forbid", env_prefix="EMGATE__", env_nested_delimiter="__", frozen=True, hide_input_in_errors=True
+    )
 
     site: SiteConfig
     window: WindowConfig = WindowConfig()

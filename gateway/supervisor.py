@@ -102,23 +102,33 @@ class Gateway:
     recovery: Recovery | None = None  # what startup restored from the ledger's checkpoint
 
     @classmethod
-    def build(cls, settings: GatewaySettings, *, clock: Clock | None = None) -> Gateway:
+    def build(cls, settings: GatewaySettings, *, clock: Clock | None = None, exclusive: bool = True) -> Gateway:
+        """Assemble the pipeline on the site's ledger.
+
+        Raises LedgerSiteError when the ledger belongs to another site and, with `exclusive`
+        (one gateway per ledger; a replay into a new file does without), LedgerInUseError
+        while another gateway runs on it; SinkWriteError when it cannot be opened.
+        """
         clock = clock or SystemClock()
         signals = SignalTable.from_settings(settings)
         factors = factor_table_of(settings.factors)
         calculator = EmissionCalculator(settings, factors)
-        ledger = Ledger(settings.ledger.path)
-        first = math.ceil(clock.now() / 60.0) * 60.0
-        window = MinuteWindow(signals, settings.window, next_minute=first)
-        gw = cls(settings, clock, signals, ledger, calculator, window)
-        gw.recovery = recover_window(ledger, window, clock.now())
-        if settings.influx.enabled:
-            gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
-        if settings.budget is not None or settings.alerts.enabled:
-            # imported here, like MqttSource in run(): a site without alerts never loads them
-            from gateway.alerts.budget_stage import attach_alerts
+        ledger = Ledger(settings.ledger.path, site=settings.site.name, exclusive=exclusive)
+        try:
+            first = math.ceil(clock.now() / 60.0) * 60.0
+            window = MinuteWindow(signals, settings.window, next_minute=first)
+            gw = cls(settings, clock, signals, ledger, calculator, window)
+            gw.recovery = recover_window(ledger, window, clock.now())
+            if settings.influx.enabled:
+                gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
+            if settings.budget is not None or settings.alerts.enabled:
+                # imported here, like MqttSource in run(): a site without alerts never loads them
+                from gateway.alerts.budget_stage import attach_alerts
 
-            attach_alerts(gw)  # a listener, plus the "alerts-mqtt" task when [alerts.mqtt] is set
+                attach_alerts(gw)  # a listener, plus the "alerts-mqtt" task when [alerts.mqtt] is set
+        except BaseException:
+            ledger.close()  # and its lock: a caller in this process may build again
+            raise
         return gw
 
     async def on_frame(self, frame: MinuteFrame) -> None:
@@ -134,39 +144,67 @@ class Gateway:
         self.minutes_closed += len(frame.starts)
 
     async def run(self, *, stop_after_minutes: int | None = None) -> None:
-        """Run until cancelled, or until `stop_after_minutes` minutes have closed."""
+        """Run until cancelled, or until `stop_after_minutes` minutes have closed.
+
+        Either way the stop is orderly: the window's state is saved and marked as a stop (the
+        next start reports no crash), then InfluxDB gets what it has not acknowledged yet. A
+        failure (a bug in a task) saves nothing more: the next start recovers as after a crash.
+        """
         s = self.settings
         queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=s.pipeline.sample_buffer)
         stage = MinuteStage(self.window, queue, self._on_frame_checked(stop_after_minutes), self.clock)
+        orderly = False  # stopped on request (cancelled: Ctrl-C, SIGTERM) or at the minute limit
         try:
-            async with asyncio.TaskGroup() as tg:
-                # devices on one serial port or host:port share one client and lock (modbus_link.py)
-                links = ModbusLinkPool(s.retry)
-                links.reserve_timeouts(list(s.modbus.devices))
-                for dev in s.modbus.devices:
-                    h = self.health.get(f"modbus[{dev.name}]")
-                    src = ModbusSource(dev, self.signals, queue, self.clock, h, links=links, retry=s.retry)
-                    self.sources.append(src)
-                    tg.create_task(supervise(lambda src=src: src, s.retry, h, self.clock), name=f"modbus[{dev.name}]")
-                for broker in s.mqtt.brokers:  # one supervised task per broker, into the same queue
-                    from gateway.sources.mqtt import MqttSource  # here: a site without MQTT never loads aiomqtt
-
-                    hb = self.health.get(f"mqtt[{broker.name}]")
-                    msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
-                    self.mqtt_sources.append(msrc)
-                    tg.create_task(supervise(lambda msrc=msrc: msrc, s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
-                tg.create_task(stage.run(), name="minute")
-                checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
-                tg.create_task(checkpoints, name="checkpoint")
-                for i, make in enumerate(self.extra_tasks):
-                    tg.create_task(make(), name=getattr(make, "task_name", f"extra[{i}]"))  # type: ignore[arg-type]
-                if self.influx is not None:
-                    influx = self.influx
-                    tg.create_task(supervise(lambda: influx, s.retry, self.health.get("influx"), self.clock), name="influx")
-        except* _Stop:
-            pass
+            try:
+                await self._run_group(stage, queue)
+            except* _Stop:
+                pass
+            orderly = True
+        except asyncio.CancelledError:
+            orderly = True
+            raise
         finally:
+            if orderly:
+                self._save_stop()
             await self._flush()
+
+    async def _run_group(self, stage: MinuteStage, queue: asyncio.Queue[SampleBatch]) -> None:
+        s = self.settings
+        async with asyncio.TaskGroup() as tg:
+            # devices on one serial port or host:port share one client and lock (modbus_link.py)
+            links = ModbusLinkPool(s.retry)
+            links.reserve_timeouts(list(s.modbus.devices))
+            for dev in s.modbus.devices:
+                h = self.health.get(f"modbus[{dev.name}]")
+                src = ModbusSource(dev, self.signals, queue, self.clock, h, links=links, retry=s.retry)
+                self.sources.append(src)
+                tg.create_task(supervise(lambda src=src: src, s.retry, h, self.clock), name=f"modbus[{dev.name}]")
+            for broker in s.mqtt.brokers:  # one supervised task per broker, into the same queue
+                from gateway.sources.mqtt import MqttSource  # here: a site without MQTT never loads aiomqtt
+
+                hb = self.health.get(f"mqtt[{broker.name}]")
+                msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
+                self.mqtt_sources.append(msrc)
+                tg.create_task(supervise(lambda msrc=msrc: msrc, s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
+            tg.create_task(stage.run(), name="minute")
+            checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
+            tg.create_task(checkpoints, name="checkpoint")
+            for i, make in enumerate(self.extra_tasks):
+                tg.create_task(make(), name=getattr(make, "task_name", f"extra[{i}]"))  # type: ignore[arg-type]
+            if self.influx is not None:
+                influx = self.influx
+                tg.create_task(supervise(lambda: influx, s.retry, self.health.get("influx"), self.clock), name="influx")
+
+    def _save_stop(self) -> None:
+        """The window as it stands, marked as an orderly stop (Ledger.mark_stopped): the readings
+        since the last periodic checkpoint are kept, and the next start reports no crash."""
+        try:
+            saved = self.ledger.mark_stopped(window_checkpoint(self.window))
+        except Exception:  # a bug here must not keep InfluxDB from its drain
+            log.exception("ledger %s: the stop was not recorded", self.ledger.path)
+            saved = False
+        if not saved:
+            log.warning("ledger %s: the stop was not recorded; the next start recovers from the last checkpoint", self.ledger.path)
 
     def _on_frame_checked(self, stop_after: int | None) -> Callable[[MinuteFrame], Any]:
         async def handle(frame: MinuteFrame) -> None:

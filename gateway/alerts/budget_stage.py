@@ -25,7 +25,7 @@ from analytics.budget import BudgetPosition
 from analytics.spikes import RollingBaseline
 from gateway.alert_settings import AlertsConfig, BudgetConfig
 from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
-from gateway.alerts.model import Alert
+from gateway.alerts.model import Alert, iso_at
 from gateway.alerts.rules import AlertRules, Observation
 from gateway.alerts.store import AlertStore
 from gateway.errors import SinkWriteError
@@ -35,6 +35,11 @@ from gateway.model import MinuteResult
 log = logging.getLogger(__name__)
 
 SOURCE_PREFIXES = ("modbus[", "mqtt[")  # health components that are data sources
+#: A stream's minute of CO2 beyond this (or not finite) is garbage, never evaluated: the physical
+#: bounds of the readings (gateway/units.py) cap a stream's minute at a few thousand t (1e5 t/h of
+#: coke is ~5e3 tCO2 a minute) and the largest steel works emits ~60 t a minute in all. A budget
+#: alert from such a row would project a shortfall of dozens of digits in t and CNY.
+MAX_MINUTE_CO2_KG = 1.0e9
 
 
 class AlertStage:
@@ -416,6 +421,21 @@ class _Minutes:
         cls, results: list[MinuteResult], after_s: float, scopes: tuple[str, ...], budget: BudgetConfig | None
     ) -> _Minutes | None:
         rows = [r for r in results if r.minute_start > after_s]  # earlier: counted already (a re-delivered frame)
+        co2 = np.fromiter((r.co2_kg for r in rows), np.float64, len(rows))
+        plausible = np.abs(co2) <= MAX_MINUTE_CO2_KG  # NaN fails it
+        if not plausible.all():
+            first = rows[int(np.argmin(plausible))]
+            log.warning(
+                "alerts: %d minute row(s) with CO2 not finite or beyond %.0e kg left out of the budget and spike alerts "
+                "(first: %s/%s at %s, %r kg); no plant emits that: check the signal's unit and bounds",
+                int(np.count_nonzero(~plausible)),
+                MAX_MINUTE_CO2_KG,
+                first.process,
+                first.stream,
+                iso_at(first.minute_start, "UTC"),
+                first.co2_kg,
+            )
+            rows = [r for r, ok in zip(rows, plausible.tolist(), strict=True) if ok]
         if not rows:
             return None
         self = cls()

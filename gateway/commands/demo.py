@@ -8,21 +8,23 @@ plant and the gateway's clock N times faster (an injected clock, not shorter sle
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import socket
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
 
 from gateway.clock import ScaledClock
-from gateway.commands.common import report_config_error
-from gateway.errors import ConfigError
+from gateway.commands.common import report_config_error, report_ledger_error, run_stoppable
+from gateway.config_errors import settings_from_data
+from gateway.errors import ConfigError, SinkWriteError
 from gateway.http import add_http_argument, http_bind, status_page
 from gateway.pymodbus_adapter import RegisterServer
 from gateway.settings import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sinks.console import ConsoleListener
+from gateway.sinks.ledger import LedgerInUseError, LedgerSiteError
 from gateway.supervisor import Gateway
 
 log = logging.getLogger("gateway.demo")
@@ -52,47 +54,61 @@ def demo_settings(config: Path, port: int, ledger: Path, speed: float = 1.0) -> 
     A sped-up clock shrinks the window's delay in real time (2 s at x60 is 33 ms, less than a
     loaded machine needs to finish a poll), so the delay is kept at half a real second at least.
     """
-    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    text = config.read_text(encoding="utf-8")
+    data = tomllib.loads(text)
     window = data.setdefault("window", {})
     window["delay_s"] = max(float(window.get("delay_s", 2.0)), 0.5 * speed)
     for dev in data.get("modbus", {}).get("devices", []):
         dev["host"], dev["port"] = "127.0.0.1", port
     data.setdefault("ledger", {})["path"] = str(ledger)
     data.setdefault("influx", {})["enabled"] = False
-    return GatewaySettings(**data)
+    return settings_from_data(data, config, text)  # checked as `emgate run` checks a site file
 
 
-async def run_demo(settings: GatewaySettings, port: int, speed: float, minutes: int | None,
-                   http: str | None = None) -> Gateway:
-    clock = ScaledClock(speed)
-    plant = SimulatedPlant(clock)
-    gw = Gateway.build(settings, clock=clock)
-    gw.listeners.append(ConsoleListener(settings.site.timezone))
+async def run_demo(gw: Gateway, port: int, minutes: int | None, http: str | None = None) -> None:
+    """Serve the simulated plant on `port`, on the gateway's clock, and run the gateway on it."""
+    plant = SimulatedPlant(gw.clock)
+    gw.listeners.append(ConsoleListener(gw.settings.site.timezone))
     fills = {uid: plant.fill(uid) for uid in UNITS.values()}
     async with RegisterServer(port=port, fills=fills, n_registers=16), status_page(gw, http) as page:
         if page is not None:
             print(f"emgate demo: status page {page.url} (metrics {page.url}metrics)", flush=True)
         await gw.run(stop_after_minutes=minutes)
-    return gw
 
 
 def run(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("emgate demo: --speed must be positive", flush=True)
         return 2
+    # without --ledger each demo has a ledger of its own: two demos never share one by default
     ledger = args.ledger or Path(tempfile.mkdtemp(prefix="emgate-demo-")) / "ledger.sqlite"
     port = free_port()
     try:
         settings = demo_settings(args.config, port, ledger, args.speed)
-    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
-        report_config_error(ConfigError(f"{args.config}: {exc}"))
-        return 2
-    print(f"emgate demo: simulated plant on 127.0.0.1:{port}, speed x{args.speed:g}, ledger {ledger}", flush=True)
-    try:
-        gw = asyncio.run(run_demo(settings, port, args.speed, args.minutes, http_bind(args, settings)))
     except ConfigError as exc:
         report_config_error(exc)
         return 2
-    gw.close()
+    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+        report_config_error(ConfigError(f"{args.config}: {exc}"))
+        return 2
+    try:
+        gw = Gateway.build(settings, clock=ScaledClock(args.speed))
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    except (LedgerSiteError, LedgerInUseError) as exc:  # another site's ledger, or another gateway on it
+        return report_ledger_error("demo", exc, args.config)
+    except SinkWriteError as exc:
+        print(f"emgate demo: {exc}", file=sys.stderr)
+        return 1
+    print(f"emgate demo: simulated plant on 127.0.0.1:{port}, speed x{args.speed:g}, ledger {ledger}", flush=True)
+    try:
+        # Ctrl-C and SIGTERM stop it in order (KeyboardInterrupt, exit 130, after the final checkpoint)
+        run_stoppable(run_demo(gw, port, args.minutes, http_bind(args, settings)))
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    finally:
+        gw.close()
     print(f"emgate demo: {gw.minutes_closed} minute(s) closed, {gw.ledger.head_seq} ledger row(s), head {gw.ledger.head_hash[:16]}…")
     return 0

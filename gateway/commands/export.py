@@ -6,8 +6,8 @@ writes summary.json, daily.csv, daily_by_process.csv, evidence.csv, flagged_minu
 workbook.xlsx, chart.png, manifest.json (and restatement.json/.csv once figures change after a
 first export) directly into --out. See docs/export.md.
 
-Exit codes: 0 written; 2 bad arguments, configuration or input (month, missing ledger, --out
-holding another month); 1 the ledger fails verification (as `emgate ledger verify`), or a file
+Exit codes: 0 written; 2 bad arguments, configuration or input (month, missing ledger, a ledger
+of another site, --out holding another month); 1 the ledger fails verification (as `emgate ledger verify`), or a file
 cannot be written.
 """
 
@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gateway.commands.common import load_or_report, report_config_error
+from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
 from gateway.errors import ConfigError
+from gateway.sinks.ledger_format import LedgerSiteError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     except monthly.ExportInputError as exc:
         print(f"emgate export: {exc}", file=sys.stderr)
         return 2
+    except LedgerSiteError as exc:  # its minutes would be filed under this site
+        return report_ledger_error("export", exc, args.config)
     except monthly.LedgerIntegrityError as exc:
         print(f"emgate export: {exc}", file=sys.stderr)
         return 1

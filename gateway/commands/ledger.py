@@ -7,9 +7,10 @@
     emgate ledger show var/ledger.sqlite --quarantine (rows InfluxDB refused, with its message)
     emgate ledger restate --config site.toml var/ledger.sqlite --from 2026-11-01T00:00+08:00 --to 2026-12-01T00:00+08:00 --reason "lab NCV PCI-2026-11"
 
-verify and show open the file read-only. restate appends correction rows (gateway/restate.py);
-it may run while the gateway writes the same ledger (each writer chains on the last row it finds
-inside its write transaction). verify exits 1 naming the first bad row when the chain is broken
+verify and show open the file read-only and print whose ledger it is (the site recorded in it).
+restate appends correction rows (gateway/restate.py) and refuses a ledger of another site than
+its --config (exit 2); it may run while the gateway writes the same ledger (each writer chains
+on the last row it finds inside its write transaction), so it does not take the gateway's lock. verify exits 1 naming the first bad row when the chain is broken
 (a row edited, deleted, inserted or reordered), 2 when the file cannot be read as a ledger.
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.errors import SinkWriteError
-from gateway.sinks.ledger import Ledger, LedgerRow
+from gateway.sinks.ledger import Ledger, LedgerRow, LedgerSiteError, read_site_record
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -100,6 +101,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     try:
         report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
+        site = read_site_record(args.file).describe()
     except (OSError, sqlite3.Error) as exc:
         print(f"emgate ledger verify: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
         return 2
@@ -118,7 +120,7 @@ def run_verify(args: argparse.Namespace) -> int:
         )
         return 1
     print(
-        f"{args.file}: ok — {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
+        f"{args.file}: ok — {site}, {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
         f"head {report.head_hash}; {'native' if native_walk() else 'Python'} walk"
     )
     return 0
@@ -135,6 +137,10 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"emgate ledger show: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
         return 2
     out = sys.stdout
+    try:  # on stderr: stdout stays the table
+        print(f"{args.file}: {ledger.site_record().describe()}", file=sys.stderr)
+    except sqlite3.Error:
+        pass  # not a ledger's tables: the query below says so
     if args.quarantine:
         return _show_quarantine(ledger, out)
     try:
@@ -190,7 +196,7 @@ def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
 
 
 def run_restate(args: argparse.Namespace) -> int:
-    from gateway.commands.common import load_or_report, report_config_error
+    from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
     from gateway.errors import ConfigError
     from gateway.factor_library import factor_table_of
     from gateway.restate import apply_restatement, format_plan, plan_restatement
@@ -206,10 +212,12 @@ def run_restate(args: argparse.Namespace) -> int:
         return 2
     try:
         factors = factor_table_of(settings.factors)
-        ledger = Ledger(args.file, readonly=args.dry_run)
+        ledger = Ledger(args.file, readonly=args.dry_run, site=settings.site.name)
     except ConfigError as exc:
         report_config_error(exc)
         return 2
+    except LedgerSiteError as exc:  # its rows would be restated with this site's factors
+        return report_ledger_error("ledger restate", exc, args.config)
     except SinkWriteError as exc:
         print(f"emgate ledger restate: {args.file}: cannot open as a ledger: {exc}", file=sys.stderr)
         return 2

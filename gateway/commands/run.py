@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
-from gateway.commands.common import load_or_report, report_config_error
+from gateway.commands.common import load_or_report, report_config_error, report_ledger_error, run_stoppable
 from gateway.errors import ConfigError, SinkWriteError
 from gateway.http import add_http_argument, http_bind, status_page
 from gateway.memory import disable_huge_pages, pin_mmap_threshold
 from gateway.sinks.console import ConsoleListener
+from gateway.sinks.ledger import LedgerInUseError, LedgerSiteError
 from gateway.supervisor import Gateway
 
 log = logging.getLogger("gateway")
@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         report_config_error(exc)
         return 2
+    except (LedgerSiteError, LedgerInUseError) as exc:  # another site's ledger, or another gateway on it
+        return report_ledger_error("run", exc, args.config)
     except SinkWriteError as exc:
         log.error("%s", exc)
         return 1
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("site %s: %d Modbus device(s), ledger %s%s", settings.site.name, len(settings.modbus.devices),
              settings.ledger.path, f", InfluxDB {settings.influx.url}" if settings.influx.enabled else "")
     try:
-        asyncio.run(_run_with_page(gw, http_bind(args, settings), args.minutes))
+        # Ctrl-C and SIGTERM stop it in order: KeyboardInterrupt after the final checkpoint and drain (exit 130)
+        run_stoppable(_run_with_page(gw, http_bind(args, settings), args.minutes))
     except ConfigError as exc:  # the status page's port is taken or malformed
         report_config_error(exc)
         return 2

@@ -30,7 +30,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -49,6 +48,7 @@ from gateway.factor_library import factor_table_of
 from gateway.settings import GatewaySettings
 from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
 from gateway.sinks.ledger_audit import MonthSums, MonthWindow, VerifyReport, cpus, native_walk, walk_ledger
+from gateway.sinks.ledger_format import check_site
 
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
@@ -63,7 +63,8 @@ Progress = Callable[[str, int, int], None]
 
 
 class ExportInputError(GatewayError):
-    """The export cannot start: a bad month, a missing ledger, or a directory holding another export."""
+    """The export cannot start: a bad month, a missing ledger, or a directory holding another export;
+    or its input cannot be exported: a month whose sums cannot be exact (tables.SumRangeError)."""
 
 
 class LedgerIntegrityError(GatewayError):
@@ -97,7 +98,9 @@ def export_month(
 
     Raises:
         ExportInputError: malformed month, missing or unreadable ledger, out_dir holds another
-            month's or site's export.
+            month's or site's export, a month whose sums cannot be exact (the message names the
+            stream, day and ledger rows).
+        LedgerSiteError: the ledger belongs to another site (or holds rows of several).
         LedgerIntegrityError: the ledger's hash chain is broken (the message names the row).
         ConfigError: the factor library cannot be loaded.
         OSError: a file cannot be written.
@@ -119,6 +122,7 @@ def export_month(
 
     report_progress(f"verify ledger, read month: day 1/{period.days}", 0, units)
     head_seq, head_hash = _pinned_head(ledger_path)
+    _check_site(ledger_path, settings.site.name)
     t0 = started = clock()
 
     def day_done(d: int) -> None:
@@ -154,7 +158,15 @@ def export_month(
     seconds["read"] = clock() - t0
 
     t0 = clock()
-    agg = tables.aggregate_cells(cells, tables.rows_from_records(flagged_records), period)
+    try:
+        agg = tables.aggregate_cells(cells, tables.rows_from_records(flagged_records), period)
+    except tables.SumRangeError as exc:
+        raise ExportInputError(
+            f"ledger {ledger_path}: {exc}{_largest_row(ledger_path, exc, head_seq, period)}. The export refuses a month it "
+            "cannot sum exactly: an implausible reading reached the ledger (a version without plausibility bounds, or "
+            f"a signal whose bounds are wrong); check the rows with `emgate ledger show {ledger_path}` and the signal's "
+            "unit and bounds in the site file"
+        ) from None
     budget = _budget(settings, period)
     # The chart needs only the day totals: it renders in a forked child (beside.py) while the
     # tables and the workbook are built here.
@@ -284,6 +296,18 @@ def _pinned_head(ledger_path: Path) -> tuple[int, str]:
     return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
 
+def _check_site(ledger_path: Path, site: str) -> None:
+    """Raise LedgerSiteError unless the ledger is `site`'s: its rows would be filed under the wrong site."""
+    try:
+        db = open_ledger_db(ledger_path, readonly=True)
+        try:
+            check_site(db, ledger_path, site)
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise ExportInputError(f"ledger {ledger_path}: cannot read it as a ledger: {exc}; check the path") from exc
+
+
 def _verify(
     ledger_path: Path,
     head_seq: int,
@@ -359,7 +383,31 @@ class _FSum:
         self.values.append(x)
 
     def finalize(self) -> float:
-        return math.fsum(self.values)
+        return tables.exact_sum(self.values)  # NaN where no sum exists: aggregate_cells refuses it, naming the cell
+
+
+def _largest_row(path: Path, exc: tables.SumRangeError, head: int, period: tables.MonthPeriod) -> str:
+    """The largest row of the cell `exc` names, as "; its largest row is seq N (minute ...): ...", or ""."""
+    ln = exc.line
+    try:
+        db = open_ledger_db(path, readonly=True)
+        try:
+            row = db.execute(
+                "SELECT m.seq, m.minute_start, m.co2_kg, m.activity FROM minutes m WHERE m.seq BETWEEN ? AND ? "
+                "AND m.process = ? AND m.stream = ? AND m.scope = ? AND m.quality = ? AND m.factor_id = ? "
+                "AND NOT EXISTS (SELECT 1 FROM minutes c WHERE c.supersedes = m.seq AND c.seq <= ?) "
+                "ORDER BY max(abs(m.co2_kg), abs(m.activity)) DESC, m.seq LIMIT 1",
+                (exc.first_seq, min(exc.last_seq, head), ln.process, ln.stream, ln.scope, exc.quality, exc.factor_id, head),
+            ).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return ""
+    if row is None:
+        return ""
+    seq, ms, co2, activity = row
+    minute = documents.local_time(ms, ZoneInfo(period.timezone))
+    return f"; its largest row is seq {seq} (minute {minute}): co2_kg {co2!r}, activity {activity!r}"
 
 
 def _open_month_db(path: Path) -> sqlite3.Connection:

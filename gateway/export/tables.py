@@ -8,6 +8,13 @@ millionths of its unit (1 g of coal, 1 Wh, 0.01 Nm3). Every other figure (a day,
 scope, the total) is an integer sum of those cells, so a month equals the sum of its days and
 the processes add up to the total exactly, to the last printed digit.
 
+Exact at any magnitude, or refused: float64 holds every whole number up to 2**53, so a month
+whose CO2 rows add up (in absolute value) to less than 2**53 g (9,007,199,254 t, some 300 times
+what the largest steel works emits in a year) gives cells of exact grams and integer sums that
+cannot overflow; the same holds for each line's activity in millionths of its unit. A month
+beyond that, or holding a value that is not finite, raises SumRangeError naming the line, day and
+ledger rows: such a figure came from a reading no plant can make, never from a real month.
+
 A *line* is (process, stream, scope, method, activity_unit): if a stream's unit or scope ever
 changed within the month, its parts are kept apart instead of adding unlike quantities.
 
@@ -28,6 +35,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
+from gateway.errors import GatewayError
 from gateway.sinks.ledger_format import FIELDS as LEDGER_FIELDS
 from gateway.sinks.ledger_format import SEP
 
@@ -35,7 +43,31 @@ QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
 SCOPES = ("direct", "indirect")
 G_PER_KG = 1000.0
 MICRO = 1_000_000  # activity cells are integer millionths of the activity unit
+#: Whole numbers are exact in float64 up to this; see the module docstring.
+EXACT_LIMIT = 2.0**53
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class SumRangeError(GatewayError):
+    """A figure of the month cannot be summed exactly (see the module docstring). The attributes
+    name the cell holding the offending value: its line, local day, quality, factor and the ledger
+    rows (first_seq..last_seq) it sums."""
+
+    def __init__(
+        self, message: str, *, line: Line, day: str, quality: str, factor_id: str, first_seq: int, last_seq: int
+    ) -> None:
+        super().__init__(message)
+        self.line, self.day, self.quality, self.factor_id = line, day, quality, factor_id
+        self.first_seq, self.last_seq = first_seq, last_seq
+
+
+def exact_sum(values: Iterable[float]) -> float:
+    """math.fsum (the correctly rounded sum), or NaN where it has none: an infinite value beside
+    its opposite, or a sum beyond the float range. aggregate_cells refuses a NaN with SumRangeError."""
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):
+        return math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +325,7 @@ def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, 
         if g is None:
             groups[key] = g = [0, [], [], [], ef, ef, t, t, seq, seq]
         _add_to_cell(g, 1, (float(rows.co2_kg[i]),), (float(rows.activity[i]),), (float(rows.coverage[i]),), (ef, ef, t, t, seq, seq))
-    return [(*k, g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:]) for k, g in groups.items()]
+    return [(*k, g[0], exact_sum(g[1]), exact_sum(g[2]), exact_sum(g[3]), *g[4:]) for k, g in groups.items()]
 
 
 def cells_from_sums(pieces: Iterable[Sequence[Any]], *, skip_days: Container[int] = ()) -> list[tuple[object, ...]]:
@@ -309,7 +341,7 @@ def cells_from_sums(pieces: Iterable[Sequence[Any]], *, skip_days: Container[int
             merged[(day, key)] = g = [0, [], [], [], ef_min, ef_max, first_s, last_s, first_seq, last_seq]
         _add_to_cell(g, minutes, co2, act, cov, (ef_min, ef_max, first_s, last_s, first_seq, last_seq))
     return [
-        (day, *key.split(SEP), g[0], math.fsum(g[1]), math.fsum(g[2]), math.fsum(g[3]), *g[4:])
+        (day, *key.split(SEP), g[0], exact_sum(g[1]), exact_sum(g[2]), exact_sum(g[3]), *g[4:])
         for (day, key), g in merged.items()
     ]
 
@@ -349,6 +381,10 @@ def aggregate_cells(
 
     CO2 and activity of a (day, line, factor) are the float sums of its quality cells, rounded
     once to grams and millionths. NaN never occurs (the ledger refuses it).
+
+    Raises:
+        SumRangeError: a CO2 or activity sum is not finite, or the month is beyond what whole
+            grams (millionths) hold exactly; see the module docstring.
     """
     n = len(cells)
     # Cells in one order whoever built them: the sums across a cell's qualities below are float
@@ -373,6 +409,7 @@ def aggregate_cells(
     co2_kg = np.fromiter(cols[9], np.float64, n)
     activity = np.fromiter(cols[10], np.float64, n)
     coverage = np.fromiter(cols[11], np.float64, n)
+    _check_exact(cols, lines, line, co2_kg, activity, period)
 
     # Sparse (day, line, factor) cells: a site may have thousands of lines and factor ids.
     key = (day * nl + line) * nf + factor
@@ -417,6 +454,58 @@ def aggregate_cells(
         rows=int(minutes.sum()),
         first_seq=seqs[0],
         last_seq=seqs[1],  # type: ignore[arg-type]
+    )
+
+
+def _check_exact(
+    cols: list[tuple[object, ...]],
+    lines: tuple[Line, ...],
+    line: NDArray[np.int64],
+    co2_kg: NDArray[np.float64],
+    activity: NDArray[np.float64],
+    period: MonthPeriod,
+) -> None:
+    """SumRangeError unless every integer figure built from these cells is exact (module docstring).
+
+    The bound is on the sum of absolute values, so that no partial sum in any order (a day, a
+    quality share, a process, the total) can pass it either.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        co2_abs_g = np.abs(co2_kg).sum() * G_PER_KG
+        act_abs_u = np.bincount(line, weights=np.abs(activity), minlength=len(lines)) * MICRO
+    if co2_abs_g < EXACT_LIMIT and np.all(act_abs_u < EXACT_LIMIT):  # NaN fails both
+        return
+    co2_bad = not co2_abs_g < EXACT_LIMIT
+    values = co2_kg if co2_bad else np.where(act_abs_u[line] < EXACT_LIMIT, 0.0, activity)
+    i = int(np.argmax(np.where(np.isnan(values), np.inf, np.abs(values))))  # the cell with the worst value
+    ln = lines[int(line[i])]
+    day_i = int(cols[0][i])  # type: ignore[call-overload]
+    where = (
+        f"{ln.process}/{ln.stream} ({ln.scope}) on {period.day_labels[day_i] if 0 <= day_i < period.days else day_i}, "
+        f"quality {cols[7][i]}, factor {cols[6][i]}, ledger rows {cols[16][i]}..{cols[17][i]}"
+    )
+    if co2_bad:
+        value, unit = float(co2_kg[i]), "kg"
+        why = (
+            f"the month's CO2 adds up to {co2_abs_g / 1e6:,.0f} t, beyond the {EXACT_LIMIT / 1e6:,.0f} t (2**53 g) "
+            "whole grams hold exactly, and far beyond any steel works"
+        )
+    else:
+        value, unit = float(activity[i]), ln.activity_unit
+        why = (
+            f"the line's activity adds up to {float(act_abs_u[line[i]]) / MICRO:,.0f} {unit}, beyond the "
+            f"{EXACT_LIMIT / MICRO:,.0f} {unit} (2**53 millionths) that are exact"
+        )
+    what = f"{'CO2' if co2_bad else 'activity'} of {where}"
+    problem = f"{what} sums to {value:.6g} {unit}: {why}" if math.isfinite(value) else f"{what} has no finite sum ({value} {unit})"
+    raise SumRangeError(
+        f"the month cannot be summed exactly: {problem}",
+        line=ln,
+        day=period.day_labels[day_i] if 0 <= day_i < period.days else str(day_i),
+        quality=str(cols[7][i]),
+        factor_id=str(cols[6][i]),
+        first_seq=int(cols[16][i]),  # type: ignore[call-overload]
+        last_seq=int(cols[17][i]),  # type: ignore[call-overload]
     )
 
 

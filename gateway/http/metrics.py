@@ -87,6 +87,11 @@ class GatewayCollector(Collector):
         yield CounterMetricFamily(
             "emgate_samples_bad", "Readings that were not GOOD (comm, decode, range).", value=counters.bad
         )
+        yield CounterMetricFamily(
+            "emgate_samples_out_of_range",
+            "Readings the minute window flagged: outside their signal's bounds, or not finite (never counted).",
+            value=counters.out_of_range,
+        )
 
         latency = HistogramMetricFamily(
             "emgate_poll_latency_seconds", "Time to read all blocks of one poll.", labels=["source"]

@@ -142,6 +142,7 @@ def build_snapshot(gw: Any, history: MinuteHistory) -> dict[str, Any]:
             "samples": counters.samples,
             "late": counters.late,
             "bad": counters.bad,
+            "out_of_range": counters.out_of_range,
             "minutes_closed": counters.minutes_closed,
         },
         "ledger_rows": gw.ledger.head_seq,

@@ -217,7 +217,7 @@ async def replay(
     data["influx"] = {**data["influx"], "enabled": False}
     settings = GatewaySettings(**data)
     clock = ReplayClock(first)
-    gw = Gateway.build(settings, clock=clock)
+    gw = Gateway.build(settings, clock=clock, exclusive=False)  # a new file nobody else knows yet: no lock file beside it
     gw.ledger.bulk_load()
     gw.window.next_minute = first
     ids, ts, values = _merge(gw, series)

@@ -28,7 +28,10 @@ Errors. 429 and 503 wait for Retry-After when the server sends it (seconds or an
 are found, and those rows are quarantined (table quarantine: seqs, status, the server's message),
 counted, and passed; the good rows of the batch are written. 401, 403 and 404 (token, rights,
 database) are configuration problems, not bad data: they are retried with backoff and reported,
-never quarantined, so fixing the token delivers everything. The token is never logged.
+never quarantined, so fixing the token delivers everything. Anything else the client raises (a
+request aiohttp refuses to build, say) is a failed write too: retried, never the end of the
+gateway. The token is never logged, and `url` holds no credentials (InfluxConfig moves a
+`user:password@` of the URL into the token).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines
-from gateway.errors import SinkWriteError
+from gateway.errors import ConfigError, SinkWriteError, TransientError
 from gateway.model import MinuteResult
 from gateway.settings import InfluxConfig, RetryConfig
 from gateway.sinks.ledger import Ledger
@@ -194,6 +198,10 @@ class InfluxSink:
     max_in_flight = 2
 
     def __init__(self, cfg: InfluxConfig, ledger: Ledger, retry: RetryConfig) -> None:
+        try:  # read once at startup: an unreadable token_file stops `emgate run` with exit 2, not a task later
+            cfg.token_value()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._cfg, self._ledger, self._retry = cfg, ledger, retry
         self._wake = asyncio.Event()
         self.counters = InfluxCounters()
@@ -209,7 +217,8 @@ class InfluxSink:
         try:
             token = self._cfg.token_value()
         except ValueError as exc:  # token_file unreadable: says which file, never its content
-            raise SinkWriteError(f"influx {self._cfg.url}: {exc}", retryable=False) from None
+            # readable at startup (__init__), not now: retried like a lost peer, never the end of the gateway
+            raise TransientError(f"influx {self._cfg.url}: {exc}") from None
         self._token = token
         # influxdb-client is imported on first use, not with this module: `emgate run` loads its
         # settings first, and the client's ~500 modules then reuse heap the parsed config left
@@ -405,16 +414,21 @@ class InfluxSink:
             ) from exc
         except (OSError, TimeoutError) as exc:
             raise SinkWriteError(
-                f"unreachable: {type(exc).__name__}: {exc}; check influx.url and that InfluxDB is up",
+                f"unreachable: {type(exc).__name__}: {_scrub(str(exc), self._token)}; check influx.url and that InfluxDB is up",
                 retryable=True,
             ) from exc
-        except Exception as exc:  # aiohttp raises its own ClientError tree (not all are OSError)
-            if type(exc).__module__.startswith("aiohttp"):
+        except Exception as exc:
+            if type(exc).__module__.startswith("aiohttp"):  # its own ClientError tree (not all are OSError)
                 raise SinkWriteError(
-                    f"unreachable: {type(exc).__name__}: {exc}; check influx.url and that InfluxDB is up",
+                    f"unreachable: {type(exc).__name__}: {_scrub(str(exc), self._token)}; "
+                    "check influx.url and that InfluxDB is up",
                     retryable=True,
                 ) from exc
-            raise
+            # e.g. a ValueError for a request aiohttp will not build: the write failed, the gateway goes on
+            raise SinkWriteError(
+                f"write failed: {type(exc).__name__}: {_scrub(str(exc), self._token)}; check the [influx] settings",
+                retryable=True,
+            ) from exc
 
 
 def _client_api() -> tuple[Any, Any, Any]:
@@ -430,6 +444,18 @@ def _server_message(exc: InfluxDBError, token: str) -> str:
     message = getattr(exc, "message", None) or str(exc)
     if isinstance(message, bytes):
         message = message.decode(errors="replace")
-    message = str(message).strip()[:2000]
     # a proxy or server that echoes the Authorization header must not put the token in our log
-    return message.replace(token, "<token>") if token else message
+    return _scrub(str(message).strip()[:2000], token)
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
+def _scrub(text: str, token: str) -> str:
+    """`text` without the token, the password of a user:password token, or a URL's user:password@."""
+    if token:
+        text = text.replace(token, "<token>")
+        _, colon, password = token.partition(":")
+        if colon and len(password) >= 4:
+            text = text.replace(password, "<password>")
+    return _USERINFO.sub("***@", text)

@@ -29,6 +29,10 @@ per-row lookup, and the unique index is the duplicate check; if SQLite refuses t
 duplicate inside it, NaN, a wrong type), it is rolled back and written again the careful way,
 row by row checked and de-duplicated, which names a bad value.
 
+Site and lock. `Ledger(path, site=...)` refuses a ledger of another site and records the site
+in a new one (gateway/sinks/ledger_format.py, "Site"); `exclusive=True`, for a gateway, holds
+`<ledger>.lock` until close() (gateway/sinks/ledger_lock.py: one gateway per ledger).
+
 Disk failures. If a write fails (disk full, file system remounted read-only), `append` keeps the
 results in memory, in order, flags them `ledger_delayed`, and writes them before anything newer
 once the disk takes writes again. The checkpoint is not advanced meanwhile, so a crash during
@@ -66,17 +70,23 @@ from gateway.sinks.ledger_format import (  # re-exported: the ledger's public na
     SCHEMA_VERSION,
     LedgerFormatError,
     LedgerRow,
+    LedgerSiteError,
+    SiteRecord,
     _get_fields,
     _row,
     canonical_row,
     chain_checked,
     chain_hash,
     chain_originals,
+    check_site,
+    claim_site,
     create_owner_only,
     normalized_values,
     open_ledger_db,
     result_values,
+    site_record,
 )
+from gateway.sinks.ledger_lock import LedgerInUseError, LedgerLock
 
 __all__ = [
     "DELAYED_FLAG",
@@ -88,12 +98,16 @@ __all__ = [
     "Ledger",
     "LedgerCounters",
     "LedgerFormatError",
+    "LedgerInUseError",
     "LedgerRow",
+    "LedgerSiteError",
+    "SiteRecord",
     "canonical_row",
     "chain_hash",
     "create_owner_only",
     "normalized_values",
     "open_ledger_db",
+    "read_site_record",
     "result_values",
 ]
 
@@ -112,6 +126,8 @@ def _insert_originals_sql(rows: int) -> str:
     return f"INSERT INTO minutes ({', '.join(ORIGINAL_COLUMNS)}, recorded_at) VALUES {','.join(values)}"
 
 
+# A gateway running again writes checkpoints: the mark of the last orderly stop goes with the first.
+_UNMARK_STOPPED = "DELETE FROM meta WHERE key = 'stopped_at'"
 _minute_start = operator.attrgetter("minute_start")
 # SQLite errors that mean "these rows cannot be stored as given", not "the disk refused":
 # a unique or NOT NULL constraint, a value of a type it cannot bind.
@@ -142,7 +158,12 @@ class LedgerCounters:
 
 
 class Ledger:
-    """Append-only store of minute results. Not thread-safe: one writer, called from one task."""
+    """Append-only store of minute results. Not thread-safe: one writer, called from one task.
+
+    `site`: the `[site] name` of the caller; a ledger of another site raises LedgerSiteError, and
+    a writable ledger that has no site yet records it. `exclusive`: hold the ledger's lock until
+    close() (a gateway); raises LedgerInUseError while another process holds it.
+    """
 
     def __init__(
         self,
@@ -151,6 +172,8 @@ class Ledger:
         max_pending: int = 2_000_000,
         clock: Callable[[], float] = time.time,
         readonly: bool = False,
+        site: str | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.path = path
         self.max_pending = max_pending
@@ -160,18 +183,47 @@ class Ledger:
         self._pending_checkpoint: bytes | None = None
         self._failing = False
         self._bulk_load = False
+        self._lock = LedgerLock(path) if exclusive else None
+        db: sqlite3.Connection | None = None
         try:
-            self._db = open_ledger_db(path, readonly=readonly)
+            if self._lock is not None:
+                self._lock.acquire()  # first: the site is claimed by the one writer that may
+            db = open_ledger_db(path, readonly=readonly)
+            if site is not None:
+                (check_site if readonly else claim_site)(db, path, site)
+            row = db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
         except (sqlite3.Error, OSError) as exc:
+            self._abandon(db)
             raise SinkWriteError(
                 f"ledger {path}: cannot open: {exc}; check the path, that its directory exists and is writable, and its permissions",
                 retryable=False,
             ) from exc
-        row = self._db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
+        except BaseException:  # LedgerSiteError, LedgerInUseError
+            self._abandon(db)
+            raise
+        self._db = db
         self.head_seq, self.head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
+    def _abandon(self, db: sqlite3.Connection | None) -> None:
+        if db is not None:
+            db.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def site_record(self) -> SiteRecord:
+        """Whose ledger this is (for `emgate ledger show`); see gateway/sinks/ledger_format.py, "Site"."""
+        return site_record(self._db)
+
     def close(self) -> None:
-        """Close the file; after bulk_load(), first make every row durable (raises SinkWriteError if it cannot)."""
+        """Close the file and release the lock; after bulk_load(), first make every row durable
+        (raises SinkWriteError if it cannot)."""
+        try:
+            self._close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def _close(self) -> None:
         if not self._bulk_load:
             self._db.close()
             return
@@ -277,6 +329,7 @@ class Ledger:
                     "INSERT INTO checkpoint_delta(saved_at, state) VALUES (?, ?)",
                     (float(self._clock()), state),
                 )
+                self._db.execute(_UNMARK_STOPPED)
             else:
                 self._put_checkpoint(state)
             self._db.execute("COMMIT")
@@ -286,6 +339,33 @@ class Ledger:
             log.debug("ledger %s: checkpoint not saved: %s", self.path, exc)
             return False
         return True
+
+    def mark_stopped(self, state: bytes) -> bool:
+        """Store the window's state at an orderly stop, with the mark that says so (meta
+        `stopped_at`), in one transaction. The next start resumes from it without reporting a
+        crash (gateway/checkpoint.py); any later checkpoint removes the mark. False if not
+        stored (results still wait for the disk, or the write failed)."""
+        if self._pending or self._pending_checkpoint is not None:
+            return False
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._put_checkpoint(state)
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('stopped_at', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (repr(float(self._clock())),),
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            self.counters.write_failures += 1
+            log.warning("ledger %s: final checkpoint not saved: %s", self.path, exc)
+            return False
+        return True
+
+    def stopped_at(self) -> float | None:
+        """When the gateway last stopped in order, if no checkpoint was written since (`mark_stopped`)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'stopped_at'").fetchone()
+        return None if row is None else float(row[0])
 
     def load_checkpoint(self) -> tuple[float, bytes] | None:
         """(saved_at, state) of the last full checkpoint, or None."""
@@ -486,6 +566,7 @@ class Ledger:
 
     def _put_checkpoint(self, state: bytes) -> None:
         self._db.execute("DELETE FROM checkpoint_delta")
+        self._db.execute(_UNMARK_STOPPED)
         self._db.execute(
             "INSERT INTO checkpoint(id, saved_at, state) VALUES (1, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET saved_at = excluded.saved_at, state = excluded.state",
@@ -636,6 +717,16 @@ class Ledger:
         )
         for raw in self._db.execute(sql, params):
             yield _row(raw)
+
+
+def read_site_record(path: Path) -> SiteRecord:
+    """Whose ledger the file at `path` is, read-only (`emgate ledger verify`). Raises OSError or
+    sqlite3.Error when it cannot be read as a ledger."""
+    db = open_ledger_db(path, readonly=True)
+    try:
+        return site_record(db)
+    finally:
+        db.close()
 
 
 def _filters(from_s: float | None, to_s: float | None, process: str | None) -> tuple[str, tuple[object, ...]]:

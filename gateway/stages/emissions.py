@@ -15,9 +15,10 @@ from itertools import repeat
 import numpy as np
 from numpy.typing import NDArray
 
-from analytics.factors import FactorTable
+from analytics.factors import FactorTable, UnknownFactorError
 from analytics.substitution import MinuteQuality
 from gateway.errors import ConfigError
+from gateway.factor_library import unknown_factor_message
 from gateway.model import MinuteResult
 from gateway.settings import GatewaySettings, StreamConfig
 from gateway.stages.minute import MinuteFrame
@@ -55,10 +56,8 @@ class EmissionCalculator:
             where = f"stream {s.process}/{s.stream}"
             try:
                 factor = factors.get(s.factor)
-            except (KeyError, ValueError) as exc:
-                problems.append(
-                    f"{where}: factor {s.factor!r} is not in the factor library ({exc}); check [factors] and config/factors/"
-                )
+            except UnknownFactorError:
+                problems.append(f"{where}: {unknown_factor_message(factors, s.factor, settings.factors.library)}")
                 continue
             if factor.kind not in _METHOD_KINDS[s.method]:
                 problems.append(f"{where}: method {s.method} cannot use factor {s.factor!r} of kind {factor.kind}")
@@ -112,12 +111,15 @@ class EmissionCalculator:
             np.isin(labels[self._estimated], ("measured", "partial")), "estimated", labels[self._estimated]
         )
         rule, bad, resets = frame.rule[rows], frame.bad_samples[rows], frame.resets[rows]
+        out_of_range = frame.out_of_range[rows]
         negative = self._balance_in[:, None] & (co2_kg < 0)
-        flagged = (bad > 0) | (resets > 0) | (rule != "") | negative
+        flagged = (bad > 0) | (resets > 0) | (out_of_range > 0) | (rule != "") | negative
         n = len(starts)
         flags = [""] * flagged.size
         for k, j in zip(*np.nonzero(flagged), strict=True):
-            flags[k * n + j] = _flags(rule[k, j], int(bad[k, j]), int(resets[k, j]), bool(negative[k, j]))
+            flags[k * n + j] = _flags(
+                rule[k, j], int(bad[k, j]), int(resets[k, j]), bool(negative[k, j]), int(out_of_range[k, j])
+            )
         # One map() over every (stream, minute), in stream-major order as ravel() lists a row-major
         # array: results are built from columns without a Python-level loop per stream or minute.
         return list(
@@ -148,7 +150,7 @@ class EmissionCalculator:
         return self._rows
 
 
-def _flags(rule: str, bad_samples: int, resets: int, negative_balance: bool) -> str:
+def _flags(rule: str, bad_samples: int, resets: int, negative_balance: bool, out_of_range: int = 0) -> str:
     flags = []
     if rule:
         flags.append(f"rule={rule}")
@@ -158,6 +160,8 @@ def _flags(rule: str, bad_samples: int, resets: int, negative_balance: bool) -> 
         flags.append(f"counter_resets={resets}")
     if negative_balance:
         flags.append("negative_balance")
+    if out_of_range:  # readings outside their bounds (or implausible counter increases): not counted
+        flags.append(f"out_of_range={out_of_range}")
     return ";".join(sorted(flags))
 
 

@@ -29,6 +29,16 @@ there). Content known only from a later reading goes to the minutes still open w
 Waiting instead (closing M only once every signal's next reading is in) would hold all signals'
 minutes for the slowest silence; delay_s is the wait, and the same delay_s gives the same minutes.
 
+Plausibility before accounting. Every reading entering the window is checked against its
+signal's bounds (SignalConfig.reading_bounds: the physical bounds of its unit and kind from
+gateway/units.py, tightened by the site file; a counter's width), whatever its source: Modbus,
+MQTT or a replayed file. A GOOD reading outside them, or infinite, becomes OUT_OF_RANGE (a NaN
+one NO_READING): like any reading that is not GOOD it is never integrated, so its seconds are
+uncovered and the minute is partial or substituted by its signal's rule, never measured from
+it; the minute counts it (MinuteFrame.out_of_range, the `out_of_range` flag of its rows). A
+counter whose increase over an interval is beyond the bound is treated alike
+(analytics.aggregate.counter_deltas, max_increase_per_s).
+
 A reading that arrives for a minute already closed is late: it is counted and dropped here (a
 correction row is the ledger's business, not the window's). Readings are kept after a close
 only as far as the next close needs them: per signal the last reading before the boundary (a
@@ -74,6 +84,7 @@ class SignalMinutes:
     rule: NDArray[np.object_]  # substitution rule used, "" where measured
     bad_samples: NDArray[np.int32]  # readings in the minute that were not GOOD
     resets: NDArray[np.int32]  # counter resets detected
+    out_of_range: NDArray[np.int32]  # readings outside their bounds, and implausible counter increases
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class MinuteFrame:
     rule: NDArray[np.object_]  # substitution rule used, "" where measured
     bad_samples: NDArray[np.int32]  # readings in the minute that were not GOOD
     resets: NDArray[np.int32]  # counter resets detected
+    out_of_range: NDArray[np.int32]  # readings outside their bounds, and implausible counter increases
     late_samples: int = 0
 
     @property
@@ -107,7 +119,9 @@ class _SignalRows(Mapping[str, SignalMinutes]):
 
     def __getitem__(self, name: str) -> SignalMinutes:
         f, r = self._frame, self._frame.rows[name]
-        return SignalMinutes(f.amount[r], f.coverage[r], f.quality[r], f.rule[r], f.bad_samples[r], f.resets[r])
+        return SignalMinutes(
+            f.amount[r], f.coverage[r], f.quality[r], f.rule[r], f.bad_samples[r], f.resets[r], f.out_of_range[r]
+        )
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._frame.rows)
@@ -143,6 +157,7 @@ class WindowCounters:
     samples: int = 0
     late: int = 0
     bad: int = 0
+    out_of_range: int = 0  # GOOD readings the window flagged: outside their signal's bounds, or not finite
     minutes_closed: int = 0
     # per batch source (device or broker name), for /metrics; updated once per batch
     sources: dict[str, SourceCounts] = field(default_factory=dict)
@@ -166,6 +181,12 @@ class MinuteWindow:
         self._rows = self.signals.index
         self._groups: dict[tuple[float, float, str], NDArray[np.int64]] | None = None
         self._others: list[int] | None = None
+        # Each signal's accepted range, indexed by signal id (a plant's signals share a few configs).
+        bounds: dict[int, tuple[float, float]] = {}
+        lo_hi = [bounds.setdefault(id(cfg), cfg.reading_bounds()) for cfg in self.signals.configs]
+        self._lo = np.array([b[0] for b in lo_hi], dtype=np.float64)
+        self._hi = np.array([b[1] for b in lo_hi], dtype=np.float64)
+        self._max_increase = [cfg.max_increase_per_s() for cfg in self.signals.configs]
 
     def export_state(self) -> WindowState:
         """The in-progress state for a checkpoint: the buffer (sorted as a side effect) and
@@ -194,7 +215,9 @@ class MinuteWindow:
         if state.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {state.next_minute} is not on a minute boundary")
         self.next_minute = float(state.next_minute)
-        self._buffer.replace((state.signal_ids, state.ts, state.values, state.quality))
+        # a checkpoint written before a bound was tightened (or by an older version) is held to it too
+        quality = self._plausible(state.signal_ids, state.values, state.quality)
+        self._buffer.replace((state.signal_ids, state.ts, state.values, quality))
         self._histories.load(state.history)
 
     def ingest(self, batch: SampleBatch) -> None:
@@ -213,7 +236,30 @@ class MinuteWindow:
             keep = ~late
             batch = SampleBatch(batch.source, batch.signal_ids[keep], batch.ts[keep], batch.values[keep], batch.quality[keep])
         if len(batch.ts):
-            self._buffer.append(batch.signal_ids, batch.ts, batch.values, batch.quality)
+            quality = self._plausible(batch.signal_ids, batch.values, batch.quality)
+            self._buffer.append(batch.signal_ids, batch.ts, batch.values, quality)
+
+    def _plausible(
+        self, signal_ids: NDArray[np.integer], values: NDArray[np.float64], quality: NDArray[np.uint8]
+    ) -> NDArray[np.uint8]:
+        """`quality` with each GOOD reading outside its signal's bounds (or infinite) made
+        OUT_OF_RANGE and each GOOD NaN made NO_READING; the same array when all are in bounds.
+
+        One vectorised pass per batch: two gathers and two comparisons (NaN fails both).
+        """
+        ok = values >= self._lo[signal_ids]
+        ok &= values <= self._hi[signal_ids]
+        if np.count_nonzero(ok) == ok.size:  # count_nonzero: a C call, .all() is not
+            return quality
+        flag = ~ok
+        flag &= quality == SampleQuality.GOOD
+        n = int(np.count_nonzero(flag))
+        if not n:
+            return quality
+        quality = quality.copy()
+        quality[flag] = np.where(np.isnan(values[flag]), SampleQuality.NO_READING, SampleQuality.OUT_OF_RANGE)
+        self.counters.out_of_range += n
+        return quality
 
     def due(self, now: float) -> int:
         """How many minutes are due to close at clock time `now`."""
@@ -255,21 +301,30 @@ class MinuteWindow:
                 amount[ids], covered[ids] = integrate_rate_many(
                     g_ts, g_val, g_bounds, edges, time_unit_s=unit_s, max_gap_s=gap_s, method=method, close_lag_s=lag_s
                 )
+        out_of_range = np.zeros((k_signals, n), dtype=np.int32)
         for i in self._other_ids():
             lo, hi = int(bounds[i]), int(bounds[i + 1])
             usable = val[lo:hi] if gaps is None else np.where(good[lo:hi], val[lo:hi], np.nan)
-            amount[i], covered[i], resets[i] = self._other_minutes(i, stamps[stamp[lo:hi]], usable, good[lo:hi], edges)
+            amount[i], covered[i], resets[i], out_of_range[i] = self._other_minutes(
+                i, stamps[stamp[lo:hi]], usable, good[lo:hi], edges
+            )
         bad = np.zeros((k_signals, n), dtype=np.int32)
         flagged = ~good & ((stamps >= edges[0]) & (stamps < end))[stamp]
         if flagged.any():
             f_ts = stamps[stamp[flagged]]
-            np.add.at(bad, (sig[flagged], ((f_ts - edges[0]) // MINUTE_S).astype(np.int64)), 1)
+            cell = (sig[flagged], ((f_ts - edges[0]) // MINUTE_S).astype(np.int64))
+            np.add.at(bad, cell, 1)
             self.counters.bad += int(flagged.sum())
+            implausible = qual[flagged] == SampleQuality.OUT_OF_RANGE
+            if implausible.any():
+                np.add.at(out_of_range, (cell[0][implausible], cell[1][implausible]), 1)
         amount, coverage, quality, rule = self._finalize(amount, covered)
         self._keep(sig, stamp, stamps, val, qual, good, bounds, end)
         self.next_minute = end
         self.counters.minutes_closed += n
-        return MinuteFrame(starts, self._rows, amount, coverage, quality, rule, bad, resets, late_samples=self.counters.late)
+        return MinuteFrame(
+            starts, self._rows, amount, coverage, quality, rule, bad, resets, out_of_range, late_samples=self.counters.late
+        )
 
     def _keep(
         self,
@@ -329,9 +384,11 @@ class MinuteWindow:
 
     def _other_minutes(
         self, i: int, ts: NDArray[np.float64], usable: NDArray[np.float64], good: NDArray[np.bool_], edges: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int32]]:
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.int32], NDArray[np.int32]]:
+        """Amount, covered seconds, counter resets and implausible counter increases per minute."""
         cfg = self.signals.configs[i]
         n = len(edges) - 1
+        none = np.zeros(n, dtype=np.int32)
         if cfg.kind == "counter":
             cm = counter_deltas(
                 ts[good],
@@ -342,15 +399,16 @@ class MinuteWindow:
                 max_rate_per_s=cfg.max_rate_per_s,
                 max_gap_s=self.signals.max_gap_s[i],
                 close_lag_s=self.window.delay_s,
+                max_increase_per_s=self._max_increase[i],
             )
-            return cm.amount, cm.covered_s, np.asarray(cm.resets, dtype=np.int32)
+            return cm.amount, cm.covered_s, cm.resets.astype(np.int32), cm.implausible.astype(np.int32)
         if cfg.kind == "interval_total":
             amount, covered = spread_interval_totals(
                 ts, usable, edges, interval_s=cfg.interval_s, label=cfg.interval_label, close_lag_s=self.window.delay_s
             )
-            return amount, covered, np.zeros(n, dtype=np.int32)
+            return amount, covered, none, none
         # instant values are not activity data; they are summarised elsewhere
-        return np.zeros(n), np.full(n, MINUTE_S), np.zeros(n, dtype=np.int32)
+        return np.zeros(n), np.full(n, MINUTE_S), none, none
 
     def _finalize(
         self, amount: NDArray[np.float64], covered: NDArray[np.float64]

@@ -9,7 +9,8 @@ password for the token's user), so the error paths run first; then the peers acc
 ledger's backlog reaches InfluxDB and the broker sees the subscription. Everything the run wrote
 is then scanned for the secrets: stdout, stderr, every file under its working directory (ledger
 and WAL included, so quarantine messages too), and the status page (/, /api/status, /metrics)
-scraped during the refusals and after.
+scraped during the refusals and after. A third run gives InfluxDB's user and password in
+`influx.url` (http://user:password@host): they must be used, and shown nowhere either.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def backlog(ledger: Path, site: str) -> None:
     lg.close()
 
 
-def site_toml(site: str, influx: InfluxService, extra: str = "") -> str:
+def site_toml(site: str, influx: InfluxService, extra: str = "", url: str | None = None) -> str:
     return f"""
 [site]
 name = "{site}"
@@ -134,7 +135,7 @@ path = "var/ledger.sqlite"
 
 [influx]
 enabled = true
-url = "{influx.url}"
+url = "{url or influx.url}"
 org = "{influx.org}"
 bucket = "{influx.bucket}"
 timeout_s = 5
@@ -316,3 +317,36 @@ def test_no_secret_in_a_full_run_with_refused_credentials(
         assert_no_secret({"control": f"password={mqtt_password}"}, [], [mqtt_password])
     with pytest.raises(AssertionError, match=r"influx\.token"):
         assert_no_secret({}, [(token_file, token_file.read_bytes())], [token])
+
+
+def test_no_secret_from_url_credentials_in_a_full_run(
+    influx_auth: AuthInfluxService, mosquitto_factory: Callable[..., MosquittoService], tmp_path: Path
+) -> None:
+    """Regression (hardening finding 5): the URL, password included, was logged at INFO and ERROR."""
+    mqtt_password = "mq-" + secrets.token_hex(12)
+    influx_password = "url-" + secrets.token_hex(12)
+    pw_file = tmp_path / "mosquitto.passwd"
+    broker_passwords(pw_file, "not-the-gateways-" + secrets.token_hex(4))
+    broker = mosquitto_factory(allow_anonymous=False, password_file=pw_file)
+    influx_auth.set_user_password("not-the-gateways-" + secrets.token_hex(4))
+
+    def fix_peers() -> None:
+        influx_auth.set_user_password(influx_password)
+        broker_passwords(pw_file, mqtt_password)
+        broker.restart()
+
+    run_dir = tmp_path / "url-run"
+    run_dir.mkdir()
+    backlog(run_dir / "var" / "ledger.sqlite", "scan-url")
+    url = influx_auth.url.replace("http://", f"http://{USER}:{influx_password}@")
+    (run_dir / "site.toml").write_text(site_toml("scan-url", influx_auth, url=url))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMGATE__")}
+    env["EMGATE__MQTT__BROKERS"] = json.dumps([{**broker_table(broker), "password": mqtt_password}])
+    # the backlog reaching an influxd with auth on is the proof that the URL's credentials are used
+    exposed = run_gateway(run_dir, env, "text", influx=influx_auth, broker=broker, fix_peers=fix_peers, site="scan-url")
+    assert "HTTP 401" in exposed["stderr"] and "recovered" in exposed["stderr"]
+    assert f"InfluxDB {influx_auth.url}" in exposed["stderr"]  # the INFO start line names the server, without them
+    assert json.loads(exposed["refused status"])["influx"]["batches_failed"] >= 1
+    assert json.loads(exposed["accepted status"])["influx"]["backlog_rows"] == 0
+    files = written_files(run_dir, {run_dir / "site.toml"})  # the site file holds them by choice
+    assert_no_secret(exposed, files, [influx_password, f"{USER}:{influx_password}", mqtt_password])

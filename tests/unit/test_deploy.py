@@ -42,7 +42,8 @@ def test_unit_runs_hardened_as_its_own_user() -> None:
     assert svc["Restart"] == ["on-failure"]
     assert svc["RestartPreventExitStatus"] == ["2"]  # a config error is not fixed by restarting
     assert svc["NoNewPrivileges"] == ["yes"] and svc["CapabilityBoundingSet"] == [""]
-    assert svc["KillSignal"] == ["SIGINT"]
+    assert "KillSignal" not in svc  # SIGTERM, handled like Ctrl-C
+    assert svc["SuccessExitStatus"] == ["130"]
     assert "WatchdogSec" not in svc  # no sd_notify in the gateway, so no watchdog
     cmd = svc["ExecStart"][0].split()
     assert cmd[1:4] == ["--log-format", "json", "run"]
@@ -88,7 +89,7 @@ def test_compose_has_the_four_services_on_loopback_ports() -> None:
             elif not src.startswith("$"):
                 assert src in c["volumes"], f"{name}: volume {src} is not declared"
     emgate = c["services"]["emgate"]
-    assert emgate["stop_signal"] == "SIGINT"
+    assert emgate["stop_signal"] == "SIGTERM"
     assert (REPO / emgate["build"]["dockerfile"]).exists()
     assert c["services"]["influxdb"]["environment"]["INFLUXDB_HTTP_FLUX_ENABLED"] == "true"
     default_site = re.match(r"\$\{EMGATE_SITE_FILE:-([^}]+)\}", emgate["volumes"][0]).group(1)
@@ -115,7 +116,7 @@ def test_dockerfile_runs_unprivileged_and_copies_what_exists() -> None:
     ]
     instructions = [ln.split()[0] for ln in lines if ln.split()[0].isupper()]
     assert instructions[0] == "FROM" and lines[0].startswith("FROM python:3.11")
-    assert "USER emgate" in lines and "STOPSIGNAL SIGINT" in lines and "EXPOSE 8080" in lines
+    assert "USER emgate" in lines and "STOPSIGNAL SIGTERM" in lines and "EXPOSE 8080" in lines
     for ln in lines:
         if ln.startswith("COPY "):
             for src in ln.split()[1:-1]:

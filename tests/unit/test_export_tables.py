@@ -276,3 +276,59 @@ def test_utc_times_match_utc_time() -> None:
     rng = np.random.default_rng(7)
     ts = np.concatenate([rng.uniform(-1e9, 4e9, 5000), [0.0, 59.999, 60.0, -0.5, -60.0, 1767196800.0]])
     assert utc_times(ts) == [utc_time(float(t)) for t in ts]
+
+
+# --------------------------------------------------------------------------- exact at any magnitude, or refused
+
+
+def test_a_month_beyond_exact_grams_is_refused_naming_the_cell() -> None:
+    """3.4e38 t/h reached the ledger as 1e35 kg: its month was exported as -9,223,372,036,854.775 t."""
+    from gateway.export.tables import SumRangeError
+
+    p = month_period("2026-11", TZ)
+    recs = [record(1, p.start_s, co2_kg=1000.0), record(2, p.start_s + 86400 + 60, co2_kg=1.0e35), record(3, p.start_s + 120)]
+    with pytest.raises(SumRangeError) as exc:
+        aggregate_month(rows_from_records(recs), p)
+    msg = str(exc.value)
+    assert "bf/coke (direct) on 2026-11-02, quality measured, factor cn.coke, ledger rows 2..2" in msg
+    assert "sums to 1e+35 kg" in msg and "2**53 g" in msg
+    assert (exc.value.line.process, exc.value.first_seq, exc.value.last_seq) == ("bf", 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("co2", "activity", "what"),
+    [
+        ([float("inf")], [0.5], "CO2 of bf/coke"),
+        ([1.5e308, 1.5e308], [0.5, 0.5], "CO2 of bf/coke"),  # each finite, their sum is not: math.fsum overflows
+        ([1.0, 1.0], [float("-inf"), float("inf")], "activity of bf/coke"),
+        ([1.0], [1e13], "activity of bf/coke"),  # 1e19 millionths: beyond int64
+    ],
+)
+def test_sums_without_an_exact_value_are_refused(co2: list[float], activity: list[float], what: str) -> None:
+    from gateway.export.tables import SumRangeError
+
+    p = month_period("2026-11", TZ)
+    recs = [record(i + 1, p.start_s + 60 * i, co2_kg=c, activity=a) for i, (c, a) in enumerate(zip(co2, activity, strict=True))]
+    with pytest.raises(SumRangeError, match=what):
+        aggregate_month(rows_from_records(recs), p)
+
+
+def test_large_months_below_the_limit_are_exact() -> None:
+    """Up to 2**53 g the figures are whole grams, and the days and processes add up to the total."""
+    p = month_period("2026-11", TZ)
+    kg = 2.0**53 / 1000.0 / 4  # a quarter of the limit per row, four rows less a little
+    recs = [record(i + 1, p.start_s + 86400 * i + 60, co2_kg=kg - 0.001) for i in range(4)]
+    t = aggregate_month(rows_from_records(recs), p)
+    grams = [int(g) for g in t.day_co2_g[:4, 0].tolist()]
+    assert grams == [round((kg - 0.001) * 1000)] * 4
+    assert int(t.line_co2_g[0]) == sum(grams) < 2**53
+
+
+def test_exact_sum_is_nan_where_no_sum_exists() -> None:
+    import math
+
+    from gateway.export.tables import exact_sum
+
+    assert exact_sum([0.1] * 10) == 1.0
+    assert math.isnan(exact_sum([1e308, 1e308])) and math.isnan(exact_sum([float("inf"), float("-inf")]))
+    assert exact_sum([float("inf"), 1.0]) == float("inf")

@@ -105,6 +105,7 @@ class FakeGateway:
                 samples=30,
                 late=2,
                 bad=1,
+                out_of_range=1,
                 minutes_closed=2,
                 sources={"bf-1": SourceCounts(samples=20, late=2), "lf-1": SourceCounts(samples=10)},
             )
@@ -223,6 +224,7 @@ async def test_metrics_are_read_from_the_gateways_counters(gw: FakeGateway) -> N
     assert samples[("emgate_samples_late_total", (("source", "bf-1"),))] == 2
     assert samples[("emgate_samples_dropped_total", (("source", "bf-1"),))] == 6  # 3 batches x 2 points
     assert samples[("emgate_samples_bad_total", ())] == 1
+    assert samples[("emgate_samples_out_of_range_total", ())] == 1
     bucket = {
         le: samples[("emgate_poll_latency_seconds_bucket", (("le", le), ("source", "bf-1")))]
         for le in ("0.005", "0.025", "0.25", "0.5", "+Inf")
