@@ -26,7 +26,7 @@ $(VENV)/bin/python:
 		echo "'$(PY) -m venv' failed; on Debian install python3-venv (make services does, as root)"; exit 1; }
 
 # Re-install whenever the dependency declarations or the native ledger walk change.
-$(VENV)/.installed: pyproject.toml constraints.txt setup.py gateway/sinks/_ledger_walk.c | $(VENV)/bin/python
+$(VENV)/.installed: pyproject.toml constraints.txt setup.py gateway/ledger/_walk.c | $(VENV)/bin/python
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
@@ -52,5 +52,5 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .test-logs .pytest_cache .ruff_cache build dist *.egg-info gateway/sinks/_ledger_walk.*.so
+	rm -rf $(VENV) .test-logs .pytest_cache .ruff_cache build dist *.egg-info gateway/ledger/_walk.*.so
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

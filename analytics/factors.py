@@ -21,7 +21,7 @@ Entry keys (dicts as read from the TOML library or the site config):
 guideline or the sample year for fuel and process factors. `status` is "confirmed" or "verify"
 (reference section 3: verify = commonly quoted, to be confirmed by the plant).
 
-Pure: no file access here (gateway.factor_library reads the TOML).
+Pure: no file access here (gateway.settings.factors reads the TOML).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@
    `mqtt_ratio_vs_bare`; goal 0.8.
 
 The bare Modbus loop imports pymodbus itself: it measures the library, not the gateway (the
-gateway reaches pymodbus only through gateway/pymodbus_adapter.py).
+gateway reaches pymodbus only through gateway/sources/pymodbus_client.py).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from gateway.clock import SystemClock
 from gateway.codec import encode_value
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
+from gateway.core.clock import SystemClock
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import GatewaySettings
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.sources.mqtt import MqttSource
+from gateway.sources.pymodbus_client import RegisterServer
 from tests.services.ports import free_port
 
 N_FLOATS = 60  # one device: 60 FLOAT32 points = 120 registers = one block

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 
-from gateway.factor_library import site_factor_table
-from gateway.model import SampleBatch
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
+from gateway.core.model import SampleBatch
+from gateway.core.signals import SignalTable
+from gateway.settings.factors import site_factor_table
+from gateway.settings.site import GatewaySettings
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow
 

@@ -18,12 +18,12 @@ from typing import TypeVar
 
 import numpy as np
 
-from gateway.checkpoint import window_checkpoint
-from gateway.factor_library import site_factor_table
-from gateway.model import SampleBatch
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
-from gateway.sinks.ledger import Ledger
+from gateway.core.model import SampleBatch
+from gateway.core.signals import SignalTable
+from gateway.ledger.checkpoint import window_checkpoint
+from gateway.ledger.store import Ledger
+from gateway.settings.factors import site_factor_table
+from gateway.settings.site import GatewaySettings
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow, WindowState
 from gateway.stages.minute_history import CAPACITY, HistoryColumns

@@ -8,7 +8,7 @@
 100 signals, so a month of its minute results is 100 x 44,640 ledger rows (778 MB). That month is
 `export_month_s`, the figure with the 5 s goal; a smaller run carries its size in the name.
 
-The ledger is built with gateway.sinks.ledger.Ledger (a real hash chain), one row per stream per
+The ledger is built with gateway.ledger.store.Ledger (a real hash chain), one row per stream per
 minute, about 1 % of minutes substituted and flagged. The export runs in-process (export_month)
 so each phase is timed: verify (the whole chain, wall time from the start), read, aggregate,
 tables, workbook, chart, write. `walk` says which chain walk ran: "native" (the extension
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 if TYPE_CHECKING:
-    from gateway.settings import GatewaySettings
+    from gateway.settings.site import GatewaySettings
 
 MONTH = "2026-01"  # 31 days
 TZ = "Asia/Shanghai"
@@ -48,7 +48,7 @@ ROW_PATH = ("read", "aggregate", "tables")
 
 
 def _settings(streams: int) -> GatewaySettings:
-    from gateway.settings import GatewaySettings
+    from gateway.settings.site import GatewaySettings
 
     signals = {f"s{i:05d}": {"kind": "rate", "unit": "t/h"} for i in range(streams)}
     stream_cfg = [
@@ -67,7 +67,7 @@ def _settings(streams: int) -> GatewaySettings:
 def build_ledger(path: Path, streams: int, days: int) -> int:
     """A ledger of `days` x 1440 minutes x `streams` rows from the month's start; returns rows."""
     from bench.ledger_throughput import synthetic_result
-    from gateway.sinks.ledger import Ledger
+    from gateway.ledger.store import Ledger
 
     start = datetime(int(MONTH[:4]), int(MONTH[5:]), 1, tzinfo=ZoneInfo(TZ)).timestamp()
     lg = Ledger(path, clock=lambda: 1_800_000_000.0)
@@ -100,7 +100,7 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
         export_s = time.perf_counter() - t0
         sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}
         ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("ledger.sqlite*")) / 1e6
-    from gateway.sinks.ledger_audit import native_walk
+    from gateway.ledger.audit import native_walk
 
     # The native walk's read includes the walk; the Python one's runs beside it.
     per_row_s = max(result.seconds["verify"], sum(result.seconds[k] for k in ROW_PATH))

@@ -37,10 +37,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from gateway.model import MinuteResult
-from gateway.settings import InfluxConfig, RetryConfig
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import CURSOR, InfluxSink, LineEncoder
-from gateway.sinks.ledger import Ledger
 
 GOAL_POINTS_PER_S = 100_000
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100

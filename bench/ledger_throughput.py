@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import INSERT_COLUMNS, Ledger, open_ledger_db
-from gateway.sinks.ledger_audit import native_walk, verify_ledger
+from gateway.core.model import MinuteResult
+from gateway.ledger.audit import native_walk, verify_ledger
+from gateway.ledger.store import INSERT_COLUMNS, Ledger, open_ledger_db
 
 START = 1_795_000_000.0 - 1_795_000_000.0 % 86400
 GOAL_APPENDS_PER_S = 200_000
@@ -122,7 +122,7 @@ def run(quick: bool, *, rows: int | None = None, batch: int | None = None) -> di
         "ledger_ceiling_executemany_rows_per_s": round(rows / ceiling_s),
         "ledger_append_vs_ceiling": round(ceiling_s / bulk_s, 2),
         "ledger_verify_rows_per_s": round(rows / verify_s),
-        "ledger_verify_walk": "native" if native_walk() else "python",  # see gateway/sinks/ledger_audit.py
+        "ledger_verify_walk": "native" if native_walk() else "python",  # see gateway/ledger/audit.py
         "ledger_read_current_rows_per_s": round(read / read_s),
         "ledger_bytes_per_row": round(ledger_mb * 1e6 / rows),
         "load_average_1m": round(os.getloadavg()[0], 2),

@@ -31,7 +31,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVER = """
 import asyncio, sys
 from gateway.codec import encode_value
-from gateway.pymodbus_adapter import RegisterServer
+from gateway.sources.pymodbus_client import RegisterServer
 port, devices, points = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 words = [w for k in range(points) for w in encode_value(20.0 + k / 10, "FLOAT32", "ABCD")]
 def fill(fc, address, count, registers):

@@ -23,20 +23,20 @@ from numpy.typing import NDArray
 
 from analytics.budget import BudgetPosition
 from analytics.spikes import RollingBaseline
-from gateway.alert_settings import AlertsConfig, BudgetConfig
 from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
 from gateway.alerts.model import Alert, iso_at
 from gateway.alerts.rules import AlertRules, Observation
-from gateway.alerts.store import AlertStore
-from gateway.errors import SinkWriteError
-from gateway.health import HealthRegistry
-from gateway.model import MinuteResult
+from gateway.core.errors import SinkWriteError
+from gateway.core.health import HealthRegistry
+from gateway.core.model import MinuteResult
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
 log = logging.getLogger(__name__)
 
 SOURCE_PREFIXES = ("modbus[", "mqtt[")  # health components that are data sources
 #: A stream's minute of CO2 beyond this (or not finite) is garbage, never evaluated: the physical
-#: bounds of the readings (gateway/units.py) cap a stream's minute at a few thousand t (1e5 t/h of
+#: bounds of the readings (analytics/units.py) cap a stream's minute at a few thousand t (1e5 t/h of
 #: coke is ~5e3 tCO2 a minute) and the largest steel works emits ~60 t a minute in all. A budget
 #: alert from such a row would project a shortfall of dozens of digits in t and CNY.
 MAX_MINUTE_CO2_KG = 1.0e9
@@ -477,7 +477,7 @@ class _Minutes:
 
 def attach_alerts(gw: Any) -> AlertStage:
     """Wire the stage (and the MQTT sink, if [alerts.mqtt] is set) into a built Gateway."""
-    from gateway.supervisor import supervise  # here, not at the top: the supervisor imports us
+    from gateway.pipeline import supervise  # here, not at the top: the supervisor imports us
 
     s = gw.settings
     store = AlertStore(s.ledger.path)
@@ -494,7 +494,7 @@ def attach_alerts(gw: Any) -> AlertStage:
     stage.restore(gw.window.next_minute)
     gw.listeners.append(stage)
     if s.alerts.mqtt is not None:
-        from gateway.alerts.mqtt_sink import AlertMqttSink  # imports aiomqtt, only when configured
+        from gateway.sinks.alerts_mqtt import AlertMqttSink  # imports aiomqtt, only when configured
 
         health = gw.health.get("alerts-mqtt")
         sink = AlertMqttSink(s.alerts.mqtt, s.site.name, store, stage, health, gw.clock)

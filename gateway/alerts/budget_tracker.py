@@ -28,10 +28,10 @@ from analytics.budget import (
     latest_prices,
     process_deviations,
 )
-from gateway.alert_settings import BudgetConfig, BudgetYearConfig
 from gateway.alerts.model import iso_at, json_safe
-from gateway.alerts.store import AlertStore
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import BudgetConfig, BudgetYearConfig
 
 log = logging.getLogger(__name__)
 

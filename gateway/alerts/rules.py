@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.alert_settings import SEVERITY_ORDER, ThresholdConfig
 from gateway.alerts.model import Alert, AlertKind, iso_at, json_safe, make_alert_id
+from gateway.settings.alerts import SEVERITY_ORDER, ThresholdConfig
 
 AlertKey = tuple[str, str | None, str]  # kind, process, subject
 

@@ -5,7 +5,7 @@ MQTT payloads -> samples. Pure functions only: no sockets, clock, logging or pym
 - `registers`: `DataType`, `ByteOrder`, `register_count`, `decode_registers`, `encode_value`,
   `decode_block` (vectorised, many points of one type).
 - `points`: `apply_point`, `apply_points` (scale, offset, sentinel, plausibility), and
-  `SampleQuality` re-exported from gateway.model.
+  `SampleQuality` re-exported from gateway.core.model.
 - `payloads`: `PayloadFormat`, `parse_payload` (JSON, bare number, line protocol via `lineproto`).
 """
 
@@ -25,7 +25,7 @@ from gateway.codec.registers import (
     encode_value,
     register_count,
 )
-from gateway.errors import DecodeError
+from gateway.core.errors import DecodeError
 
 __all__ = [
     "ByteOrder",

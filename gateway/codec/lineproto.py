@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from gateway.errors import DecodeError
+from gateway.core.errors import DecodeError
 
 __all__ = ["LineField", "parse_lines"]
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.codec.lineproto import parse_lines
-from gateway.errors import DecodeError
+from gateway.core.errors import DecodeError
 
 __all__ = ["PayloadFormat", "Sample", "parse_field_path", "parse_payload", "validate_payload_options"]
 

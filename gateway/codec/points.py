@@ -19,9 +19,9 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-# SampleQuality lives in gateway.model (it travels in SampleBatch); re-exported here so
-# codec users need one import. gateway.model imports nothing from the codec: no cycle.
-from gateway.model import SampleQuality
+# SampleQuality lives in gateway.core.model (it travels in SampleBatch); re-exported here so
+# codec users need one import. gateway.core.model imports nothing from the codec: no cycle.
+from gateway.core.model import SampleQuality
 
 __all__ = ["SampleQuality", "apply_point", "apply_points"]
 

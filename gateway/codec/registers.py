@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gateway.errors import DecodeError
+from gateway.core.errors import DecodeError
 
 __all__ = [
     "ByteOrder",

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error
-from gateway.errors import ConfigError
-from gateway.factor_library import factor_table_of
+from gateway.core.errors import ConfigError
+from gateway.settings.factors import factor_table_of
 from gateway.stages.emissions import EmissionCalculator
 
 

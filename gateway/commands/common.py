@@ -10,10 +10,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import ConfigError
-from gateway.settings import GatewaySettings, load_settings
-from gateway.sinks.ledger_format import LedgerSiteError
-from gateway.sinks.ledger_lock import LedgerInUseError
+from gateway.core.errors import ConfigError
+from gateway.ledger.format import LedgerSiteError
+from gateway.ledger.lock import LedgerInUseError
+from gateway.settings.site import GatewaySettings, load_settings
 
 _T = TypeVar("_T")
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.settings import GatewaySettings
+from gateway.settings.site import GatewaySettings
 
 
 def config_schema() -> dict[str, Any]:

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from gateway.codec import ByteOrder, DataType, decode_registers, register_count
-from gateway.errors import DecodeError
+from gateway.core.errors import DecodeError
 
 _WORD = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 

@@ -15,17 +15,17 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from gateway.clock import ScaledClock
 from gateway.commands.common import report_config_error, report_ledger_error, run_stoppable
-from gateway.config_errors import settings_from_data
-from gateway.errors import ConfigError, SinkWriteError
+from gateway.core.clock import ScaledClock
+from gateway.core.errors import ConfigError, SinkWriteError
 from gateway.http import add_http_argument, http_bind, status_page
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings
+from gateway.ledger.store import LedgerInUseError, LedgerSiteError
+from gateway.pipeline import Gateway
+from gateway.settings.load import settings_from_data
+from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sinks.console import ConsoleListener
-from gateway.sinks.ledger import LedgerInUseError, LedgerSiteError
-from gateway.supervisor import Gateway
+from gateway.sources.pymodbus_client import RegisterServer
 
 log = logging.getLogger("gateway.demo")
 

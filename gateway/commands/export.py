@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
-from gateway.errors import ConfigError
-from gateway.sinks.ledger_format import LedgerSiteError
+from gateway.core.errors import ConfigError
+from gateway.ledger.format import LedgerSiteError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@
     emgate ledger restate --config site.toml var/ledger.sqlite --from 2026-11-01T00:00+08:00 --to 2026-12-01T00:00+08:00 --reason "lab NCV PCI-2026-11"
 
 verify and show open the file read-only and print whose ledger it is (the site recorded in it).
-restate appends correction rows (gateway/restate.py) and refuses a ledger of another site than
+restate appends correction rows (gateway/ledger/restate.py) and refuses a ledger of another site than
 its --config (exit 2); it may run while the gateway writes the same ledger (each writer chains
 on the last row it finds inside its write transaction), so it does not take the gateway's lock. verify exits 1 naming the first bad row when the chain is broken
 (a row edited, deleted, inserted or reordered), 2 when the file cannot be read as a ledger.
@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from gateway.errors import SinkWriteError
-from gateway.sinks.ledger import Ledger, LedgerRow, LedgerSiteError, read_site_record
+from gateway.core.errors import SinkWriteError
+from gateway.ledger.store import Ledger, LedgerRow, LedgerSiteError, read_site_record
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -97,7 +97,7 @@ def parse_time(text: str) -> float:
 def run_verify(args: argparse.Namespace) -> int:
     # imported here: every `emgate` command builds this parser, and the audit's process pool
     # (multiprocessing) is 1 MB that `emgate run` never needs
-    from gateway.sinks.ledger_audit import cpus, native_walk, verify_ledger
+    from gateway.ledger.audit import cpus, native_walk, verify_ledger
 
     try:
         report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
@@ -197,9 +197,9 @@ def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
 
 def run_restate(args: argparse.Namespace) -> int:
     from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
-    from gateway.errors import ConfigError
-    from gateway.factor_library import factor_table_of
-    from gateway.restate import apply_restatement, format_plan, plan_restatement
+    from gateway.core.errors import ConfigError
+    from gateway.ledger.restate import apply_restatement, format_plan, plan_restatement
+    from gateway.settings.factors import factor_table_of
 
     if not args.from_ < args.to:
         print(f"emgate ledger restate: --from {_fmt_time(args.from_)} is not before --to {_fmt_time(args.to)}", file=sys.stderr)

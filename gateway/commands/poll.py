@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.clock import SystemClock
 from gateway.codec import decode_registers
 from gateway.commands.common import load_or_report
-from gateway.errors import DecodeError, TransientError
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
+from gateway.core.clock import SystemClock
+from gateway.core.errors import DecodeError, TransientError
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import GatewaySettings
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 

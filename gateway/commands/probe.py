@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 from gateway.codec import ByteOrder, DataType, decode_registers, register_count
-from gateway.errors import DecodeError
-from gateway.pymodbus_adapter import READ_FUNCTION_CODES, ModbusClient, ModbusExceptionReply, ModbusNoReply
+from gateway.core.errors import DecodeError
 from gateway.sources.modbus import EXCEPTION_NAMES
+from gateway.sources.pymodbus_client import READ_FUNCTION_CODES, ModbusClient, ModbusExceptionReply, ModbusNoReply
 
 
 def add_parser(subparsers: Any) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error
-from gateway.errors import ConfigError, DecodeError
+from gateway.core.errors import ConfigError, DecodeError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error, report_ledger_error, run_stoppable
-from gateway.errors import ConfigError, SinkWriteError
+from gateway.core.errors import ConfigError, SinkWriteError
+from gateway.core.memory import disable_huge_pages, pin_mmap_threshold
 from gateway.http import add_http_argument, http_bind, status_page
-from gateway.memory import disable_huge_pages, pin_mmap_threshold
+from gateway.ledger.store import LedgerInUseError, LedgerSiteError
+from gateway.pipeline import Gateway
 from gateway.sinks.console import ConsoleListener
-from gateway.sinks.ledger import LedgerInUseError, LedgerSiteError
-from gateway.supervisor import Gateway
 
 log = logging.getLogger("gateway")
 
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    disable_huge_pages()  # numpy's large arrays resident 4 KiB at a time, not 2 MB (gateway/memory.py)
+    disable_huge_pages()  # numpy's large arrays resident 4 KiB at a time, not 2 MB (gateway/core/memory.py)
     pin_mmap_threshold()  # and a minute close's temporaries given back to the system
     settings = load_or_report(args.config)
     if settings is None:
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     if not args.quiet and sys.stdout.isatty():  # a terminal gets a live table, a pipe or journal gets lines
-        from gateway.live_table import LiveTable
+        from gateway.http.terminal_table import LiveTable
 
         gw.extra_tasks.append(LiveTable(gw).run)
     elif not args.quiet:

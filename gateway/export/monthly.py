@@ -1,7 +1,7 @@
 """The monthly registry export: verify the ledger, read the month, write the files, then the manifest.
 
 Order of work, and why:
-1. Verify the whole hash chain (gateway.sinks.ledger_audit). An export is evidence; it is never
+1. Verify the whole hash chain (gateway.ledger.audit). An export is evidence; it is never
    made from a ledger whose rows may have been edited. The head found (seq, hash) pins the export:
    rows appended while we work (the gateway keeps running) are left out, so two exports of the
    same head are identical whatever else happens meanwhile. The walk runs beside steps 2 and 3,
@@ -42,13 +42,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway import __version__
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 from gateway.export import beside, chart, documents, manifest, tables, workbook
-from gateway.factor_library import factor_table_of
-from gateway.settings import GatewaySettings
-from gateway.sinks.ledger import GENESIS_HASH, open_ledger_db
-from gateway.sinks.ledger_audit import MonthSums, MonthWindow, VerifyReport, cpus, native_walk, walk_ledger
-from gateway.sinks.ledger_format import check_site
+from gateway.ledger.audit import MonthSums, MonthWindow, VerifyReport, cpus, native_walk, walk_ledger
+from gateway.ledger.format import check_site
+from gateway.ledger.store import GENESIS_HASH, open_ledger_db
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings
 
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"
@@ -342,7 +342,7 @@ def _verify(
 
 
 # The current view as of `head`: rows up to head that no row up to head supersedes. The ledger
-# module defines the same view without the head bound (gateway/sinks/ledger.py, _CURRENT).
+# module defines the same view without the head bound (gateway/ledger/store.py, _CURRENT).
 # `+m.seq` keeps SQLite from scanning the primary key up to the head instead of using the time
 # index: a year-long ledger would otherwise be read whole for one month.
 _VIEW = (
@@ -529,7 +529,7 @@ def _stream_sources(settings: GatewaySettings) -> dict[tuple[str, str], document
 def _budget(settings: GatewaySettings, period: tables.MonthPeriod) -> dict[str, Any] | None:
     """The allowance line of the chart: the annual allowance_t of the month's year, calendar-linear.
 
-    [budget] (gateway/alert_settings.py) holds one entry per year. A year with an intensity
+    [budget] (gateway/settings/alerts.py) holds one entry per year. A year with an intensity
     allowance (benchmark_t_per_t) has no fixed annual figure, so no line is drawn; the summary
     says why. The chart is calendar-linear whatever trajectory the budget's alerts use; the
     summary names both.

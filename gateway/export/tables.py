@@ -35,9 +35,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.errors import GatewayError
-from gateway.sinks.ledger_format import FIELDS as LEDGER_FIELDS
-from gateway.sinks.ledger_format import SEP
+from gateway.core.errors import GatewayError
+from gateway.ledger.format import FIELDS as LEDGER_FIELDS
+from gateway.ledger.format import SEP
 
 QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
 SCOPES = ("direct", "indirect")

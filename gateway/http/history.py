@@ -18,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from gateway.clock import Clock
-from gateway.model import MinuteResult
+from gateway.core.clock import Clock
+from gateway.core.model import MinuteResult
 
 MINUTE_S = 60.0
 

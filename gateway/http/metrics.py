@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gateway.health import LATENCY_BUCKETS_S
+from gateway.core.health import LATENCY_BUCKETS_S
 from gateway.http.history import MinuteHistory
 from gateway.http.status import alerts_view
 
@@ -42,7 +42,7 @@ def _dropped_samples(src: Any) -> tuple[str, int] | None:
 
 
 class GatewayCollector(Collector):
-    """Reads `gw` (a gateway.supervisor.Gateway) and an optional MinuteHistory on each scrape."""
+    """Reads `gw` (a gateway.pipeline.Gateway) and an optional MinuteHistory on each scrape."""
 
     def __init__(self, gw: Any, history: MinuteHistory | None = None, sse_clients: Any = None) -> None:
         self._gw, self._history, self._sse_clients = gw, history, sse_clients

@@ -22,7 +22,7 @@ from typing import Any, Self
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.http.history import MinuteHistory, attach_history
 from gateway.http.metrics import gateway_registry
 from gateway.http.sse import EventHub
@@ -64,7 +64,7 @@ class StatusServer:
     """Serves the status page for one Gateway.
 
     Args:
-        gw: the gateway (gateway.supervisor.Gateway).
+        gw: the gateway (gateway.pipeline.Gateway).
         bind: "HOST:PORT"; port 0 picks a free one (see `port` after entering).
         interval_s: real seconds between snapshot pushes.
         history: the MinuteHistory to read; by default the gateway's, attached on first use.

@@ -27,10 +27,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.alerts.budget_stage import AlertStage
-from gateway.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.pipeline import Gateway
 from gateway.replay.inputs import Series
-from gateway.settings import GatewaySettings
-from gateway.supervisor import Gateway
+from gateway.settings.site import GatewaySettings
 
 MINUTES_CSV_COLUMNS = (
     "minute_start",

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.errors import DecodeError
-from gateway.settings import CsvInputConfig, GatewaySettings
+from gateway.core.errors import DecodeError
+from gateway.settings.site import CsvInputConfig, GatewaySettings
 
 LONG_HEADER = ["ts", "signal", "value"]
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.clock import Clock
 from gateway.codec import encode_value
+from gateway.core.clock import Clock
 
 UNITS = {"sinter-1": 1, "bf-1": 2, "bof-1": 3, "lf-1": 4, "main-meter": 5}
 

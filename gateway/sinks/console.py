@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from gateway.model import MinuteResult
+from gateway.core.model import MinuteResult
 
 
 class ConsoleListener:

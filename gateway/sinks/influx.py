@@ -50,10 +50,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines
-from gateway.errors import ConfigError, SinkWriteError, TransientError
-from gateway.model import MinuteResult
-from gateway.settings import InfluxConfig, RetryConfig
-from gateway.sinks.ledger import Ledger
+from gateway.core.errors import ConfigError, SinkWriteError, TransientError
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig
 
 if TYPE_CHECKING:
     from influxdb_client.client.exceptions import InfluxDBError

@@ -35,16 +35,16 @@ from typing import Self
 
 import numpy as np
 
-from gateway.clock import Clock
-from gateway.errors import SourceUnavailable
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.pymodbus_adapter import ModbusExceptionReply, ModbusNoReply
-from gateway.settings import ModbusDeviceConfig, RetryConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import Clock
+from gateway.core.errors import SourceUnavailable
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import ModbusDeviceConfig, RetryConfig
 from gateway.sources.modbus_decode import compile_block
 from gateway.sources.modbus_link import ModbusLink, ModbusLinkPool
 from gateway.sources.modbus_plan import ReadBlock, plan_reads, point_width, split_block
+from gateway.sources.pymodbus_client import ModbusExceptionReply, ModbusNoReply
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 
 from gateway.codec import ByteOrder, DataType, register_count
 from gateway.codec.registers import NUMPY_CODE, STRUCT_CODE
-from gateway.model import SampleQuality
-from gateway.settings import ModbusPointConfig
+from gateway.core.model import SampleQuality
+from gateway.settings.site import ModbusPointConfig
 from gateway.sources.modbus_plan import ReadBlock
 
 GOOD = np.uint8(SampleQuality.GOOD)

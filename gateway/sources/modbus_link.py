@@ -21,9 +21,9 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from gateway.errors import ConfigError
-from gateway.pymodbus_adapter import ModbusClient, ModbusNoReply, RegisterKind
-from gateway.settings import ModbusDeviceConfig, RetryConfig
+from gateway.core.errors import ConfigError
+from gateway.settings.site import ModbusDeviceConfig, RetryConfig
+from gateway.sources.pymodbus_client import ModbusClient, ModbusNoReply, RegisterKind
 
 RESET_AFTER_NO_REPLIES = 3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.codec import register_count
-from gateway.settings import ModbusPointConfig
+from gateway.settings.site import ModbusPointConfig
 
 
 @dataclass(frozen=True)

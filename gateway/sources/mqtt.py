@@ -1,6 +1,6 @@
 """MqttSource: one broker's subscriptions -> SampleBatch on the pipeline's queue.
 
-aiomqtt is imported here and in gateway/alerts/mqtt_sink.py only.
+aiomqtt is imported here and in gateway/sinks/alerts_mqtt.py only.
 
 - One connection per broker; every connect subscribes to every configured filter again, so
   a broker that lost its state (restart without persistence, a clean session) still delivers.
@@ -28,13 +28,13 @@ from typing import Any, Self
 import aiomqtt
 import numpy as np
 
-from gateway.clock import Clock
 from gateway.codec import PayloadFormat, parse_payload
-from gateway.errors import DecodeError, SourceUnavailable
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import MqttBrokerConfig, MqttSubscriptionConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import Clock
+from gateway.core.errors import DecodeError, SourceUnavailable
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import MqttBrokerConfig, MqttSubscriptionConfig
 
 log = logging.getLogger(__name__)
 

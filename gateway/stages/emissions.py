@@ -17,12 +17,12 @@ from numpy.typing import NDArray
 
 from analytics.factors import FactorTable, UnknownFactorError
 from analytics.substitution import MinuteQuality
-from gateway.errors import ConfigError
-from gateway.factor_library import unknown_factor_message
-from gateway.model import MinuteResult
-from gateway.settings import GatewaySettings, StreamConfig
+from analytics.units import conversion
+from gateway.core.errors import ConfigError
+from gateway.core.model import MinuteResult
+from gateway.settings.factors import unknown_factor_message
+from gateway.settings.site import GatewaySettings, StreamConfig
 from gateway.stages.minute import MinuteFrame
-from gateway.units import conversion
 
 # Which factor kinds each method may use.
 _METHOD_KINDS = {

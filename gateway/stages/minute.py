@@ -31,7 +31,7 @@ minutes for the slowest silence; delay_s is the wait, and the same delay_s gives
 
 Plausibility before accounting. Every reading entering the window is checked against its
 signal's bounds (SignalConfig.reading_bounds: the physical bounds of its unit and kind from
-gateway/units.py, tightened by the site file; a counter's width), whatever its source: Modbus,
+analytics/units.py, tightened by the site file; a counter's width), whatever its source: Modbus,
 MQTT or a replayed file. A GOOD reading outside them, or infinite, becomes OUT_OF_RANGE (a NaN
 one NO_READING): like any reading that is not GOOD it is never integrated, so its seconds are
 uncovered and the minute is partial or substituted by its signal's rule, never measured from
@@ -58,13 +58,13 @@ from numpy.typing import NDArray
 from analytics.aggregate import counter_deltas, minute_edges, spread_interval_totals
 from analytics.batch import concat_ranges, integrate_rate_many
 from analytics.substitution import FULL_COVERAGE_TOLERANCE, MinuteQuality, finalize_minutes
-from gateway.clock import Clock
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import WindowConfig
-from gateway.signals import SignalTable
+from analytics.units import time_unit_s
+from gateway.core.clock import Clock
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import WindowConfig
 from gateway.stages.minute_buffer import ReadingBuffer, empty_columns
 from gateway.stages.minute_history import RULE_NEEDS, HistoryColumns, SignalHistories
-from gateway.units import time_unit_s
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class SourceCounts:
 
 @dataclass(frozen=True)
 class WindowState:
-    """What a MinuteWindow holds between closes, for checkpoints (gateway/checkpoint.py).
+    """What a MinuteWindow holds between closes, for checkpoints (gateway/ledger/checkpoint.py).
 
     The buffered readings (sorted by signal id, then time), what each signal's substitution rule
     can still read of its history, and the first minute not yet closed.

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import ScaledClock
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings
+from gateway.core.clock import ScaledClock
+from gateway.pipeline import Gateway
+from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
-from gateway.supervisor import Gateway
+from gateway.sources.pymodbus_client import RegisterServer
 from tests.services.ports import free_port
 
 pytestmark = pytest.mark.integration

@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.alert_settings import AlertMqttConfig, AlertsConfig
 from gateway.alerts.budget_stage import AlertStage
-from gateway.alerts.mqtt_sink import AlertMqttSink
-from gateway.alerts.store import AlertStore
-from gateway.clock import SystemClock
-from gateway.health import ComponentHealth
-from gateway.model import MinuteResult
-from gateway.settings import GatewaySettings, RetryConfig
-from gateway.supervisor import Gateway, supervise
+from gateway.core.clock import SystemClock
+from gateway.core.health import ComponentHealth
+from gateway.core.model import MinuteResult
+from gateway.ledger.alerts_table import AlertStore
+from gateway.pipeline import Gateway, supervise
+from gateway.settings.alerts import AlertMqttConfig, AlertsConfig
+from gateway.settings.site import GatewaySettings, RetryConfig
+from gateway.sinks.alerts_mqtt import AlertMqttSink
 from tests.services.mosquitto import MosquittoService
 
 pytestmark = [

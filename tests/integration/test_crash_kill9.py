@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import ScaledClock
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.core.clock import ScaledClock
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 
 THIS_FILE = Path(__file__).resolve()
 REPO = THIS_FILE.parents[2]
@@ -61,8 +61,8 @@ def site_settings(port: int, ledger: Path, influx: dict[str, object]) -> dict[st
 def main() -> int:
     import logging
 
-    from gateway.settings import GatewaySettings
-    from gateway.supervisor import Gateway
+    from gateway.pipeline import Gateway
+    from gateway.settings.site import GatewaySettings
 
     p = argparse.ArgumentParser()
     p.add_argument("--settings", type=Path, required=True)
@@ -141,8 +141,8 @@ def _influx_rows(influxdb, measurement: str) -> dict[tuple[float, str, str], dic
 
 @pytest.mark.flaky(reruns=2, reruns_delay=1)  # wall-clock timing on a shared 2-core machine; a real fault fails every rerun
 async def test_random_kill9_loses_and_duplicates_nothing(influxdb, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from gateway.pymodbus_adapter import RegisterServer
     from gateway.sim.plant import UNITS, SimulatedPlant
+    from gateway.sources.pymodbus_client import RegisterServer
     from tests.services.ports import free_port
 
     rng = random.Random(20261123)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import ScaledClock
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings
+from gateway.core.clock import ScaledClock
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import DELAYED_FLAG, Ledger
+from gateway.pipeline import Gateway
+from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sinks.influx import CURSOR
-from gateway.sinks.ledger import DELAYED_FLAG, Ledger
-from gateway.sinks.ledger_audit import verify_ledger
-from gateway.supervisor import Gateway
+from gateway.sources.pymodbus_client import RegisterServer
 from tests.integration.test_crash_kill9 import DEMO_CONFIG, _influx_rows
 from tests.services.ports import free_port
 

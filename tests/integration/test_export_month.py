@@ -16,13 +16,13 @@ import pytest
 from PIL import Image
 
 from gateway.cli import main
+from gateway.core.model import MinuteResult
 from gateway.export import monthly
 from gateway.export.documents import ExportContext, build_summary
 from gateway.export.tables import RECORD_FIELDS, aggregate_month, month_period, rows_from_records
-from gateway.model import MinuteResult
-from gateway.settings import load_settings
-from gateway.sinks import ledger_audit
-from gateway.sinks.ledger import Ledger
+from gateway.ledger import audit as ledger_audit
+from gateway.ledger.store import Ledger
+from gateway.settings.site import load_settings
 
 pytestmark = pytest.mark.integration
 

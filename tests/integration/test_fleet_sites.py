@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import ScaledClock
 from gateway.commands.demo import DEMO_CONFIG, free_port
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings
+from gateway.core.clock import ScaledClock
+from gateway.pipeline import Gateway
+from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
-from gateway.supervisor import Gateway
+from gateway.sources.pymodbus_client import RegisterServer
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from gateway.model import MinuteResult
-from gateway.settings import InfluxConfig, RetryConfig
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import InfluxSink
-from gateway.sinks.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 

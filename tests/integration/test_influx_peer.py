@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.errors import SinkWriteError
-from gateway.settings import InfluxConfig, RetryConfig
+from gateway.core.errors import SinkWriteError
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import CURSOR, InfluxSink, parse_retry_after
-from gateway.sinks.ledger import Ledger
 from tests.unit.test_ledger import result
 
 pytestmark = pytest.mark.integration

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import InfluxConfig, RetryConfig
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import CURSOR, InfluxSink
-from gateway.sinks.ledger import Ledger
 from tests.integration.test_crash_kill9 import _influx_rows
 from tests.unit.test_ledger import result
 

@@ -13,8 +13,8 @@ import pytest
 
 from analytics.units import CO2_PER_C
 from gateway.cli import main
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 
 pytestmark = pytest.mark.integration
 

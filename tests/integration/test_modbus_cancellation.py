@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from gateway.pymodbus_adapter import ModbusClient, RegisterServer
+from gateway.sources.pymodbus_client import ModbusClient, RegisterServer
 from tests.services.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]

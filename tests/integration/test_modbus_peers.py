@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from gateway.codec import encode_value
-from gateway.model import SampleQuality
+from gateway.core.model import SampleQuality
 from tests.integration.test_modbus_source import build, source
 from tests.services.ports import free_port
 

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gateway.clock import SystemClock
 from gateway.codec import decode_registers, encode_value
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings, ModbusDeviceConfig, RetryConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import SystemClock
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import GatewaySettings, ModbusDeviceConfig, RetryConfig
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
+from gateway.sources.pymodbus_client import RegisterServer
 from tests.services.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -302,7 +302,7 @@ async def test_lost_and_recovered_are_logged_once_each(caplog: pytest.LogCapture
                 await asyncio.sleep(0.3)
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-    messages = [r.getMessage() for r in caplog.records if r.name == "gateway.health"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "gateway.core.health"]
     assert sum(": lost:" in m for m in messages) == 1, messages
     assert sum("recovered" in m for m in messages) == 1, messages
     assert failed_polls >= 2

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-import gateway.pymodbus_adapter as adapter
+import gateway.sources.pymodbus_client as adapter
 from gateway.codec import encode_value
-from gateway.model import SampleBatch, SampleQuality
+from gateway.core.model import SampleBatch, SampleQuality
 from gateway.sources.modbus_link import ModbusLinkPool
 from tests.integration.test_modbus_source import FAST_RETRY, build, collect, source
 from tests.services.binaries import require_binary

@@ -14,14 +14,14 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.clock import SystemClock
-from gateway.errors import SourceUnavailable
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings, RetryConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import SystemClock
+from gateway.core.errors import SourceUnavailable
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.pipeline import supervise
+from gateway.settings.site import GatewaySettings, RetryConfig
 from gateway.sources.mqtt import MqttSource
-from gateway.supervisor import supervise
 from tests.services.binaries import require_binary
 from tests.services.mosquitto import MosquittoService
 from tests.services.ports import free_port
@@ -278,7 +278,7 @@ async def test_tls_with_client_certificate_and_password(
 async def test_gateway_runs_one_supervised_task_per_broker(
     mosquitto: MosquittoService, unique_topic: str, tmp_path: Path
 ) -> None:
-    from gateway.supervisor import Gateway
+    from gateway.pipeline import Gateway
 
     settings = GatewaySettings(
         site={"name": "t"},

@@ -19,10 +19,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.cli import main
-from gateway.model import MinuteResult
+from gateway.core.model import MinuteResult
+from gateway.ledger import audit as ledger_audit
+from gateway.ledger.store import Ledger
 from gateway.sim.plant import data_dir
-from gateway.sinks import ledger_audit
-from gateway.sinks.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 from tests.integration.test_crash_kill9 import REPO, SPEED, AnchoredClock, _spawn, _started, site_settings
 
 pytestmark = pytest.mark.integration
@@ -123,8 +123,8 @@ DAMAGE = {"torn_wal_frame": tear_last_transaction, "garbage_wal_tail": garbage_a
 @pytest.mark.flaky(reruns=2, reruns_delay=1)  # wall-clock timing on a shared 2-core machine, as the kill -9 test
 @pytest.mark.parametrize("damage", list(DAMAGE))
 async def test_restart_after_a_power_cut_recovers(damage: str, tmp_path: Path) -> None:
-    from gateway.pymodbus_adapter import RegisterServer
     from gateway.sim.plant import UNITS, SimulatedPlant
+    from gateway.sources.pymodbus_client import RegisterServer
     from tests.services.ports import free_port
 
     clock = AnchoredClock(SPEED, time.time(), time.monotonic())

@@ -15,12 +15,12 @@ import pytest
 
 from gateway.alerts.budget_stage import AlertStage
 from gateway.cli import main
-from gateway.clock import ScaledClock
-from gateway.model import SampleBatch, SampleQuality
+from gateway.core.clock import ScaledClock
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.pipeline import Gateway
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings import GatewaySettings, load_settings
-from gateway.supervisor import Gateway
+from gateway.settings.site import GatewaySettings, load_settings
 
 pytestmark = pytest.mark.integration
 

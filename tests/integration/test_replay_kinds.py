@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.clock import ScaledClock
-from gateway.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.clock import ScaledClock
+from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.pipeline import Gateway
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings import GatewaySettings
+from gateway.settings.site import GatewaySettings
 from gateway.stages.minute import MinuteFrame
-from gateway.supervisor import Gateway
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from gateway.cli import main
+from gateway.ledger.audit import verify_ledger
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings import load_settings
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.settings.site import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ import asyncio, os
 from pathlib import Path
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings import load_settings
+from gateway.settings.site import load_settings
 
 days = []
 

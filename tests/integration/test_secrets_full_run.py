@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import Ledger
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
 from tests.services.binaries import require_binary
 from tests.services.influxd import InfluxService
 from tests.services.mosquitto import MosquittoService

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.clock import ScaledClock
 from gateway.codec import encode_value
-from gateway.health import ComponentHealth
-from gateway.model import SampleQuality
-from gateway.pymodbus_adapter import RegisterServer
-from gateway.settings import GatewaySettings, ModbusDeviceConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import ScaledClock
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.ledger.store import Ledger
+from gateway.pipeline import Gateway
+from gateway.settings.site import GatewaySettings, ModbusDeviceConfig
 from gateway.sim.plant import UNITS, SimulatedPlant
-from gateway.sinks.ledger import Ledger
 from gateway.sources.modbus import ModbusSource
-from gateway.supervisor import Gateway
+from gateway.sources.pymodbus_client import RegisterServer
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from gateway.alert_settings import ThresholdConfig
 from gateway.alerts.model import Alert
 from gateway.alerts.rules import AlertRules, Observation, severity_for
-from gateway.alerts.store import AlertStore
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import ThresholdConfig
 
 T0 = 1_514_736_000.0  # 2018-01-01T00:00:00+08:00
 KEY = ("spike", "blast_furnace", "")

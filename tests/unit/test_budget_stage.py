@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from gateway.alert_settings import AlertsConfig, BudgetConfig
 from gateway.alerts.budget_stage import AlertStage
 from gateway.alerts.budget_tracker import PriceTable, year_month_edges
 from gateway.alerts.model import json_safe
-from gateway.alerts.store import AlertStore
-from gateway.errors import ConfigError, SinkWriteError
-from gateway.health import HealthRegistry
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import Ledger
+from gateway.core.errors import ConfigError, SinkWriteError
+from gateway.core.health import HealthRegistry
+from gateway.core.model import MinuteResult
+from gateway.ledger.alerts_table import AlertStore
+from gateway.ledger.store import Ledger
+from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
 TZ = "Asia/Shanghai"
 T0 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
@@ -241,7 +241,7 @@ def test_budget_config_errors(budget: dict[str, object], match: str) -> None:
 
 
 def test_settings_from_toml(tmp_path: Path) -> None:
-    from gateway.settings import load_settings
+    from gateway.settings.site import load_settings
 
     site = tmp_path / "site.toml"
     site.write_text(

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.alert_settings import AlertsConfig, BudgetConfig
 from gateway.alerts.budget_stage import AlertStage
 from gateway.alerts.budget_tracker import year_month_edges
-from gateway.alerts.store import AlertStore
-from gateway.model import MinuteResult
+from gateway.core.model import MinuteResult
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
 TZ = "Asia/Seoul"  # the UCI steel plant's zone (UTC+9, no DST)
 TOTAL_T = 440.0

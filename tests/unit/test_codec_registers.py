@@ -11,7 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from gateway import model
 from gateway.codec import (
     ByteOrder,
     DataType,
@@ -24,7 +23,8 @@ from gateway.codec import (
     encode_value,
     register_count,
 )
-from gateway.errors import GatewayError
+from gateway.core import model
+from gateway.core.errors import GatewayError
 
 ABCD, CDAB, BADC, DCBA = ByteOrder.ABCD, ByteOrder.CDAB, ByteOrder.BADC, ByteOrder.DCBA
 FAST = settings(database=None, deadline=None, max_examples=300)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.errors import ConfigError
-from gateway.factor_library import factor_table_of
-from gateway.settings import GatewaySettings
+from gateway.core.errors import ConfigError
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings
 from gateway.stages.emissions import EmissionCalculator
 
 SITE = """\

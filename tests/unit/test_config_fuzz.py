@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cli import main
-from gateway.errors import ConfigError
-from gateway.settings import load_settings
+from gateway.core.errors import ConfigError
+from gateway.settings.site import load_settings
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "config" / "examples").glob("*.toml"))
 FUZZ = settings(

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.commands.demo import DEMO_CONFIG
-from gateway.settings import GatewaySettings
+from gateway.settings.site import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[2]
 

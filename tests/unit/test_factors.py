@@ -1,4 +1,4 @@
-"""analytics.factors and gateway.factor_library: the shipped library, overrides, validity, errors."""
+"""analytics.factors and gateway.settings.factors: the shipped library, overrides, validity, errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from analytics.factors import FactorTable, FactorTableError, UnknownFactorError
-from gateway.errors import ConfigError
-from gateway.factor_library import default_factor_dir, load_factor_table
+from gateway.core.errors import ConfigError
+from gateway.settings.factors import default_factor_dir, load_factor_table
 
 MAR_2025 = datetime(2025, 3, 1, tzinfo=UTC).timestamp()
 APR_2025 = datetime(2025, 4, 1, tzinfo=UTC).timestamp()
@@ -317,7 +317,7 @@ def test_toml_datetime_validity(tmp_path: Path) -> None:
 
 
 def test_site_factor_table_defaults_to_the_shipped_library() -> None:
-    from gateway.factor_library import site_factor_table
+    from gateway.settings.factors import site_factor_table
 
     lab = {
         "id": "lab.bfg",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.checkpoint import RESTART_FLAG, encode_window_state, recover_window, window_checkpoint
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
-from gateway.settings import GatewaySettings
-from gateway.sinks.ledger import Ledger
-from gateway.supervisor import Gateway
+from gateway.ledger.checkpoint import RESTART_FLAG, encode_window_state, recover_window, window_checkpoint
+from gateway.ledger.store import Ledger
+from gateway.pipeline import Gateway
+from gateway.settings.site import GatewaySettings
 from tests.unit.test_ledger import T0
 from tests.unit.test_ledger_checkpoint import batch, window
 
@@ -60,7 +60,7 @@ async def test_a_cancelled_gateway_saves_its_stop(tmp_path: Path, caplog: pytest
         await task
     assert gw.ledger.stopped_at() is not None
     gw.close()
-    with caplog.at_level(logging.INFO, logger="gateway.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="gateway.ledger.checkpoint"):
         again = Gateway.build(settings)
     again.close()
     assert again.recovery is not None and again.recovery.stopped_at is not None

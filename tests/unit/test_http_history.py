@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from gateway.core.model import MinuteResult
 from gateway.http.history import MinuteHistory
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import Ledger
+from gateway.ledger.store import Ledger
 
 TZ = "Asia/Shanghai"
 

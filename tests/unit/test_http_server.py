@@ -18,12 +18,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.alerts.model import Alert
-from gateway.errors import ConfigError
-from gateway.health import HealthRegistry
+from gateway.core.errors import ConfigError
+from gateway.core.health import HealthRegistry
+from gateway.core.model import MinuteResult
 from gateway.http.server import StatusServer, parse_bind
 from gateway.http.sse import EventHub, format_event
 from gateway.http.status import alerts_view
-from gateway.model import MinuteResult
 from gateway.sinks.influx import InfluxCounters
 from gateway.stages.minute import SourceCounts, WindowCounters
 

@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from gateway.cli import build_parser, main
-from gateway.health import ComponentHealth
-from gateway.live_table import LiveTable, render_snapshot
+from gateway.core.health import ComponentHealth
+from gateway.http.terminal_table import LiveTable, render_snapshot
 from gateway.logging_setup import JsonLineFormatter, setup_logging
 
 
@@ -50,8 +50,8 @@ def test_json_lines_carry_time_level_logger_message_and_extras(restore_root_logg
 def test_text_lines_are_for_humans(restore_root_logging) -> None:
     out = io.StringIO()
     setup_logging("INFO", "text", stream=out)
-    logging.getLogger("gateway.health").error("modbus[bf-1]: lost: no reply")
-    assert out.getvalue().rstrip().endswith("ERROR gateway.health: modbus[bf-1]: lost: no reply")
+    logging.getLogger("gateway.core.health").error("modbus[bf-1]: lost: no reply")
+    assert out.getvalue().rstrip().endswith("ERROR gateway.core.health: modbus[bf-1]: lost: no reply")
 
 
 def test_health_logs_state_changes_only(restore_root_logging) -> None:

@@ -19,10 +19,10 @@ from typing import Any, ClassVar
 import pytest
 
 from gateway.cli import main
-from gateway.errors import ConfigError
-from gateway.settings import InfluxConfig, RetryConfig, load_settings
+from gateway.core.errors import ConfigError
+from gateway.ledger.store import Ledger
+from gateway.settings.site import InfluxConfig, RetryConfig, load_settings
 from gateway.sinks.influx import CURSOR, InfluxSink
-from gateway.sinks.ledger import Ledger
 from tests.unit.test_ledger import result
 
 PASSWORD = "pw-in-url-5f3b9c"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import SinkWriteError
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import DELAYED_FLAG, GENESIS_HASH, Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.core.errors import SinkWriteError
+from gateway.core.model import MinuteResult
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import DELAYED_FLAG, GENESIS_HASH, Ledger
 
 T0 = 1_795_000_000.0 - 1_795_000_000.0 % 60
 

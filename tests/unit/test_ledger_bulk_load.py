@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import SinkWriteError
-from gateway.sinks import ledger as ledger_module
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.core.errors import SinkWriteError
+from gateway.ledger import store as ledger_module
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 from tests.unit.test_ledger import result
 
 SYNCHRONOUS_OFF, SYNCHRONOUS_FULL = 0, 2
@@ -64,7 +64,7 @@ def test_a_killed_bulk_load_leaves_every_committed_append(tmp_path: Path) -> Non
     script = f"""
 import os
 from pathlib import Path
-from gateway.sinks.ledger import Ledger
+from gateway.ledger.store import Ledger
 from tests.unit.test_ledger import result
 ledger = Ledger(Path({str(path)!r}))
 ledger.bulk_load()

@@ -7,7 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.checkpoint import (
+from gateway.core.clock import ScaledClock
+from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.ledger.checkpoint import (
     RESTART_FLAG,
     checkpoint_loop,
     decode_window_state,
@@ -15,12 +18,9 @@ from gateway.checkpoint import (
     recover_window,
     window_checkpoint,
 )
-from gateway.clock import ScaledClock
-from gateway.factor_library import factor_table_of
-from gateway.model import MinuteResult, SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
-from gateway.sinks.ledger import Ledger
+from gateway.ledger.store import Ledger
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow, WindowState
 from gateway.stages.minute_history import HistoryColumns

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.errors import SinkWriteError
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import (
+from gateway.core.errors import SinkWriteError
+from gateway.core.model import MinuteResult
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import (
     FIELDS,
     GENESIS_HASH,
     INSERT_CHUNK,
@@ -20,7 +21,6 @@ from gateway.sinks.ledger import (
     chain_hash,
     result_values,
 )
-from gateway.sinks.ledger_audit import verify_ledger
 from tests.unit.test_ledger import T0, result
 
 
@@ -134,7 +134,7 @@ def _awkward() -> list[MinuteResult]:
 
 
 def _documented_chain(results: list[MinuteResult], recorded_at: float) -> str:
-    """The chain as the docstring of gateway/sinks/ledger_format.py describes it, from scratch."""
+    """The chain as the docstring of gateway/ledger/format.py describes it, from scratch."""
     prev = bytes(32)
     for seq, r in enumerate(results, start=1):
         text = "\x1f".join((r.site, r.process, r.stream, r.scope, r.method, r.activity_unit, r.factor_id, r.quality, r.flags, ""))

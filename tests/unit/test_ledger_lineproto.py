@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.ledger.store import Ledger
 from gateway.sinks.influx import LineEncoder, pack, to_line
-from gateway.sinks.ledger import Ledger
 from tests.unit.test_ledger import result
 
 

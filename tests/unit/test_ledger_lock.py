@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
-from gateway.sinks.ledger import Ledger, LedgerInUseError
-from gateway.sinks.ledger_lock import LedgerLock, lock_path
-from gateway.supervisor import Gateway
+from gateway.ledger.lock import LedgerLock, lock_path
+from gateway.ledger.store import Ledger, LedgerInUseError
+from gateway.pipeline import Gateway
 from tests.unit.test_ledger import result
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,7 @@ def test_a_second_lock_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
 def test_the_lock_goes_with_a_killed_process(tmp_path: Path) -> None:
     ledger = tmp_path / "ledger.sqlite"
     code = (
-        "import sys, time; from pathlib import Path; from gateway.sinks.ledger_lock import LedgerLock; "
+        "import sys, time; from pathlib import Path; from gateway.ledger.lock import LedgerLock; "
         "LedgerLock(Path(sys.argv[1])).acquire(); print('locked', flush=True); time.sleep(60)"
     )
     with subprocess.Popen([sys.executable, "-c", code, str(ledger)], stdout=subprocess.PIPE, cwd=REPO, text=True) as holder:

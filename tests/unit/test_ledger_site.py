@@ -11,8 +11,8 @@ import pytest
 
 from gateway.cli import main
 from gateway.commands.demo import DEMO_CONFIG
-from gateway.sinks.ledger import Ledger, LedgerSiteError, SiteRecord, read_site_record
-from gateway.supervisor import Gateway
+from gateway.ledger.store import Ledger, LedgerSiteError, SiteRecord, read_site_record
+from gateway.pipeline import Gateway
 from tests.unit.test_ledger import T0, result
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"

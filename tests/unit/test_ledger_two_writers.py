@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
+from gateway.core.model import MinuteResult
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.store import Ledger
 
 
 def _result(minute: int, stream: str = "coke", co2_kg: float = 10.0) -> MinuteResult:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.sinks import ledger_audit
-from gateway.sinks.ledger import Ledger
-from gateway.sinks.ledger_audit import verify_ledger
-from gateway.sinks.ledger_format import INSERT_COLUMNS, TEXT_FIELDS, chain_checked, result_values
+from gateway.ledger import audit as ledger_audit
+from gateway.ledger.audit import verify_ledger
+from gateway.ledger.format import INSERT_COLUMNS, TEXT_FIELDS, chain_checked, result_values
+from gateway.ledger.store import Ledger
 from tests.unit.test_ledger import T0, result
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.settings import GatewaySettings
+from gateway.settings.site import GatewaySettings
 from gateway.stages.minute_buffer import ReadingBuffer
 
 
@@ -108,7 +108,7 @@ def test_equal_signal_configs_are_one_object() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux")
 def test_run_sets_its_memory_options() -> None:
     code = (
-        "from gateway.memory import disable_huge_pages, pin_mmap_threshold\n"
+        "from gateway.core.memory import disable_huge_pages, pin_mmap_threshold\n"
         "ok = disable_huge_pages()\n"
         "line = [l for l in open('/proc/self/status') if l.startswith('THP_enabled')]\n"
         "print(ok, line[0].split()[1] if line else 'absent', pin_mmap_threshold())\n"

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.factor_library import factor_table_of
-from gateway.model import MinuteResult, SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
+from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings
 from gateway.stages import minute_history
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow
@@ -148,7 +148,7 @@ def _reading(name: str, k: int, i: int) -> tuple[float, int] | None:
     if name == "ore":
         return None if m == 10 else (200.0 + 5.0 * _noise(k, i), good)
     if name == "bof_in":
-        # negative while it blows out, within the zero drift a t/h meter may show (gateway/units.py)
+        # negative while it blows out, within the zero drift a t/h meter may show (analytics/units.py)
         return 50.0 + 3.0 * _noise(k, i) - (52.0 if 16 <= m < 18 else 0.0), good
     if name == "bof_out":
         return None if 19 <= m < 21 else (40.0 + 2.0 * _noise(k, i), good)

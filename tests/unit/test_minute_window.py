@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings, WindowConfig
-from gateway.signals import SignalTable
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import GatewaySettings, WindowConfig
 from gateway.stages.minute import MinuteWindow
 
 T0 = 1_700_000_040.0  # a minute boundary

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gateway.pymodbus_adapter import RequestDeadline
+from gateway.sources.pymodbus_client import RequestDeadline
 
 
 async def reply_after(delay_s: float, value: int = 1) -> int:

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from numpy.testing import assert_array_equal
 
 from gateway.codec import DataType, apply_points, decode_block, encode_value
-from gateway.errors import DecodeError
-from gateway.model import SampleQuality
-from gateway.settings import ModbusPointConfig
+from gateway.core.errors import DecodeError
+from gateway.core.model import SampleQuality
+from gateway.settings.site import ModbusPointConfig
 from gateway.sources.modbus_decode import compile_block
 from gateway.sources.modbus_plan import ReadBlock, plan_reads, point_width
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import ModbusPointConfig
+from gateway.settings.site import ModbusPointConfig
 from gateway.sources.modbus_plan import plan_reads
 
 

@@ -12,11 +12,11 @@ import string
 import numpy as np
 import pytest
 
-from gateway.clock import ScaledClock
-from gateway.health import ComponentHealth
-from gateway.model import SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings
-from gateway.signals import SignalTable
+from gateway.core.clock import ScaledClock
+from gateway.core.health import ComponentHealth
+from gateway.core.model import SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.settings.site import GatewaySettings
 from gateway.sources.mqtt import MqttSource
 
 

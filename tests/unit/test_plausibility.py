@@ -1,7 +1,7 @@
 """Plausibility before accounting (hardening finding 1).
 
 Every reading is held to its signal's bounds where readings of any source enter the minute
-window: the physical bounds of its unit and kind (gateway/units.py), tightened by the site file.
+window: the physical bounds of its unit and kind (analytics/units.py), tightened by the site file.
 A reading outside them, infinite or NaN, is flagged and never counted as measured; the minute is
 then partial or substituted like one with a missing reading, and its rows say `out_of_range`.
 The budget never evaluates a minute of absurd CO2.
@@ -17,17 +17,17 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from analytics import units
 from analytics.aggregate import counter_deltas, minute_edges
-from gateway import units
-from gateway.alert_settings import BudgetConfig
 from gateway.alerts.budget_stage import AlertStage
-from gateway.alerts.store import AlertStore
 from gateway.codec import apply_point, decode_registers, parse_payload
-from gateway.errors import ConfigError
-from gateway.factor_library import factor_table_of
-from gateway.model import MinuteResult, SampleBatch, SampleQuality
-from gateway.settings import GatewaySettings, SignalConfig, load_settings
-from gateway.signals import SignalTable
+from gateway.core.errors import ConfigError
+from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.signals import SignalTable
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import BudgetConfig
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings, SignalConfig, load_settings
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteFrame, MinuteWindow
 
@@ -339,7 +339,7 @@ def test_absurd_minutes_never_reach_the_budget(tmp_path: Path, caplog: pytest.Lo
 
 
 def _no_alerts():  # type: ignore[no-untyped-def]
-    from gateway.alert_settings import AlertsConfig
+    from gateway.settings.alerts import AlertsConfig
 
     off = {"enabled": False, "raise_at": {"warning": 1.0}, "clear_at": 0.0}
     return AlertsConfig(spike={"enabled": False}, data_quality={"coverage": off, "device": off, "influx_backlog": off})

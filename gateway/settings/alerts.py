@@ -1,7 +1,7 @@
 """The [budget] and [alerts] sections of the site file (see docs/alerts.md for examples).
 
-Kept apart from gateway/settings.py, which imports these models; this module must not import
-gateway.settings. Every model forbids unknown keys and is frozen, like the other sections.
+Kept apart from gateway/settings/site.py, which imports these models; this module must not import
+gateway.settings.site. Every model forbids unknown keys and is frozen, like the other sections.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from gateway.alert_settings import AlertsConfig, BudgetConfig
-from gateway.units import amount_bounds_per_s, integrated_unit, rate_bounds
+from analytics.units import amount_bounds_per_s, integrated_unit, rate_bounds
+from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
 Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -247,7 +247,7 @@ class SignalConfig(Section):
         allow_inf_nan=False,
         description="A counter's highest plausible rate (units per second): a drop that would need more to be a wrap is a "
         "reset, and an increase above 1.5 x this over its interval is implausible (flagged, not counted). At most the "
-        "physical bound of the unit (gateway/units.py), which applies without it.",
+        "physical bound of the unit (analytics/units.py), which applies without it.",
     )
     interval_s: float = Field(900.0, gt=0, description="Interval length for kind interval_total.")
     interval_label: Literal["start", "end"] = "end"
@@ -257,7 +257,7 @@ class SignalConfig(Section):
         allow_inf_nan=False,
         description="Lowest plausible reading: a rate in its unit, an interval total per row, an instant value. A reading "
         "outside [min, max] is flagged out_of_range and never counted as measured. Tightens the physical bound of the unit "
-        "and kind (gateway/units.py), never widens it. Counters: see max_rate_per_s.",
+        "and kind (analytics/units.py), never widens it. Counters: see max_rate_per_s.",
     )
     max: float | None = Field(None, allow_inf_nan=False, description="Highest plausible reading; see min.")
 
@@ -282,7 +282,7 @@ class SignalConfig(Section):
             if self.max_rate_per_s is not None and phys is not None and self.max_rate_per_s > phys[1]:
                 raise ValueError(
                     f"max_rate_per_s {self.max_rate_per_s:g} {self.unit}/s is above the physical bound {phys[1]:g} "
-                    f"{self.unit}/s of a {self.unit} counter (gateway/units.py); a site bound can only tighten it: "
+                    f"{self.unit}/s of a {self.unit} counter (analytics/units.py); a site bound can only tighten it: "
                     "check the unit and counter_scale"
                 )
             return self
@@ -296,19 +296,19 @@ class SignalConfig(Section):
         )
         if self.min is not None and self.min < lo:
             raise ValueError(
-                f"min {self.min:g} is below the physical bound {lo:g} of {what} (gateway/units.py); a site bound can "
+                f"min {self.min:g} is below the physical bound {lo:g} of {what} (analytics/units.py); a site bound can "
                 "only tighten it: check the unit"
             )
         if self.max is not None and self.max > hi:
             raise ValueError(
-                f"max {self.max:g} is above the physical bound {hi:g} of {what} (gateway/units.py); a site bound can "
+                f"max {self.max:g} is above the physical bound {hi:g} of {what} (analytics/units.py); a site bound can "
                 "only tighten it: check the unit"
             )
         return self
 
     def physical_bounds(self) -> tuple[float, float]:
         """(lowest, highest) physically plausible reading of a rate, interval total or instant
-        signal, from its unit and kind (gateway/units.py); infinite where the unit has none."""
+        signal, from its unit and kind (analytics/units.py); infinite where the unit has none."""
         if self.kind == "rate":
             return rate_bounds(self.unit)
         per_s = amount_bounds_per_s(self.unit) if self.kind == "interval_total" else None
@@ -644,7 +644,7 @@ class GatewaySettings(BaseSettings):
 
 def load_settings(path: Path) -> GatewaySettings:
     """Read and validate a site file. Raises ConfigError listing every problem with its key path."""
-    from gateway.config_errors import settings_from_toml
+    from gateway.settings.load import settings_from_toml
 
     return settings_from_toml(path)
 

@@ -29,7 +29,7 @@ is sqlite3 building the 20 column objects of each row, one third the join, pack 
 Corrections, rare, are checked with a lookup of the row they supersede instead of keeping every
 row's key in memory.
 
-Native walk. When the extension gateway/sinks/_ledger_walk.c is built (setup.py; it needs
+Native walk. When the extension gateway/ledger/_walk.c is built (setup.py; it needs
 SQLite's and OpenSSL's headers), each range is walked by it instead, about eight times faster,
 in threads (it releases the GIL), and it can sum a month while it walks (`MonthWindow`: the
 export's cells, exactly). It stops before any row that is not plain: a correction, a gap, a
@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from gateway.sinks.ledger_format import (
+from gateway.ledger.format import (
     _NUMBERS,
     SEP,
     TEXT_FIELDS,
@@ -84,10 +84,10 @@ ROWS_PER_THREAD = 50_000
 
 def _load_native() -> ModuleType | None:
     try:
-        from gateway.sinks import _ledger_walk  # type: ignore[attr-defined]
+        from gateway.ledger import _walk  # type: ignore[attr-defined]
     except ImportError:  # not built on this machine: the Python walk does the same, slower
         return None
-    return _ledger_walk
+    return _walk
 
 
 _native = _load_native()

@@ -20,16 +20,16 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
-from gateway.clock import Clock, SystemClock
-from gateway.errors import TransientError
-from gateway.factor_library import factor_table_of
-from gateway.health import ComponentHealth, HealthRegistry
-from gateway.model import MinuteResult, SampleBatch
-from gateway.settings import GatewaySettings, RetryConfig
-from gateway.signals import SignalTable
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import TransientError
+from gateway.core.health import ComponentHealth, HealthRegistry
+from gateway.core.model import MinuteResult, SampleBatch
+from gateway.core.signals import SignalTable
+from gateway.ledger.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
+from gateway.ledger.store import Ledger
+from gateway.settings.factors import factor_table_of
+from gateway.settings.site import GatewaySettings, RetryConfig
 from gateway.sinks.influx import InfluxSink
-from gateway.sinks.ledger import Ledger
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.stages.emissions import EmissionCalculator

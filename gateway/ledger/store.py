@@ -1,15 +1,15 @@
 """The local ledger: every closed minute result, once, in order, hash-chained.
 
-Storage. SQLite, WAL, synchronous=FULL (why: gateway/sinks/ledger_format.py, with the schema
+Storage. SQLite, WAL, synchronous=FULL (why: gateway/ledger/format.py, with the schema
 and the canonical encoding). The in-progress minute's checkpoint lives in the same file and is
-written in the same transaction as the minute it closes (see gateway/checkpoint.py), so the two
+written in the same transaction as the minute it closes (see gateway/ledger/checkpoint.py), so the two
 cannot disagree. A replay writing a new file uses synchronous=OFF instead, and one fsync at the
 end (`Ledger.bulk_load`).
 
 Chain. Row n's hash is SHA-256 over row n-1's hash and the canonical encoding of row n
 (`canonical_row`: its seq, every field, what it supersedes, why, when it was recorded). Editing,
 deleting, inserting or reordering rows breaks the chain at the first row touched; `verify`
-(gateway/sinks/ledger_audit.py) walks it. The head (seq, hash) is also kept in `meta`, so cutting
+(gateway/ledger/audit.py) walks it. The head (seq, hash) is also kept in `meta`, so cutting
 rows off the end is caught too, unless the head is rewritten as well: for that, an auditor keeps
 the head hash `emgate ledger verify` prints and later checks it with `--expect-head`.
 
@@ -30,8 +30,8 @@ duplicate inside it, NaN, a wrong type), it is rolled back and written again the
 row by row checked and de-duplicated, which names a bad value.
 
 Site and lock. `Ledger(path, site=...)` refuses a ledger of another site and records the site
-in a new one (gateway/sinks/ledger_format.py, "Site"); `exclusive=True`, for a gateway, holds
-`<ledger>.lock` until close() (gateway/sinks/ledger_lock.py: one gateway per ledger).
+in a new one (gateway/ledger/format.py, "Site"); `exclusive=True`, for a gateway, holds
+`<ledger>.lock` until close() (gateway/ledger/lock.py: one gateway per ledger).
 
 Disk failures. If a write fails (disk full, file system remounted read-only), `append` keeps the
 results in memory, in order, flags them `ledger_delayed`, and writes them before anything newer
@@ -55,9 +55,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.errors import SinkWriteError
-from gateway.model import MinuteResult
-from gateway.sinks.ledger_format import (  # re-exported: the ledger's public names
+from gateway.core.errors import SinkWriteError
+from gateway.core.model import MinuteResult
+from gateway.ledger.format import (  # re-exported: the ledger's public names
     _CURRENT,
     DELAYED_FLAG,
     FIELDS,
@@ -86,7 +86,7 @@ from gateway.sinks.ledger_format import (  # re-exported: the ledger's public na
     result_values,
     site_record,
 )
-from gateway.sinks.ledger_lock import LedgerInUseError, LedgerLock
+from gateway.ledger.lock import LedgerInUseError, LedgerLock
 
 __all__ = [
     "DELAYED_FLAG",
@@ -211,7 +211,7 @@ class Ledger:
             self._lock.release()
 
     def site_record(self) -> SiteRecord:
-        """Whose ledger this is (for `emgate ledger show`); see gateway/sinks/ledger_format.py, "Site"."""
+        """Whose ledger this is (for `emgate ledger show`); see gateway/ledger/format.py, "Site"."""
         return site_record(self._db)
 
     def close(self) -> None:
@@ -258,7 +258,7 @@ class Ledger:
         append and `emgate ledger verify` passes it. A power cut may corrupt it, which is why it
         must not carry the ledger's name before close() has made it durable. A live gateway
         never calls this: its commits must be on disk when append returns (see
-        gateway/sinks/ledger_format.py).
+        gateway/ledger/format.py).
         """
         self._db.execute("PRAGMA synchronous=OFF")
         self._bulk_load = True
@@ -343,7 +343,7 @@ class Ledger:
     def mark_stopped(self, state: bytes) -> bool:
         """Store the window's state at an orderly stop, with the mark that says so (meta
         `stopped_at`), in one transaction. The next start resumes from it without reporting a
-        crash (gateway/checkpoint.py); any later checkpoint removes the mark. False if not
+        crash (gateway/ledger/checkpoint.py); any later checkpoint removes the mark. False if not
         stored (results still wait for the disk, or the write failed)."""
         if self._pending or self._pending_checkpoint is not None:
             return False

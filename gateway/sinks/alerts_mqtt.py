@@ -21,12 +21,12 @@ from typing import Self
 
 import aiomqtt
 
-from gateway.alert_settings import AlertMqttConfig
 from gateway.alerts.budget_stage import AlertStage
-from gateway.alerts.store import AlertStore
-from gateway.clock import Clock, SystemClock
-from gateway.errors import SourceUnavailable
-from gateway.health import ComponentHealth
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import SourceUnavailable
+from gateway.core.health import ComponentHealth
+from gateway.ledger.alerts_table import AlertStore
+from gateway.settings.alerts import AlertMqttConfig
 
 log = logging.getLogger(__name__)
 

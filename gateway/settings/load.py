@@ -5,7 +5,7 @@ where that key (or its table) is written, and what to check. pydantic's errors c
 path; tomllib keeps no positions, so `_KeyLines` re-reads the text to find them.
 
 A file that validates is then checked against the factor library it names
-(gateway.factor_library.site_factor_problems): a stream's misspelt factor id is a configuration
+(gateway.settings.factors.site_factor_problems): a stream's misspelt factor id is a configuration
 problem like a misspelt key, reported with its line before any command starts work.
 """
 
@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway.errors import ConfigError
-from gateway.factor_library import site_factor_problems
-from gateway.settings import GatewaySettings
+from gateway.core.errors import ConfigError
+from gateway.settings.factors import site_factor_problems
+from gateway.settings.site import GatewaySettings
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*("[^"]+"|'[^']+'|[A-Za-z0-9_\-]+)\s*=""")

@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from gateway.settings import GatewaySettings, SignalConfig
+if TYPE_CHECKING:  # the kernel imports nothing of the gateway at run time
+    from gateway.settings.site import GatewaySettings, SignalConfig
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.alerts.model import Alert
-from gateway.errors import SinkWriteError
+from gateway.core.errors import SinkWriteError
 
 ALERTS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (

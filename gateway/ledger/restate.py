@@ -3,7 +3,7 @@
 A factor can change after its minutes were recorded: the lab's NCV for a coal delivery arrives
 weeks later and is entered as a site override with a validity period, or a default is replaced.
 The ledger never rewrites a row; a restatement appends, for each current row whose value
-changes, a correction row that supersedes it with a reason (gateway/sinks/ledger.py,
+changes, a correction row that supersedes it with a reason (gateway/ledger/store.py,
 `Ledger.correct`). The month export then reports the changed figures as a restatement.
 
 What is recomputed, per current row in [from, to): the factor of the row's stream (the
@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics.factors import FactorTable, UnknownFactorError
-from gateway.errors import ConfigError
-from gateway.model import MinuteResult
-from gateway.settings import GatewaySettings, StreamConfig
-from gateway.sinks.ledger import Ledger
+from gateway.core.errors import ConfigError
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
+from gateway.settings.site import GatewaySettings, StreamConfig
 
 # Relative difference below which a recomputed value is the stored one: the live stage computes
 # in numpy and SQLite stores IEEE doubles, so an unchanged factor reproduces the value exactly;

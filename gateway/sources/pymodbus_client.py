@@ -26,7 +26,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusException
 
-from gateway.errors import GatewayError, TransientError
+from gateway.core.errors import GatewayError, TransientError
 
 # pymodbus logs every failed request at ERROR; the sources report state changes themselves.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -1,6 +1,6 @@
-/* The ledger chain walk in native code: gateway.sinks._ledger_walk.walk().
+/* The ledger chain walk in native code: gateway.ledger._walk.walk().
  *
- * What it does is exactly what gateway/sinks/ledger_audit.py's Python walk does for a row it
+ * What it does is exactly what gateway/ledger/audit.py's Python walk does for a row it
  * finds in order, of the expected column types, hashing to its stored digest and not a
  * correction. It does that row by row through SQLite's C API and OpenSSL's SHA-256, with the
  * GIL released, and stops *before* the first row that is anything else: a seq out of order, a
@@ -743,8 +743,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "_ledger_walk",
-    "The ledger chain walk in native code; see gateway/sinks/_ledger_walk.c.",
+    "_walk",
+    "The ledger chain walk in native code; see gateway/ledger/_walk.c.",
     -1,
     methods,
     NULL,
@@ -753,7 +753,7 @@ static struct PyModuleDef module = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__ledger_walk(void)
+PyMODINIT_FUNC PyInit__walk(void)
 {
     return PyModule_Create(&module);
 }

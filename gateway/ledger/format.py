@@ -57,8 +57,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import GatewayError
-from gateway.model import MinuteResult
+from gateway.core.errors import GatewayError
+from gateway.core.model import MinuteResult
 
 GENESIS_HASH = "0" * 64
 SCHEMA_VERSION = "3"
@@ -323,7 +323,7 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     if row is not None and row[0] != SCHEMA_VERSION:
         raise sqlite3.DatabaseError(
             f"{path} is a ledger of schema {row[0]}; this version reads and writes schema {SCHEMA_VERSION} "
-            "(see gateway/sinks/ledger_format.py). There is no migration: keep the old file with the version "
+            "(see gateway/ledger/format.py). There is no migration: keep the old file with the version "
             "that wrote it and start a new ledger file"
         )
 

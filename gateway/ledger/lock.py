@@ -32,7 +32,7 @@ import os
 import time
 from pathlib import Path
 
-from gateway.errors import GatewayError
+from gateway.core.errors import GatewayError
 
 
 class LedgerInUseError(GatewayError):

@@ -48,9 +48,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from analytics.batch import concat_ranges
-from gateway.clock import Clock
-from gateway.model import MinuteResult
-from gateway.sinks.ledger import Ledger
+from gateway.core.clock import Clock
+from gateway.core.model import MinuteResult
+from gateway.ledger.store import Ledger
 from gateway.stages.minute import MINUTE_S, MinuteWindow, WindowState
 from gateway.stages.minute_history import HistoryColumns
 

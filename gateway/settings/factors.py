@@ -12,7 +12,7 @@ Each TOML file holds an array of tables named `factor`:
 The entry keys are those of analytics.factors. Errors are ConfigError naming the file and the entry.
 
 A site's factors are checked with its settings (`site_factor_problems`, called by
-gateway.config_errors for every command that reads a site file): the table must build and every
+gateway.settings.load for every command that reads a site file): the table must build and every
 stream's `factor` must name an id in it. Each problem carries the key path in the site file
 (`streams[2].factor`, `factors.overrides[0].overrides`) so that it can be given a line.
 """
@@ -25,17 +25,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from analytics.factors import FactorTable, FactorTableError, UnknownFactorError, close_ids, did_you_mean
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gateway.settings import FactorsConfig, GatewaySettings
+    from gateway.settings.site import FactorsConfig, GatewaySettings
 
 SITE_OVERRIDES = "site overrides"
 
 
 def default_factor_dir() -> Path:
     """The repository's factor library directory (config/factors)."""
-    return Path(__file__).resolve().parents[1] / "config" / "factors"
+    return Path(__file__).resolve().parents[2] / "config" / "factors"
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:

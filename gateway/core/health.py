@@ -10,7 +10,7 @@ import bisect
 import logging
 from dataclasses import dataclass, field
 
-log = logging.getLogger("gateway.health")
+log = logging.getLogger("gateway.core.health")
 
 # Poll latency bucket bounds (s) for the /metrics histogram: one bisect per poll, read at scrape.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
