@@ -467,6 +467,29 @@ class FactorTable:
             f"{_iso(entry.valid_to)}) and no override covers it; add an override or fix the validity"
         )
 
+    def uncovered(self, factor_id: str) -> list[tuple[float | None, float | None]]:
+        """The periods [from, to) in which `factor_id` resolves to nothing: neither the entry nor
+        one of its overrides is valid then (None = unbounded). Empty when every moment has a
+        value, which a stream's factor needs: a minute in a gap could not be computed.
+
+        Raises:
+            UnknownFactorError: unknown id.
+        """
+        entry = self.get(factor_id)
+        spans = sorted(
+            (-math.inf if f.valid_from is None else f.valid_from, math.inf if f.valid_to is None else f.valid_to)
+            for f in [entry, *self._overrides.get(factor_id, ())]
+        )
+        gaps: list[tuple[float | None, float | None]] = []
+        reached = -math.inf
+        for start, end in spans:
+            if start > reached:
+                gaps.append((None if reached == -math.inf else reached, start))
+            reached = max(reached, end)
+        if reached < math.inf:
+            gaps.append((reached, None))
+        return gaps
+
     def resolve_many(self, factor_id: str, ts: ArrayLike) -> ResolvedFactors:
         """Vectorised `resolve` for replay: ef (tCO2 per unit) and the id used, per timestamp.
 

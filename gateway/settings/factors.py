@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -177,11 +178,23 @@ def site_factor_problems(settings: GatewaySettings) -> list[FactorProblem]:
         return [_table_problem(exc, entries, origin, len(entries) - len(overrides), section.library)]
     problems = []
     for i, stream in enumerate(settings.streams):
+        where = ("streams", i, "factor")
         try:
-            table.get(stream.factor)
+            gaps = table.uncovered(stream.factor)
         except UnknownFactorError:
             message = unknown_factor_message(table, stream.factor, section.library)
-            problems.append(FactorProblem(("streams", i, "factor"), f"stream {stream.process}/{stream.stream}: {message}"))
+            problems.append(FactorProblem(where, f"stream {stream.process}/{stream.stream}: {message}"))
+            continue
+        if gaps:  # a minute in a gap could not be computed: refuse it here, not at every minute close
+            periods = ", ".join(f"{_iso_or(a, 'the beginning')} to {_iso_or(b, 'no end')}" for a, b in gaps)
+            problems.append(
+                FactorProblem(
+                    where,
+                    f"stream {stream.process}/{stream.stream}: factor {stream.factor!r} has no value from {periods}; "
+                    "every minute needs one: make it an override (overrides = a library id) of a factor valid then, "
+                    "or widen its valid_from/valid_to",
+                )
+            )
     return problems
 
 
@@ -207,3 +220,10 @@ def _table_problem(
     elif key == "overrides":  # the id it names is unknown: say where the ids are
         message += f" (the default ids are those of {library_places(library)})"
     return FactorProblem(loc, message)
+
+
+def _iso_or(ts: float | None, unbounded: str) -> str:
+    """An epoch second as UTC ISO 8601, or `unbounded` for None."""
+    if ts is None:
+        return unbounded
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

@@ -150,3 +150,34 @@ def test_emission_stage_built_from_settings_in_code_raises_config_error(tmp_path
     (problem,) = caught.value.problems
     assert problem.startswith(f"stream utilities/purchased_electricity: no factor '{TYPO}' in the factor library")
     assert "did you mean 'cn.grid.2023.national_avg'" in problem
+
+
+def test_a_site_factor_with_a_gap_in_its_validity_is_a_config_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A site factor (no `overrides`) valid only for November: minutes outside it had no factor,
+    and the gateway raised at every minute close (a restart loop). Now check-config says when."""
+    site = write_site(tmp_path, "site.grid.nov")
+    site.write_text(
+        site.read_text()
+        + '\n[[factors.overrides]]\nid = "site.grid.nov"\nkind = "grid"\nunit = "MWh"\nef_tco2_per_unit = 0.55\n'
+        + 'source = "supplier statement"\nyear = 2026\nstatus = "confirmed"\n'
+        + 'valid_from = "2026-11-01T00:00:00+08:00"\nvalid_to = "2026-12-01T00:00:00+08:00"\n'
+    )
+    assert main(["check-config", str(site)]) == 2
+    err = capsys.readouterr().err.replace(f"{tmp_path}/", "")
+    assert (
+        "site.toml:28: streams[1].factor: stream utilities/purchased_electricity: factor 'site.grid.nov' has no value "
+        "from the beginning to 2026-10-31T16:00:00+00:00, 2026-11-30T16:00:00+00:00 to no end" in err
+    ), err
+
+
+def test_an_override_with_validity_leaves_no_gap(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = write_site(tmp_path, "cn.grid.2023.national_avg")
+    site.write_text(
+        site.read_text()
+        + '\n[[factors.overrides]]\nid = "site.grid.nov"\noverrides = "cn.grid.2023.national_avg"\nef_tco2_per_unit = 0.55\n'
+        + 'source = "supplier statement"\nyear = 2026\nstatus = "confirmed"\n'
+        + 'valid_from = "2026-11-01T00:00:00+08:00"\nvalid_to = "2026-12-01T00:00:00+08:00"\n'
+    )
+    assert main(["check-config", str(site)]) == 0, capsys.readouterr().err
