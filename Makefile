@@ -11,14 +11,15 @@ ARGS ?=
 # `test` installs python3-venv (services) before it creates the venv: keep that order.
 .NOTPARALLEL:
 .DEFAULT_GOAL := help
-.PHONY: help venv demo services test bench lint clean
+.PHONY: help venv demo services test bench lint wheel clean
 
 help:
 	@echo "make test      install peers + venv, run pytest (PYTEST_ARGS='$(PYTEST_ARGS)')"
 	@echo "make demo      run 'emgate demo \$$ARGS' (no root, no server)"
 	@echo "make services  install mosquitto, socat, chromium, ... and build influxd (root for apt)"
 	@echo "make bench     run 'python -m bench \$$ARGS'"
-	@echo "make lint      ruff check ."
+	@echo "make lint      ruff check . and mypy (the files and strictness are in pyproject.toml)"
+	@echo "make wheel     build dist/emgate-*.whl (with the native walk when gcc and headers are here)"
 	@echo "make clean     remove the venv, caches and test logs"
 
 $(VENV)/bin/python:
@@ -48,9 +49,16 @@ bench: services venv
 	bash scripts/build-telegraf.sh || echo "telegraf could not be built; the benchmark runs without the comparison"
 	$(VENV)/bin/python -m bench $(ARGS)
 
+# mypy also runs in `make test` (tests/unit/test_typecheck.py), so CI checks the types too.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# The wheel to install on another machine of the same Debian and Python (docs/operator-guide.md),
+# built offline with the venv's setuptools (the test extra pins it).
+wheel: venv
+	$(VENV)/bin/pip wheel --no-deps --no-build-isolation --wheel-dir dist .
 
 clean:
-	rm -rf $(VENV) .test-logs .pytest_cache .ruff_cache build dist *.egg-info gateway/ledger/_walk.*.so
+	rm -rf $(VENV) .test-logs .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info gateway/ledger/_walk.*.so
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -33,6 +33,7 @@ minute sums then telescope to the integral less what those minutes left out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -65,7 +66,7 @@ def _check_edges(edges: ArrayLike) -> F64:
     return e
 
 
-def _check_samples(ts: ArrayLike, values: ArrayLike, values_name: str = "values") -> tuple[F64, NDArray, F64]:
+def _check_samples(ts: ArrayLike, values: ArrayLike, values_name: str = "values") -> tuple[F64, NDArray[Any], F64]:
     """Validate one signal's samples; returns (ts, values, np.diff(ts)) so callers reuse the diff."""
     t = _as_f64("ts", ts)
     v = np.asarray(values)

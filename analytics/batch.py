@@ -102,4 +102,5 @@ def integrate_rate_many(
 def concat_ranges(first: NDArray[np.int64], lengths: NDArray[np.int64]) -> NDArray[np.int64]:
     """The indices first[k], first[k] + 1, ..., first[k] + lengths[k] - 1 for every k, in order."""
     out_starts = np.cumsum(lengths) - lengths
-    return np.arange(int(lengths.sum())) + np.repeat(first - out_starts, lengths)
+    index: NDArray[np.int64] = np.arange(int(lengths.sum())) + np.repeat(first - out_starts, lengths)
+    return index

@@ -81,11 +81,8 @@ def _profile_share_many(
         raise ValueError(f"weights must be 12 values with a positive sum, got shape {w.shape}, sum {w.sum()}")
     shares = w / w.sum()
     i, frac = month_progress_many(np.asarray(month_edges_s, dtype=np.float64), t)
-    return _prefix_sums(shares)[i] + shares[i] * frac
-
-
-def calendar_share_to(month_edges_s: NDArray[np.float64], t: float) -> float:
-    return float(_calendar_share_many(month_edges_s, np.array([t], dtype=np.float64))[0])
+    share: NDArray[np.float64] = _prefix_sums(shares)[i] + shares[i] * frac
+    return share
 
 
 def _calendar_share_many(month_edges_s: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -286,7 +283,7 @@ def budget_positions(inp: BudgetInputs) -> BudgetPositions:
             raise ValueError("an intensity allowance needs production (a signal or a plan)")
         allowance = inp.benchmark_t_per_t * production[2]
     else:
-        allowance = arr(float(inp.allowance_t))  # type: ignore[arg-type]
+        allowance = arr(float(inp.allowance_t))  # type: ignore[arg-type]  # not None: exactly one of the two is given (checked above)
 
     def share_to(t: NDArray[np.float64]) -> NDArray[np.float64]:
         if inp.trajectory == "calendar_linear":

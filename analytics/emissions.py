@@ -269,7 +269,7 @@ def _balance_carbon_tc(side: str, items: Sequence[BalanceItem]) -> NDArray[np.fl
         if len(item) == 2:
             amount, c, unit = item[0], item[1], "t"
         elif len(item) == 3:
-            amount, c, unit = item  # type: ignore[misc]
+            amount, c, unit = item
         else:
             raise ValueError(
                 f"{side}[{i}] must be (amount_t, carbon_fraction) or (amount, c_tc_per_unit, unit)"

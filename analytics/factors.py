@@ -428,10 +428,6 @@ class FactorTable:
                 f"no factor {factor_id!r} in the factor table{did_you_mean(close) or '; check the id'}"
             ) from None
 
-    def overrides_of(self, factor_id: str) -> list[Factor]:
-        """Overrides of a default, ordered by valid_from."""
-        return list(self._overrides.get(factor_id, ()))
-
     def select(self, **criteria: Any) -> list[Factor]:
         """Default entries whose fields equal all criteria, e.g. select(kind="grid", data_year=2022,
         series="mee_nbs_annual", variant="national_avg", region="national")."""

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import ArrayLike, NDArray
 
 F64 = NDArray[np.float64]
+_Scalar = TypeVar("_Scalar", bound=np.generic)
 
 RULES = ("none", "last_good", "hour_average", "lookback_max")
 HOUR_MINUTES = 60
@@ -59,7 +60,7 @@ class MinuteQuality(IntEnum):
         return self.name.lower()
 
 
-def _readonly(arr: NDArray) -> NDArray:
+def _readonly(arr: NDArray[_Scalar]) -> NDArray[_Scalar]:
     out = np.array(arr, copy=True)
     out.setflags(write=False)
     return out
@@ -265,11 +266,13 @@ def _hour_average(all_v: F64, all_s: NDArray[np.int64], anchors: NDArray[np.intp
     while vals.shape[1] > 1:
         half = vals.shape[1] // 2
         vals = vals[:, :half] + vals[:, half:]
-    return vals[:, 0] / use.sum(axis=1)
+    mean: F64 = vals[:, 0] / use.sum(axis=1)
+    return mean
 
 
 def _lookback_max(all_v: F64, anchors: NDArray[np.intp], lookback: int) -> F64:
     """Max of the `lookback` measured entries ending at entry anchor - 1 (max is exact in any order)."""
     padded = np.concatenate((np.full(lookback - 1, -np.inf), all_v))
     windows = sliding_window_view(padded, lookback)  # row k: entries k - lookback + 1 .. k
-    return windows[anchors - 1].max(axis=1)
+    peak: F64 = windows[anchors - 1].max(axis=1)
+    return peak

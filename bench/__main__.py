@@ -23,6 +23,7 @@ AREAS = (
     "acquisition",
     "ledger_drain",
     "ledger_throughput",
+    "checkpoint_cost",
     "export_month",
     "replay_year",
     "influx_latency",

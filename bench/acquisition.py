@@ -26,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,7 +66,7 @@ def _words() -> list[int]:
     return out
 
 
-def _fixed(words: list[int]):  # type: ignore[no-untyped-def]
+def _fixed(words: list[int]) -> Callable[[int, int, int, list[int]], None]:
     def fill(function_code: int, address: int, count: int, registers: list[int]) -> None:
         registers[: len(words)] = words
 
@@ -106,7 +107,7 @@ async def _source_modbus(port: int, seconds: float) -> tuple[float, float]:
         nonlocal samples
         while True:
             batch = await queue.get()
-            samples += np.count_nonzero(batch.quality == good)
+            samples += int(np.count_nonzero(batch.quality == good))
 
     consumer = asyncio.create_task(consume())
     n = 0

@@ -16,6 +16,7 @@ import numpy as np
 
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
 from gateway.core.clock import ScaledClock
+from gateway.core.model import MinuteResults
 from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
@@ -38,7 +39,11 @@ async def measure(settings: GatewaySettings, port: int, influx: InfluxService, m
     gw = Gateway.build(settings, clock=clock)
     closed_at: dict[float, float] = {}
     seen_at: dict[float, float] = {}
-    gw.listeners.append(lambda results: closed_at.setdefault(max(r.minute_start for r in results), time.perf_counter()))
+
+    def closed(results: MinuteResults) -> None:
+        closed_at.setdefault(float(results.minute_start.max()), time.perf_counter())
+
+    gw.listeners.append(closed)
 
     async def watch() -> None:
         while True:

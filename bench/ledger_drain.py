@@ -37,10 +37,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from gateway.core.model import MinuteResult
+from gateway.codec.lineproto import MinutePointEncoder
+from gateway.core.model import MinuteResult, MinuteResults
 from gateway.ledger.store import Ledger
 from gateway.settings.site import InfluxConfig, RetryConfig
-from gateway.sinks.influx import CURSOR, InfluxSink, LineEncoder
+from gateway.sinks.influx import CURSOR, InfluxSink
 
 GOAL_POINTS_PER_S = 100_000
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -96,10 +97,12 @@ def minute_results(minute: int, signals: int) -> list[MinuteResult]:
 
 def build_backlog(path: Path, signals: int, minutes: int) -> dict[str, float]:
     ledger = Ledger(path)
+    # each minute as the emission stage hands it over: columns, built before the clock starts
+    closes = [MinuteResults.from_rows(minute_results(m, signals)) for m in range(minutes)]
     t0 = time.perf_counter()
     rows = 0
-    for m in range(minutes):
-        rows += ledger.append(minute_results(m, signals))
+    for results in closes:
+        rows += ledger.append(results)
     elapsed = time.perf_counter() - t0
     ledger.close()
     return {
@@ -120,7 +123,7 @@ async def drain(path: Path, cfg: InfluxConfig, server_pid: int | None = None) ->
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         task = asyncio.create_task(sink.run(), name="influx-bench")
-        while ledger.cursor(CURSOR) < ledger.head_seq:
+        while ledger.outbox.cursor(CURSOR) < ledger.head_seq:
             await asyncio.sleep(0.05)
             if task.done():
                 task.result()
@@ -150,9 +153,9 @@ def server_ceiling(path: Path, cfg: InfluxConfig, max_rows: int = 300_000, serve
     It tells whether the drain is limited by the gateway or by the server (and the CPU the two share).
     """
     ledger = Ledger(path)
-    rows, _ = ledger.outbox_rows(0, max_rows)
+    rows, _ = ledger.outbox.rows(0, max_rows)
     ledger.close()
-    enc, n = LineEncoder(cfg.measurement), cfg.batch_size
+    enc, n = MinutePointEncoder(cfg.measurement), cfg.batch_size
     bodies = [enc.lines(rows[i : i + n]).encode() for i in range(0, len(rows), n)]
     query = urllib.parse.urlencode({"org": cfg.org, "bucket": cfg.bucket, "precision": "s"})
 

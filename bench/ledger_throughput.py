@@ -12,7 +12,7 @@ many streams per minute); `append_batched_bulk_load` the same after Ledger.bulk_
 durable; `ceiling_executemany` inserts the very rows Ledger stored (already hashed) with one
 plain executemany into a fresh file of the same schema, pragmas and indexes: what SQLite alone
 costs, the bound for the append. `verify` is verify_ledger over the bulk ledger (the
-whole chain, as `emgate ledger verify` and the export do); `read_current` is Ledger.current().
+whole chain, as `emgate ledger verify` and the export do); `read_current` is LedgerReader.current().
 Targets: appends >= 200,000 rows/s, verify >= 300,000 rows/s.
 """
 
@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.core.model import MinuteResult
+from gateway.core.model import MinuteResult, MinuteResults
 from gateway.ledger.audit import native_walk, verify_ledger
-from gateway.ledger.store import INSERT_COLUMNS, Ledger, open_ledger_db
+from gateway.ledger.database import open_ledger_db
+from gateway.ledger.format import INSERT_COLUMNS
+from gateway.ledger.store import Ledger
 
 START = 1_795_000_000.0 - 1_795_000_000.0 % 86400
 GOAL_APPENDS_PER_S = 200_000
@@ -57,17 +59,17 @@ def synthetic_result(minute_start: float, minute: int, stream: int, activity_dri
     )
 
 
-def minute_results(rows: int, streams: int = 100) -> list[MinuteResult]:
-    return [synthetic_result(START + 60.0 * m, m, i) for m, i in (divmod(k, streams) for k in range(rows))]
+def minute_results(rows: int, streams: int = 100) -> MinuteResults:
+    return MinuteResults.from_rows(synthetic_result(START + 60.0 * m, m, i) for m, i in (divmod(k, streams) for k in range(rows)))
 
 
-def _append(path: Path, results: list[MinuteResult], batch: int, *, bulk_load: bool = False) -> float:
+def _append(path: Path, results: MinuteResults, batch: int, *, bulk_load: bool = False) -> float:
     ledger = Ledger(path, clock=lambda: 1_800_000_000.0)
     if bulk_load:
         ledger.bulk_load()
     t0 = time.perf_counter()
     for i in range(0, len(results), batch):
-        ledger.append(results[i : i + batch])
+        ledger.append(results.take(slice(i, i + batch)))
     if bulk_load:
         ledger.close()  # the one fsync of a bulk load is part of its cost
     elapsed = time.perf_counter() - t0
@@ -109,7 +111,7 @@ def run(quick: bool, *, rows: int | None = None, batch: int | None = None) -> di
             raise RuntimeError(f"verify of the benchmark ledger failed: {report}")
         ledger = Ledger(bulk, readonly=True)
         t0 = time.perf_counter()
-        read = sum(1 for _ in ledger.current())
+        read = sum(1 for _ in ledger.reader.current())
         read_s = time.perf_counter() - t0
         ledger.close()
         ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("bulk.sqlite*")) / 1e6

@@ -1,8 +1,15 @@
-"""run_gateway(): the pipeline's tasks in one TaskGroup, and supervise(): their restart policy.
+"""The pipeline: `Gateway.build()` builds and wires every stage, sink and view; `run()` runs
+them in one TaskGroup; `supervise()` is their restart policy.
 
     sources --SampleBatch--> queue --> MinuteStage --MinuteFrame--> EmissionCalculator
-        --MinuteResult--> Ledger --cursor--> InfluxSink
-                                 \\-> listeners (console, status page, alerts)
+        --MinuteResults--> Ledger --cursor--> InfluxSink
+                             \\-> AlertStage --alerts table--> AlertMqttSink
+                             \\-> MinuteHistory (status page, live table), ConsoleListener, listeners
+
+This module is the only one that wires. A stage, sink or view gets what it needs through its
+constructor (the alert stage the InfluxDB backlog as a function, the MQTT sink the alert stage
+as an AlertsView, the views the gateway as a GatewayView) and never reaches into the gateway
+to attach itself; every part the gateway holds is a typed field.
 
 Every task has a parent: a bug in any of them cancels the group and the service manager
 restarts us, after every sink has flushed. Transient failures (a device or broker away) are
@@ -15,36 +22,63 @@ import asyncio
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol, Self, TextIO
 
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import TransientError
 from gateway.core.health import ComponentHealth, HealthRegistry
-from gateway.core.model import MinuteResult, SampleBatch
+from gateway.core.model import MinuteResults, SampleBatch
 from gateway.core.signals import SignalTable
 from gateway.ledger.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.ledger.store import Ledger
 from gateway.settings.factors import factor_table_of
 from gateway.settings.site import GatewaySettings, RetryConfig
+from gateway.sinks.console import ConsoleListener
 from gateway.sinks.influx import InfluxSink
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteFrame, MinuteStage, MinuteWindow
 
+# Imported where they are built, so that a site without them never loads them: the alert stage
+# and its analytics (half a MB resident), the views (aiohttp, prometheus_client, rich), aiomqtt.
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gateway.alerts.budget_stage import AlertStage
+    from gateway.http.history import MinuteHistory
+    from gateway.http.server import StatusServer
+    from gateway.http.terminal_table import LiveTable
+    from gateway.sinks.alerts_mqtt import AlertMqttSink
     from gateway.sources.mqtt import MqttSource
 
 log = logging.getLogger(__name__)
 
-ResultListener = Callable[[list[MinuteResult]], None]
+
+class MinuteListener(Protocol):
+    """Takes the results of each closed frame (one minute live, a day in a replay) in the
+    pipeline's task, after the ledger stored them."""
+
+    def __call__(self, results: MinuteResults, /) -> None: ...
 
 
 class Component(Protocol):
+    """What `supervise` runs: connected on entry or raising, then run until cancelled."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
     async def run(self) -> None: ...
+
+
+def reenter(component: Component) -> Callable[[], Component]:
+    """`supervise`'s factory for a component that is reusable, not reentrant: each attempt enters
+    the same object again (it opens a new connection on entry)."""
+    return lambda: component
 
 
 def backoff_delay(retry: RetryConfig, attempt: int) -> float:
@@ -52,8 +86,7 @@ def backoff_delay(retry: RetryConfig, attempt: int) -> float:
     return random.uniform(0.0, min(retry.cap_s, retry.base_s * 2 ** min(attempt, 30)))
 
 
-async def supervise(make: Callable[[], AbstractAsyncContextManager[Any]], retry: RetryConfig,
-                    health: ComponentHealth, clock: Clock) -> None:
+async def supervise(make: Callable[[], Component], retry: RetryConfig, health: ComponentHealth, clock: Clock) -> None:
     """Enter and run a component forever, retrying transient failures with backoff.
 
     The backoff starts again from its base after a run that stayed up longer than the cap: a
@@ -82,7 +115,12 @@ class _Stop(Exception):
 
 @dataclass
 class Gateway:
-    """The assembled pipeline. Build it with `Gateway.build(settings)`, then `await run()`."""
+    """The assembled pipeline. Build it with `Gateway.build(settings)`, add the views a command
+    shows (`print_minutes`, `show_live_table`, `status_page`), then `await run()`.
+
+    Each closed frame goes to the ledger, then to `listeners` (a caller's outputs: the replay's
+    files, a test's recorder), the alert stage, the views' history and the console, in that order.
+    """
 
     settings: GatewaySettings
     clock: Clock
@@ -91,14 +129,17 @@ class Gateway:
     calculator: EmissionCalculator
     window: MinuteWindow
     health: HealthRegistry = field(default_factory=HealthRegistry)
-    listeners: list[ResultListener] = field(default_factory=list)
-    influx: InfluxSink | None = None
-    minutes_closed: int = 0
+    influx: InfluxSink | None = None  # [influx] enabled
+    alerts: AlertStage | None = None  # [budget] or [alerts] enabled
+    alert_publisher: AlertMqttSink | None = None  # [alerts.mqtt] set
+    history: MinuteHistory | None = None  # what the status page and the live table show, once one is added
+    console: ConsoleListener | None = None  # one line per closed minute
+    terminal: LiveTable | None = None  # the live table on a terminal
+    status: StatusServer | None = None  # the status page and /metrics, while `status_page()` serves them
+    listeners: list[MinuteListener] = field(default_factory=list)
     sources: list[ModbusSource] = field(default_factory=list)
     mqtt_sources: list[MqttSource] = field(default_factory=list)
-    # Extra coroutines (status page publisher, live table) run in the pipeline's TaskGroup, so a
-    # bug in one cancels the group like any stage. Name one with a `task_name` attribute.
-    extra_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    minutes_closed: int = 0
     recovery: Recovery | None = None  # what startup restored from the ledger's checkpoint
 
     @classmethod
@@ -122,15 +163,79 @@ class Gateway:
             if settings.influx.enabled:
                 gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
             if settings.budget is not None or settings.alerts.enabled:
-                # imported here, like MqttSource in run(): a site without alerts never loads them
-                from gateway.alerts.budget_stage import attach_alerts
-
-                attach_alerts(gw)  # a listener, plus the "alerts-mqtt" task when [alerts.mqtt] is set
+                gw._add_alerts()
         except BaseException:
             ledger.close()  # and its lock: a caller in this process may build again
             raise
         return gw
 
+    def _add_alerts(self) -> None:
+        """The alert stage on the ledger's alerts table and, with [alerts.mqtt], its publisher."""
+        from gateway.alerts.budget_stage import AlertStage
+        from gateway.ledger.alerts_table import AlertStore
+
+        s = self.settings
+        influx = self.influx
+        stage = AlertStage(
+            s.site.name,
+            s.site.timezone,
+            s.budget,
+            s.alerts,
+            AlertStore(s.ledger.path),
+            health=self.health,
+            influx_backlog=(lambda: influx.counters.backlog) if influx is not None else None,
+        )
+        self.alerts = stage
+        stage.restore(self.window.next_minute)
+        if s.alerts.mqtt is not None:
+            from gateway.sinks.alerts_mqtt import AlertMqttSink  # imports aiomqtt, only when configured
+
+            publisher = AlertMqttSink(s.alerts.mqtt, s.site.name, stage.store, stage, self.health.get("alerts-mqtt"), self.clock)
+            stage.notify = publisher.notify
+            self.alert_publisher = publisher
+
+    # -- views: what a command shows of the running pipeline --------------------------------------
+    def print_minutes(self, out: TextIO | None = None) -> None:
+        """Print one line per closed minute (CO2 per process) on `out`, by default stdout."""
+        self.console = ConsoleListener(self.settings.site.timezone, out)
+
+    def show_live_table(self, console: Console | None = None) -> LiveTable:
+        """Redraw the live table on the terminal while the pipeline runs."""
+        from gateway.http.terminal_table import LiveTable  # imports rich
+
+        self.terminal = LiveTable(self, self._view_history(), console=console)
+        return self.terminal
+
+    @asynccontextmanager
+    async def status_page(self, bind: str | None) -> AsyncIterator[StatusServer | None]:
+        """Serve the status page and /metrics at `bind` ("HOST:PORT") while the block runs; yields
+        the StatusServer, or None when `bind` is None.
+
+        The port is bound on entry, so a busy one raises ConfigError before the pipeline starts;
+        the page's publisher runs in the pipeline's TaskGroup while `run()` runs inside the block.
+        """
+        if bind is None:
+            yield None
+            return
+        from gateway.http.server import StatusServer  # imports aiohttp and prometheus_client
+
+        async with StatusServer(self, bind, self._view_history()) as server:
+            self.status = server
+            try:
+                yield server
+            finally:
+                self.status = None
+
+    def _view_history(self) -> MinuteHistory:
+        """The views' one MinuteHistory, seeded from the ledger when the first view asks for it."""
+        if self.history is None:
+            from gateway.http.history import MinuteHistory
+
+            self.history = MinuteHistory(self.settings.site.timezone, self.clock)
+            self.history.seed_from_ledger(self.ledger.path)
+        return self.history
+
+    # -- running ------------------------------------------------------------------------------------
     async def on_frame(self, frame: MinuteFrame) -> None:
         results = self.calculator.compute(frame)
         if self.recovery is not None:
@@ -139,9 +244,19 @@ class Gateway:
         self.ledger.append(results, checkpoint=window_checkpoint(self.window))
         if self.influx is not None:
             self.influx.notify()
+        self.announce(results)
+        self.minutes_closed += len(frame.starts)
+
+    def announce(self, results: MinuteResults) -> None:
+        """Hand stored results to the listeners, the alert stage, the views' history and the console."""
         for listener in self.listeners:
             listener(results)
-        self.minutes_closed += len(frame.starts)
+        if self.alerts is not None:
+            self.alerts(results)
+        if self.history is not None:
+            self.history(results)
+        if self.console is not None:
+            self.console(results)
 
     async def run(self, *, stop_after_minutes: int | None = None) -> None:
         """Run until cancelled, or until `stop_after_minutes` minutes have closed.
@@ -178,35 +293,39 @@ class Gateway:
                 h = self.health.get(f"modbus[{dev.name}]")
                 src = ModbusSource(dev, self.signals, queue, self.clock, h, links=links, retry=s.retry)
                 self.sources.append(src)
-                tg.create_task(supervise(lambda src=src: src, s.retry, h, self.clock), name=f"modbus[{dev.name}]")
+                tg.create_task(supervise(reenter(src), s.retry, h, self.clock), name=f"modbus[{dev.name}]")
             for broker in s.mqtt.brokers:  # one supervised task per broker, into the same queue
                 from gateway.sources.mqtt import MqttSource  # here: a site without MQTT never loads aiomqtt
 
                 hb = self.health.get(f"mqtt[{broker.name}]")
                 msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
                 self.mqtt_sources.append(msrc)
-                tg.create_task(supervise(lambda msrc=msrc: msrc, s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
+                tg.create_task(supervise(reenter(msrc), s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
             tg.create_task(stage.run(), name="minute")
             checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
             tg.create_task(checkpoints, name="checkpoint")
-            for i, make in enumerate(self.extra_tasks):
-                tg.create_task(make(), name=getattr(make, "task_name", f"extra[{i}]"))  # type: ignore[arg-type]
+            if self.alert_publisher is not None:
+                publisher = reenter(self.alert_publisher)
+                tg.create_task(supervise(publisher, s.retry, self.health.get("alerts-mqtt"), self.clock), name="alerts-mqtt")
+            if self.terminal is not None:
+                tg.create_task(self.terminal.run(), name="live-table")
+            if self.status is not None:
+                tg.create_task(self.status.run(), name="http")
             if self.influx is not None:
-                influx = self.influx
-                tg.create_task(supervise(lambda: influx, s.retry, self.health.get("influx"), self.clock), name="influx")
+                tg.create_task(supervise(reenter(self.influx), s.retry, self.health.get("influx"), self.clock), name="influx")
 
     def _save_stop(self) -> None:
-        """The window as it stands, marked as an orderly stop (Ledger.mark_stopped): the readings
+        """The window as it stands, marked as an orderly stop (CheckpointTable.mark_stopped): the readings
         since the last periodic checkpoint are kept, and the next start reports no crash."""
         try:
-            saved = self.ledger.mark_stopped(window_checkpoint(self.window))
+            saved = self.ledger.checkpoints.mark_stopped(window_checkpoint(self.window))
         except Exception:  # a bug here must not keep InfluxDB from its drain
             log.exception("ledger %s: the stop was not recorded", self.ledger.path)
             saved = False
         if not saved:
             log.warning("ledger %s: the stop was not recorded; the next start recovers from the last checkpoint", self.ledger.path)
 
-    def _on_frame_checked(self, stop_after: int | None) -> Callable[[MinuteFrame], Any]:
+    def _on_frame_checked(self, stop_after: int | None) -> Callable[[MinuteFrame], Awaitable[None]]:
         async def handle(frame: MinuteFrame) -> None:
             await self.on_frame(frame)
             if stop_after is not None and self.minutes_closed >= stop_after:
@@ -227,9 +346,7 @@ class Gateway:
             log.warning("influx: %d result(s) left for the next start (%s)", self.influx.counters.backlog, exc)
 
     def close(self) -> None:
-        """Release files: listeners that hold one (the alert store) have a close() of their own."""
-        for listener in self.listeners:
-            close = getattr(listener, "close", None)
-            if close is not None:
-                close()
+        """Release files: the alert stage's connection to the alerts table, then the ledger and its lock."""
+        if self.alerts is not None:
+            self.alerts.close()
         self.ledger.close()

@@ -81,7 +81,7 @@ def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "**required**"
     if field.default_factory is not None:
-        value = field.default_factory()  # type: ignore[call-arg]
+        value = field.default_factory()  # type: ignore[call-arg]  # no factory of the site models takes the validated data
     else:
         value = field.default
     if value is PydanticUndefined or value is None:

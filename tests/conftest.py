@@ -28,12 +28,8 @@ def mosquitto_factory() -> Iterator[Callable[..., MosquittoService]]:
     of this test's own, closed at teardown; stop()/restart() it freely."""
     with ExitStack() as stack:
 
-        def make(
-            config_extra: str = "", *, allow_anonymous: bool = True, password_file: Path | None = None
-        ) -> MosquittoService:
-            broker = MosquittoService(
-                config_extra, allow_anonymous=allow_anonymous, password_file=password_file
-            )
+        def make(config_extra: str = "", *, allow_anonymous: bool = True, password_file: Path | None = None) -> MosquittoService:
+            broker = MosquittoService(config_extra, allow_anonymous=allow_anonymous, password_file=password_file)
             return stack.enter_context(broker)
 
         yield make

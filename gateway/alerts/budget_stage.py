@@ -1,6 +1,6 @@
 """AlertStage: the listener that evaluates budgets and alert rules on every closed minute.
 
-It receives the list[MinuteResult] of each closed frame (one minute live, many in a replay),
+It receives the MinuteResults of each closed frame (one minute live, many in a replay),
 keeps the year-to-date sums of the budget's scope, evaluates analytics.budget and
 analytics.spikes, feeds the measures to AlertRules and stores the resulting events in the
 alerts table (the outbox the MQTT sink drains). A frame is evaluated as a whole: its minutes
@@ -23,12 +23,13 @@ from numpy.typing import NDArray
 
 from analytics.budget import BudgetPosition
 from analytics.spikes import RollingBaseline
+from analytics.substitution import MinuteQuality
 from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
 from gateway.alerts.model import Alert, iso_at
 from gateway.alerts.rules import AlertRules, Observation
 from gateway.core.errors import SinkWriteError
 from gateway.core.health import HealthRegistry
-from gateway.core.model import MinuteResult
+from gateway.core.model import MinuteResults
 from gateway.ledger.alerts_table import AlertStore
 from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
@@ -80,7 +81,7 @@ class AlertStage:
         self.budget_version = 0
         self._position: tuple[BudgetPosition, float, int] | None = None  # payload built on demand
         self._payload: tuple[int, dict[str, Any]] | None = None
-        self.notify: Callable[[], None] = lambda: None
+        self.notify: Callable[[], None] = lambda: None  # the pipeline sets the alert publisher's wake-up here
         self.events_total = 0
         self._pending: list[Alert] = []  # events the store refused, retried at the next minute
         self._store_failing = False
@@ -127,7 +128,7 @@ class AlertStage:
             )
         return self._payload[1]
 
-    def __call__(self, results: list[MinuteResult]) -> None:
+    def __call__(self, results: MinuteResults) -> None:
         frame = _Minutes.of(results, self.last_minute_s, self.tracker.scopes if self.tracker else (), self.budget_cfg)
         events: list[Alert] = []
         if frame is not None:
@@ -136,7 +137,7 @@ class AlertStage:
             else:  # processes listed in a different order in some minute: keep each minute's own
                 for m in frame.starts.tolist():
                     events += self._evaluate(
-                        _Minutes.of([r for r in results if r.minute_start == m], m - 60.0, frame.scopes, self.budget_cfg)
+                        _Minutes.of(results.take(results.minute_start == m), m - 60.0, frame.scopes, self.budget_cfg)
                     )  # type: ignore[arg-type]
         if events:
             self.events_total += len(events)
@@ -417,53 +418,50 @@ class _Minutes:
     scopes: tuple[str, ...]
 
     @classmethod
-    def of(
-        cls, results: list[MinuteResult], after_s: float, scopes: tuple[str, ...], budget: BudgetConfig | None
-    ) -> _Minutes | None:
-        rows = [r for r in results if r.minute_start > after_s]  # earlier: counted already (a re-delivered frame)
-        co2 = np.fromiter((r.co2_kg for r in rows), np.float64, len(rows))
-        plausible = np.abs(co2) <= MAX_MINUTE_CO2_KG  # NaN fails it
+    def of(cls, results: MinuteResults, after_s: float, scopes: tuple[str, ...], budget: BudgetConfig | None) -> _Minutes | None:
+        later = results.minute_start > after_s  # earlier: counted already (a re-delivered frame)
+        rows = results if later.all() else results.take(later)
+        plausible = np.abs(rows.co2_kg) <= MAX_MINUTE_CO2_KG  # NaN fails it
         if not plausible.all():
-            first = rows[int(np.argmin(plausible))]
+            first = int(np.argmin(plausible))
             log.warning(
                 "alerts: %d minute row(s) with CO2 not finite or beyond %.0e kg left out of the budget and spike alerts "
                 "(first: %s/%s at %s, %r kg); no plant emits that: check the signal's unit and bounds",
                 int(np.count_nonzero(~plausible)),
                 MAX_MINUTE_CO2_KG,
-                first.process,
-                first.stream,
-                iso_at(first.minute_start, "UTC"),
-                first.co2_kg,
+                rows.text("process")[first],
+                rows.text("stream")[first],
+                iso_at(float(rows.minute_start[first]), "UTC"),
+                float(rows.co2_kg[first]),
             )
-            rows = [r for r, ok in zip(rows, plausible.tolist(), strict=True) if ok]
-        if not rows:
+            rows = rows.take(plausible)
+        if not len(rows):
             return None
         self = cls()
         self.scopes = scopes
-        index: dict[str, int] = {}
-        proc = np.array([index.setdefault(r.process, len(index)) for r in rows], dtype=np.int64)
-        self.processes = list(index)
-        n_proc = len(index)
-        self.starts, minute = np.unique(np.array([r.minute_start for r in rows], dtype=np.float64), return_inverse=True)
+        self.processes, proc = rows.codes("process")
+        n_proc = len(self.processes)
+        self.starts, minute = np.unique(rows.minute_start, return_inverse=True)
+        minute = minute.reshape(-1)
         cells = len(self.starts) * n_proc
         cell = minute * n_proc + proc
         shape = (len(self.starts), n_proc)
         count = np.bincount(cell, minlength=cells)
         self.present = (count > 0).reshape(shape)
-        self.co2_kg = np.bincount(cell, weights=[r.co2_kg for r in rows], minlength=cells).reshape(shape)
-        cov = [0.0 if r.quality == "missing" else r.coverage for r in rows]
+        self.co2_kg = np.bincount(cell, weights=rows.co2_kg, minlength=cells).reshape(shape)
+        cov = np.where(rows.quality == MinuteQuality.MISSING, 0.0, rows.coverage)
         with np.errstate(invalid="ignore", divide="ignore"):
             self.coverage = (np.bincount(cell, weights=cov, minlength=cells) / count).reshape(shape)
-        in_scope = np.array([r.scope in scopes for r in rows], dtype=bool)
-        self.scoped_t = np.bincount(
-            cell[in_scope], weights=[r.co2_kg / 1000.0 for r, s in zip(rows, in_scope, strict=True) if s], minlength=cells
-        ).reshape(shape)
+        # which streams count toward the budget, and which one is the production, once per stream
+        streams = rows.streams
+        in_scope = np.array([s in scopes for s in streams.column("scope").tolist()], dtype=bool)[rows.stream_ids]
+        self.scoped_t = np.bincount(cell[in_scope], weights=rows.co2_kg[in_scope] / 1000.0, minlength=cells).reshape(shape)
         self.has_scoped = (np.bincount(cell[in_scope], minlength=cells) > 0).reshape(shape)
         prod = budget.production if budget is not None else None
         if prod is not None:
-            made = np.array([r.process == prod.process and r.stream == prod.stream for r in rows], dtype=bool)
-            weights = [r.activity for r, m in zip(rows, made, strict=True) if m]
-            self.production_t = np.bincount(minute[made], weights=weights, minlength=len(self.starts))
+            made_by = (streams.column("process") == prod.process) & (streams.column("stream") == prod.stream)
+            made = made_by.astype(bool)[rows.stream_ids]
+            self.production_t = np.bincount(minute[made], weights=rows.activity[made], minlength=len(self.starts))
         else:
             self.production_t = np.zeros(len(self.starts))
         # each minute's processes in order of their first row there
@@ -474,35 +472,3 @@ class _Minutes:
         self.same_order = bool(np.all(~self.present[:, 1:] | (first_row[:, 1:] > seen[:, :-1])))
         return self
 
-
-def attach_alerts(gw: Any) -> AlertStage:
-    """Wire the stage (and the MQTT sink, if [alerts.mqtt] is set) into a built Gateway."""
-    from gateway.pipeline import supervise  # here, not at the top: the supervisor imports us
-
-    s = gw.settings
-    store = AlertStore(s.ledger.path)
-    influx = gw.influx
-    stage = AlertStage(
-        s.site.name,
-        s.site.timezone,
-        s.budget,
-        s.alerts,
-        store,
-        health=gw.health,
-        influx_backlog=(lambda: influx.counters.backlog) if influx is not None else None,
-    )
-    stage.restore(gw.window.next_minute)
-    gw.listeners.append(stage)
-    if s.alerts.mqtt is not None:
-        from gateway.sinks.alerts_mqtt import AlertMqttSink  # imports aiomqtt, only when configured
-
-        health = gw.health.get("alerts-mqtt")
-        sink = AlertMqttSink(s.alerts.mqtt, s.site.name, store, stage, health, gw.clock)
-        stage.notify = sink.notify
-
-        async def run_sink() -> None:
-            await supervise(lambda: sink, s.retry, health, gw.clock)
-
-        run_sink.task_name = "alerts-mqtt"  # type: ignore[attr-defined]
-        gw.extra_tasks.append(run_sink)
-    return stage

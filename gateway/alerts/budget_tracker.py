@@ -368,4 +368,4 @@ def budget_payload(
             for d in processes
         ],
     }
-    return json_safe(position)  # type: ignore[no-any-return]
+    return json_safe(position)

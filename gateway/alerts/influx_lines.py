@@ -1,47 +1,38 @@
-"""Alert events as InfluxDB lines, read from the ledger's alerts table after a cursor.
+"""Alert events as InfluxDB points: which tags and fields an event becomes.
 
 The alerts table is an outbox like the minutes table: the InfluxDB sink reads events past its
-`influx_alerts` cursor and moves the cursor after InfluxDB acknowledged them. A point is keyed
-by site, kind, process, alert id and state at the event's second, so a repeated write
-overwrites itself.
+`influx_alerts` cursor (Outbox.alert_events, gateway/ledger/outbox.py) and moves the cursor after
+InfluxDB acknowledged them. A point is keyed by site, kind, process, alert id and state at the
+event's second, so a repeated write overwrites itself. The line protocol itself is written by
+gateway/codec/lineproto.py.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Any
+from collections.abc import Sequence
+
+from gateway.codec.lineproto import point_line
+from gateway.ledger.alerts_table import AlertEventRow
 
 ALERT_CURSOR = "influx_alerts"
 MEASUREMENT = "emgate_alerts"
 
 
-def _tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
-def _text(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
-
-
-def alert_lines(db: sqlite3.Connection, after: int, limit: int) -> tuple[str, int, int]:
-    """(line protocol, last seq, events) for up to `limit` events after seq `after`; ("", after, 0) if none."""
-    try:
-        rows: list[Any] = db.execute(
-            "SELECT a.seq, a.alert_id, a.kind, a.severity, a.state, a.at_s, a.process, a.message, a.payload "
-            "FROM alerts a WHERE a.seq > ? ORDER BY a.seq LIMIT ?",
-            (after, limit),
-        ).fetchall()
-    except sqlite3.OperationalError:  # no alerts table: alerts are not configured
-        return "", after, 0
-    if not rows:
-        return "", after, 0
-    lines = []
-    for _seq, alert_id, kind, severity, state, at_s, process, message, payload in rows:
-        site = json.loads(payload).get("site", "")
-        lines.append(
-            f"{MEASUREMENT},site={_tag(site)},kind={_tag(kind)},process={_tag(process or '-')},"
-            f"alert_id={_tag(alert_id)},state={_tag(state)} severity={_text(severity)},message={_text(message)},"
-            f"event={_text(payload)} {int(at_s)}"
+def alert_lines(events: Sequence[AlertEventRow]) -> str:
+    """The events as a line-protocol body, one point each, in order."""
+    return "\n".join(
+        point_line(
+            MEASUREMENT,
+            (
+                ("site", json.loads(e.payload).get("site", "")),
+                ("kind", e.kind),
+                ("process", e.process or "-"),
+                ("alert_id", e.alert_id),
+                ("state", e.state),
+            ),
+            (("severity", e.severity), ("message", e.message), ("event", e.payload)),
+            e.at_s,
         )
-    return "\n".join(lines), int(rows[-1][0]), len(rows)
+        for e in events
+    )

@@ -1,4 +1,5 @@
-"""The Alert event: one JSON object per raise, update or clear (schema: docs/alerts.md)."""
+"""The Alert event: one JSON object per raise, update or clear (schema: docs/alerts.md), and
+AlertsView: what the status page and the MQTT publisher read of the alert stage's state."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 AlertState = Literal["raised", "updated", "cleared"]
@@ -75,3 +76,28 @@ class Alert:
         d = json.loads(text)
         d.pop("event_id", None)
         return cls(**d)
+
+
+class AlertsView(Protocol):
+    """The alert stage's state as the status page reads it (gateway.alerts.budget_stage.AlertStage).
+
+    `budget_position` is the retained budget object (budget_tracker.budget_payload: allowance_t,
+    trajectory_t, actual_t, projected_year_end_t, shortfall_t, ...); None before the first
+    position, and always without a [budget].
+    """
+
+    def active(self) -> list[Alert]: ...
+
+    @property
+    def budget_position(self) -> dict[str, Any] | None: ...
+
+
+class VersionedAlertsView(AlertsView, Protocol):
+    """The same, with versions that move whenever the active set or the budget position changed,
+    so a publisher re-sends a retained topic only then (gateway.sinks.alerts_mqtt)."""
+
+    @property
+    def active_version(self) -> int: ...
+
+    @property
+    def budget_version(self) -> int: ...

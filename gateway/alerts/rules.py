@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.alerts.model import Alert, AlertKind, iso_at, json_safe, make_alert_id
+from gateway.alerts.model import Alert, AlertKind, AlertState, iso_at, json_safe, make_alert_id
 from gateway.settings.alerts import SEVERITY_ORDER, ThresholdConfig
 
-AlertKey = tuple[str, str | None, str]  # kind, process, subject
+AlertKey = tuple[AlertKind, str | None, str]  # kind, process, subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +260,7 @@ class AlertRules:
         alert_id: str,
         seq: int,
         severity: str,
-        state: str,
+        state: AlertState,
         obs: Observation,
         at_s: float,
         raised_s: float | None = None,
@@ -269,13 +269,13 @@ class AlertRules:
         message, extra = obs.text()
         details = json_safe({**extra, "measure": obs.measure, "figure": figure})
         raised_at = iso_at(raised_s, self.tz) if raised_s is not None else (t.alert.raised_at if t.alert else "")
-        kind: AlertKind = key[0]  # type: ignore[assignment]
+        kind: AlertKind = key[0]
         alert = Alert(
             id=alert_id,
             seq=seq,
             kind=kind,
             severity=severity,
-            state=state,  # type: ignore[arg-type]
+            state=state,
             at=iso_at(at_s, self.tz),
             at_s=at_s,
             process=key[1],

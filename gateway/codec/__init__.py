@@ -1,14 +1,15 @@
-"""Sans-IO decoding: register words -> values, raw values -> engineering values and quality,
-MQTT payloads -> samples. Pure functions only: no sockets, clock, logging or pymodbus
-(its `convert_from_registers` changed results between minors, so byte order lives here).
+"""Sans-IO decoding: register words -> values and qualities, MQTT payloads -> samples, line
+protocol. Pure functions only: no sockets, clock, logging or pymodbus (its
+`convert_from_registers` changed results between minors, so byte order lives here).
 
-- `registers`: `DataType`, `ByteOrder`, `register_count`, `decode_registers`, `encode_value`,
-  `decode_block` (vectorised, many points of one type).
-- `points`: `apply_point`, `apply_points` (scale, offset, sentinel, plausibility), and
-  `SampleQuality` re-exported from gateway.core.model.
+- `registers`: `DataType`, `ByteOrder`, `register_count`, `encode_value` (values -> words).
+- `blocks`: the one Modbus decoder: `compile_block` (a read block's words -> its points' values
+  and qualities, every poll) and `decode_registers` (one point, through the same decoder).
+- `points`: the point rules the decoder applies (scale, offset, sentinel, plausible range).
 - `payloads`: `PayloadFormat`, `parse_payload` (JSON, bare number, line protocol via `lineproto`).
 """
 
+from gateway.codec.blocks import BlockDecoder, compile_block, decode_registers, point_width
 from gateway.codec.payloads import (
     PayloadFormat,
     Sample,
@@ -16,31 +17,24 @@ from gateway.codec.payloads import (
     parse_payload,
     validate_payload_options,
 )
-from gateway.codec.points import SampleQuality, apply_point, apply_points
-from gateway.codec.registers import (
-    ByteOrder,
-    DataType,
-    decode_block,
-    decode_registers,
-    encode_value,
-    register_count,
-)
+from gateway.codec.registers import ByteOrder, DataType, encode_value, register_count
 from gateway.core.errors import DecodeError
+from gateway.core.model import SampleQuality
 
 __all__ = [
+    "BlockDecoder",
     "ByteOrder",
     "DataType",
     "DecodeError",
     "PayloadFormat",
     "Sample",
     "SampleQuality",
-    "apply_point",
-    "apply_points",
-    "decode_block",
+    "compile_block",
     "decode_registers",
     "encode_value",
     "parse_field_path",
     "parse_payload",
+    "point_width",
     "register_count",
     "validate_payload_options",
 ]

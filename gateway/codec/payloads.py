@@ -48,7 +48,7 @@ class PayloadFormat(enum.StrEnum):
     @classmethod
     def _missing_(cls, value: object) -> PayloadFormat | None:
         if isinstance(value, str):
-            return cls._value2member_map_.get(value.strip().lower())  # type: ignore[return-value]
+            return cls._value2member_map_.get(value.strip().lower())  # type: ignore[return-value]  # the map holds this enum's members; typeshed says Enum
         return None
 
 

@@ -1,112 +1,128 @@
-"""Raw point value -> engineering value and quality: scale, offset, sentinel, plausibility.
+"""Point rules: a Modbus point's raw value -> engineering value and quality.
 
-The rules, checked in this order (the same for one value and for arrays):
+The rules, checked in this order:
 
 1. raw == sentinel -> NaN, NO_READING. The sentinel is the device's "no reading" code,
    so it is compared on the RAW value, before scaling (0xFFFF means no reading whatever
-   the scale). A NaN sentinel never matches; in a sentinel array, NaN means "none".
+   the scale). A NaN sentinel never matches.
 2. raw or raw * scale + offset is NaN or infinite -> NaN, DECODE_ERROR.
-3. value outside [plausible_min, plausible_max] (inclusive bounds, in engineering units)
-   -> value KEPT, OUT_OF_RANGE. Never clamped: a clamped value would look like a real
-   reading in the emission totals. A None or NaN bound means no bound.
+3. value outside [min, max] (inclusive bounds, in engineering units) -> value KEPT,
+   OUT_OF_RANGE. Never clamped: a clamped value would look like a real reading in the
+   emission totals. A None bound means no bound.
 4. otherwise -> value, GOOD.
+
+`PointRules` holds the rules of a group of points as arrays, derived once when a read block
+is compiled (`gateway.codec.blocks`), and runs them on a poll's raw values in a few numpy
+calls. A rule no point of the group has (no scale, no sentinel ...) costs nothing at all.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-# SampleQuality lives in gateway.core.model (it travels in SampleBatch); re-exported here so
-# codec users need one import. gateway.core.model imports nothing from the codec: no cycle.
 from gateway.core.model import SampleQuality
 
-__all__ = ["SampleQuality", "apply_point", "apply_points"]
+__all__ = ["PointRules", "RuleSpec", "SampleQuality"]
+
+GOOD = np.uint8(SampleQuality.GOOD)
+OUT_OF_RANGE = np.uint8(SampleQuality.OUT_OF_RANGE)
+DECODE_ERROR = np.uint8(SampleQuality.DECODE_ERROR)
+NO_READING = np.uint8(SampleQuality.NO_READING)
+
+# What a group's raw values come as: a tuple from struct, or an array from numpy.
+Raw = tuple[Any, ...] | NDArray[np.generic]
 
 
-def apply_point(
-    raw: int | float,
-    *,
-    scale: float = 1.0,
-    offset: float = 0.0,
-    sentinel: int | float | None = None,
-    plausible_min: float | None = None,
-    plausible_max: float | None = None,
-) -> tuple[float, SampleQuality]:
-    """Convert one raw value: value = raw * scale + offset, with the rules in the module docstring.
+class RuleSpec(Protocol):
+    """The rule settings of one point (a `ModbusPointConfig` is one)."""
 
-    Args:
-        raw: The value from `decode_registers` or a payload (int, float or bool).
-        scale: Multiplier to engineering units.
-        offset: Added after scaling.
-        sentinel: Raw value that means "no reading", or None.
-        plausible_min: Lowest plausible engineering value, or None.
-        plausible_max: Highest plausible engineering value, or None.
-
-    Returns:
-        (value, quality); value is NaN for NO_READING and DECODE_ERROR.
-
-    Raises:
-        TypeError: `raw` is not a number (a STRING point cannot be converted).
-    """
-    if isinstance(raw, str | bytes):
-        raise TypeError(f"apply_point needs a number, got {type(raw).__name__} {raw!r}")
-    if sentinel is not None and raw == sentinel:
-        return math.nan, SampleQuality.NO_READING
-    try:
-        value = float(raw) * scale + offset
-    except OverflowError:  # an int beyond float range
-        return math.nan, SampleQuality.DECODE_ERROR
-    if not math.isfinite(value):
-        return math.nan, SampleQuality.DECODE_ERROR
-    if (plausible_min is not None and value < plausible_min) or (
-        plausible_max is not None and value > plausible_max
-    ):
-        return value, SampleQuality.OUT_OF_RANGE
-    return value, SampleQuality.GOOD
+    @property
+    def scale(self) -> float: ...
+    @property
+    def offset(self) -> float: ...
+    @property
+    def sentinel(self) -> float | None: ...
+    @property
+    def min(self) -> float | None: ...
+    @property
+    def max(self) -> float | None: ...
 
 
-def apply_points(
-    raw: ArrayLike,
-    *,
-    scale: ArrayLike = 1.0,
-    offset: ArrayLike = 0.0,
-    sentinel: ArrayLike | None = None,
-    plausible_min: ArrayLike | None = None,
-    plausible_max: ArrayLike | None = None,
-) -> tuple[NDArray[np.float64], NDArray[np.uint8]]:
-    """Vectorised `apply_point`: every parameter is a scalar or an array broadcastable to `raw`.
+def _optional(values: list[float | None]) -> NDArray[np.float64]:
+    # NaN for "none": a NaN sentinel never equals a value, a NaN bound never flags one
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
-    Per-point parameters let one call convert a whole `decode_block` result. In arrays, NaN
-    in `sentinel`, `plausible_min` or `plausible_max` means "none" for that point.
 
-    Returns:
-        (values float64, quality uint8 holding `SampleQuality` codes), both of the broadcast shape.
+@dataclass(frozen=True)
+class PointRules:
+    """The rules of the points of one group, in the group's order; None: no point has that rule."""
 
-    Raises:
-        TypeError: `raw` is not a numeric array.
-    """
-    raw_array = np.asarray(raw)
-    if raw_array.dtype.kind not in "biuf":
-        raise TypeError(f"apply_points needs a numeric array, got {raw_array.dtype}")
-    # Overflow to inf and inf * 0 are expected inputs here, flagged below, not warnings.
-    with np.errstate(all="ignore"):
-        values = raw_array.astype(np.float64) * scale + offset
-        bad = ~np.isfinite(values)
-        if sentinel is None:
-            no_reading = np.zeros(values.shape, dtype=bool)
+    floats: bool  # the raw values are floats: NaN and inf are possible raw values
+    scale: NDArray[np.float64] | None
+    offset: NDArray[np.float64] | None
+    sentinel: NDArray[np.float64] | None
+    low: NDArray[np.float64] | None
+    high: NDArray[np.float64] | None
+
+    @classmethod
+    def of(cls, points: Sequence[RuleSpec], *, floats: bool) -> PointRules:
+        """The rules of `points`, which all decode to floats (`floats`) or all to integers."""
+        def array(values: list[float]) -> NDArray[np.float64]:
+            return np.array(values, dtype=np.float64)
+
+        return cls(
+            floats=floats,
+            scale=None if all(p.scale == 1.0 for p in points) else array([p.scale for p in points]),
+            offset=None if all(p.offset == 0.0 for p in points) else array([p.offset for p in points]),
+            sentinel=None if all(p.sentinel is None for p in points) else _optional([p.sentinel for p in points]),
+            low=None if all(p.min is None for p in points) else _optional([p.min for p in points]),
+            high=None if all(p.max is None for p in points) else _optional([p.max for p in points]),
+        )
+
+    @property
+    def plain(self) -> bool:
+        """No scale, offset, sentinel or range: a finite raw value is the value, and GOOD."""
+        rules = (self.scale, self.offset, self.sentinel, self.low, self.high)
+        return all(rule is None for rule in rules)
+
+    def apply(self, raw: Raw, values: NDArray[np.float64], quality: NDArray[np.uint8]) -> None:
+        """Write the group's values and qualities (arrays of the group's size, views or scratch)."""
+        if self.floats or self.scale is not None or self.offset is not None:
+            # NaN (even signalling) raw floats, overflow to inf and inf * 0 are expected inputs,
+            # flagged below, not warnings; unscaled integers can produce none of them
+            with np.errstate(all="ignore"):
+                self._apply(raw, values, quality)
         else:
-            no_reading = np.broadcast_to(raw_array == sentinel, values.shape)
-        out = np.zeros(values.shape, dtype=bool)
-        if plausible_min is not None:
-            out |= values < plausible_min
-        if plausible_max is not None:
-            out |= values > plausible_max
-    quality = np.full(values.shape, SampleQuality.GOOD, dtype=np.uint8)
-    quality[out] = SampleQuality.OUT_OF_RANGE
-    quality[bad] = SampleQuality.DECODE_ERROR
-    quality[no_reading] = SampleQuality.NO_READING
-    values[bad | no_reading] = np.nan
-    return values, quality
+            self._apply(raw, values, quality)
+
+    def _apply(self, raw: Raw, v: NDArray[np.float64], q: NDArray[np.uint8]) -> None:
+        v[...] = raw
+        q.fill(GOOD)
+        # the sentinel is compared on the raw value (as float64, as numpy compares it anyway)
+        none = v == self.sentinel if self.sentinel is not None else None
+        if self.scale is not None:
+            v *= self.scale
+        if self.offset is not None:
+            v += self.offset
+        # the precedence of the module docstring: out of range < decode error < no reading
+        if self.low is not None or self.high is not None:
+            out = v < self.low if self.low is not None else None
+            if self.high is not None:
+                out = v > self.high if out is None else out | (v > self.high)
+            q[out] = OUT_OF_RANGE
+        blank = None
+        if self.floats or self.scale is not None or self.offset is not None:
+            finite = np.isfinite(v)
+            if np.count_nonzero(finite) != finite.size:  # count_nonzero: a C call, .all() is not
+                blank = ~finite
+                q[blank] = DECODE_ERROR
+        if none is not None and np.count_nonzero(none):
+            q[none] = NO_READING
+            blank = none if blank is None else blank | none
+        if blank is not None:
+            v[blank] = np.nan

@@ -1,4 +1,8 @@
-"""Modbus register words <-> values, one point at a time or a whole block at once.
+"""The Modbus register model: data types, byte orders, widths, and values -> register words.
+
+Decoding words is `gateway.codec.blocks` (one decoder for a block and for one point); this module
+holds what the decoder, the read planner and the settings agree on, and `encode_value`, the
+inverse of decoding, which the simulated plant and the tests use to build what a device sends.
 
 Words are 16-bit register values in the order the device returns them (lowest address
 first), each as the integer the device sent high byte first. A `ByteOrder` names where
@@ -24,20 +28,21 @@ import enum
 import math
 import operator
 import struct
-from collections.abc import Sequence
+from typing import SupportsIndex
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-
-from gateway.core.errors import DecodeError
 
 __all__ = [
+    "FLOATS",
+    "NUMPY_CODE",
+    "STRUCT_CODE",
     "ByteOrder",
     "DataType",
-    "decode_block",
-    "decode_registers",
+    "check_bit",
     "encode_value",
     "register_count",
+    "reverses_words",
+    "swaps_bytes",
 ]
 
 
@@ -109,14 +114,16 @@ NUMPY_CODE: dict[DataType, str] = {
     DataType.UINT64: "u8",
     DataType.FLOAT64: "f8",
 }
-_FLOATS = frozenset({DataType.FLOAT16, DataType.FLOAT32, DataType.FLOAT64})
+FLOATS = frozenset({DataType.FLOAT16, DataType.FLOAT32, DataType.FLOAT64})
 
 
-def _reverses_words(order: ByteOrder) -> bool:
+def reverses_words(order: ByteOrder) -> bool:
+    """The value's registers come least significant first (CDAB, DCBA)."""
     return order in (ByteOrder.CDAB, ByteOrder.DCBA)
 
 
-def _swaps_bytes(order: ByteOrder) -> bool:
+def swaps_bytes(order: ByteOrder) -> bool:
+    """Each register holds its two bytes low byte first (BADC, DCBA)."""
     return order in (ByteOrder.BADC, ByteOrder.DCBA)
 
 
@@ -140,7 +147,12 @@ def register_count(dtype: DataType | str, length: int | None = None) -> int:
     return _WIDTH[dtype]
 
 
-def _check_bit(dtype: DataType, bit: int | None) -> int:
+def check_bit(dtype: DataType, bit: int | None) -> int:
+    """The bit index of a BIT point (0 for other types).
+
+    Raises:
+        ValueError: BIT without a bit index 0..15, or a bit index given for another type.
+    """
     if dtype is not DataType.BIT:
         if bit is not None:
             raise ValueError(f"bit applies to BIT only, not to {dtype}")
@@ -148,77 +160,6 @@ def _check_bit(dtype: DataType, bit: int | None) -> int:
     if bit is None or isinstance(bit, bool) or not isinstance(bit, int) or not 0 <= bit <= 15:
         raise ValueError(f"BIT needs a bit index 0..15 (0 = least significant), got {bit!r}")
     return bit
-
-
-def _check_words(words: Sequence[int]) -> list[int]:
-    checked = []
-    for i, word in enumerate(words):
-        try:
-            value = operator.index(word)
-        except TypeError:
-            raise DecodeError(f"register {i} is {word!r}, not an integer") from None
-        if not 0 <= value <= 0xFFFF:
-            raise DecodeError(f"register {i} value {value} is outside 0..65535")
-        checked.append(value)
-    return checked
-
-
-def _pack_words(words: Sequence[int], swap: bool) -> bytes:
-    return struct.pack(f"{'<' if swap else '>'}{len(words)}H", *words)
-
-
-def decode_registers(
-    words: Sequence[int],
-    dtype: DataType | str,
-    byte_order: ByteOrder | str,
-    *,
-    bit: int | None = None,
-    length: int | None = None,
-) -> int | float | str:
-    """Decode one point from its registers.
-
-    Args:
-        words: The point's registers, lowest address first, each 0..65535.
-        dtype: The point's data type.
-        byte_order: Where the value's bytes sit in the registers.
-        bit: Bit index 0..15 for BIT (0 = least significant); None otherwise.
-        length: Registers of a STRING point; None means all of `words`.
-
-    Returns:
-        An int for integer types and BIT (0 or 1), a float for FLOAT16/32/64 (NaN and inf
-        are returned as they are; `apply_point` flags them), a str for STRING.
-
-    Raises:
-        DecodeError: Wrong number of words, a word outside 0..65535, a non-ASCII STRING byte.
-        ValueError: Bad parameters (see the module docstring).
-    """
-    dtype = DataType(dtype)
-    order = ByteOrder(byte_order)
-    bit_index = _check_bit(dtype, bit)
-    if dtype is DataType.STRING and length is None:
-        if len(words) == 0:
-            raise DecodeError("STRING needs at least 1 register, got 0")
-        expected = len(words)
-    else:
-        expected = register_count(dtype, length)
-    if len(words) != expected:
-        raise DecodeError(f"{dtype} needs {expected} register{'s' * (expected != 1)}, got {len(words)}")
-    values = _check_words(words)
-    swap = _swaps_bytes(order)
-
-    if dtype is DataType.STRING:
-        raw = _pack_words(values, swap)
-        for i, byte in enumerate(raw):
-            if byte > 0x7F:
-                raise DecodeError(f"STRING register {i // 2} holds non-ASCII byte 0x{byte:02X}")
-        return raw.rstrip(b"\x00 ").decode("ascii")
-    if dtype is DataType.BIT:
-        word = struct.unpack(">H", _pack_words(values, swap))[0]
-        return (word >> bit_index) & 1
-    if _reverses_words(order):
-        values.reverse()
-    (value,) = struct.unpack(">" + STRUCT_CODE[dtype], _pack_words(values, swap))
-    return value
 
 
 def encode_value(
@@ -229,7 +170,7 @@ def encode_value(
     bit: int | None = None,
     length: int | None = None,
 ) -> list[int]:
-    """Encode one value into registers; the inverse of `decode_registers`.
+    """Encode one value into registers; the inverse of `blocks.decode_registers`.
 
     Args:
         value: An int for integer types, a number for floats (rounded to the type's
@@ -248,8 +189,8 @@ def encode_value(
     """
     dtype = DataType(dtype)
     order = ByteOrder(byte_order)
-    bit_index = _check_bit(dtype, bit)
-    swap = _swaps_bytes(order)
+    bit_index = check_bit(dtype, bit)
+    swap = swaps_bytes(order)
 
     def unpack(raw: bytes) -> list[int]:
         return list(struct.unpack(f"{'<' if swap else '>'}{len(raw) // 2}H", raw))
@@ -274,7 +215,7 @@ def encode_value(
         return unpack(struct.pack(">H", word))
 
     code = STRUCT_CODE[dtype]
-    if dtype in _FLOATS:
+    if dtype in FLOATS:
         if isinstance(value, str):
             raise TypeError(f"{dtype} needs a number, got str")
         try:
@@ -282,107 +223,15 @@ def encode_value(
         except OverflowError:
             raise ValueError(f"{dtype} cannot hold {value!r} (too large; encode inf explicitly)") from None
     else:
-        try:
-            integer = operator.index(value)  # floats are refused: no silent truncation
-        except TypeError:
-            raise TypeError(f"{dtype} needs an int, got {type(value).__name__} {value!r}") from None
+        if not isinstance(value, SupportsIndex):  # floats are refused: no silent truncation
+            raise TypeError(f"{dtype} needs an int, got {type(value).__name__} {value!r}")
+        integer = operator.index(value)
         try:
             raw = struct.pack(">" + code, integer)
         except struct.error:
             info = np.iinfo(NUMPY_CODE[dtype])
             raise ValueError(f"{dtype} cannot hold {integer} (range {info.min}..{info.max})") from None
     words = unpack(raw)
-    if _reverses_words(order):
+    if reverses_words(order):
         words.reverse()
     return words
-
-
-def _as_word_array(words: ArrayLike) -> NDArray[np.uint16]:
-    block = np.asarray(words)
-    if block.ndim != 1:
-        raise DecodeError(f"a register block must be 1-D, got shape {block.shape}")
-    if block.dtype == np.uint16:
-        return block
-    if block.dtype.kind not in "iu":
-        raise DecodeError(f"register words must be integers, got a {block.dtype} array")
-    if block.size and (block.min() < 0 or block.max() > 0xFFFF):
-        bad = int(np.flatnonzero((block < 0) | (block > 0xFFFF))[0])
-        raise DecodeError(f"register {bad} value {int(block[bad])} is outside 0..65535")
-    return block.astype(np.uint16)
-
-
-def decode_block(
-    words: ArrayLike,
-    offsets: ArrayLike,
-    dtype: DataType | str,
-    byte_order: ByteOrder | str,
-    *,
-    bits: ArrayLike | None = None,
-) -> NDArray[np.generic]:
-    """Decode many points of one type and byte order from one register block, without a Python loop.
-
-    Point i starts at register `offsets[i]` of `words`; points may overlap and come in any order.
-
-    Args:
-        words: 1-D block of registers as read, lowest address first (uint16, or any integer
-            array with values 0..65535).
-        offsets: 1-D integer register offsets, one per point.
-        dtype: The points' data type; STRING is not supported (use `decode_registers`).
-        byte_order: Where the values' bytes sit in the registers.
-        bits: For BIT only: bit index 0..15 per point (or one for all).
-
-    Returns:
-        One value per point in the type's native numpy dtype (int16 ... float64; uint8 0/1
-        for BIT). Pass the result to `apply_points` to get scaled float64 values and qualities.
-
-    Raises:
-        DecodeError: A point runs past the end of the block (a short read), or words out of range.
-        ValueError: STRING, negative offsets, missing or bad `bits`.
-    """
-    dtype = DataType(dtype)
-    order = ByteOrder(byte_order)
-    if dtype is DataType.STRING:
-        raise ValueError("decode_block does not decode STRING; use decode_registers per point")
-    block = _as_word_array(words)
-    offs = np.asarray(offsets)
-    if offs.ndim != 1 or (offs.size and offs.dtype.kind not in "iu"):
-        raise ValueError(f"offsets must be a 1-D integer array, got {offs.dtype} shape {offs.shape}")
-    offs = offs.astype(np.intp, copy=False)
-    width = _WIDTH[dtype]
-    if offs.size:
-        if offs.min() < 0:
-            raise ValueError(f"offsets must be >= 0, got {int(offs.min())}")
-        last = int(offs.max())
-        if last + width > block.size:
-            raise DecodeError(
-                f"{dtype} at register offset {last} needs {width} register{'s' * (width != 1)}, "
-                f"but the block has only {block.size}"
-            )
-    swap = _swaps_bytes(order)
-
-    if dtype is DataType.BIT:
-        if bits is None:
-            raise ValueError("BIT needs bits: a bit index 0..15 per point")
-        bit_index = np.asarray(bits)
-        if bit_index.dtype.kind not in "iu" or (
-            bit_index.size and (bit_index.min() < 0 or bit_index.max() > 15)
-        ):
-            raise ValueError("BIT needs bit indexes 0..15 (0 = least significant)")
-        selected = block[offs]
-        if swap:
-            selected = selected.byteswap()
-        return ((selected >> bit_index.astype(np.uint16)) & 1).astype(np.uint8)
-    if bits is not None:
-        raise ValueError(f"bits applies to BIT only, not to {dtype}")
-
-    # Gather each point's registers into a row, already in most-significant-word-first
-    # order (reversing the column index costs nothing). Writing the rows out big endian,
-    # or little endian for byte-swapped orders, lays the value's bytes out A B C D..., so
-    # one view reinterprets every row as a big-endian value.
-    columns = np.arange(width, dtype=np.intp)
-    if _reverses_words(order):
-        columns = columns[::-1]
-    rows = block[offs[:, None] + columns]
-    wire = rows.astype("<u2" if swap else ">u2")
-    code = NUMPY_CODE[dtype]
-    return wire.view(">" + code).reshape(offs.size).astype(code)

@@ -66,7 +66,7 @@ class FuelCombustion(_Model):
 
     def co2_t(self) -> float:
         ncv = 1.0 if self.ncv_gj_per_unit is None else self.ncv_gj_per_unit
-        return emissions.fuel_combustion_t(self.amount, ncv, self.cc_tc_per_gj, self.oxidation)
+        return float(emissions.fuel_combustion_t(self.amount, ncv, self.cc_tc_per_gj, self.oxidation))
 
 
 class CarbonContent(_Model):
@@ -77,7 +77,7 @@ class CarbonContent(_Model):
     oxidation: Fraction
 
     def co2_t(self) -> float:
-        return emissions.carbon_content_t(self.amount, self.c_tc_per_unit, self.oxidation)
+        return float(emissions.carbon_content_t(self.amount, self.c_tc_per_unit, self.oxidation))
 
 
 class Carbonate(_Model):
@@ -100,10 +100,11 @@ class Carbonate(_Model):
     def ef(self) -> float:
         if self.ef_tco2_per_t is not None:
             return self.ef_tco2_per_t
-        return emissions.carbonate_ef(self.mineral, self.purity)
+        assert self.mineral is not None and self.purity is not None  # _one_factor requires both then
+        return float(emissions.carbonate_ef(self.mineral, self.purity))
 
     def co2_t(self) -> float:
-        return emissions.carbonate_t(self.amount_t, self.ef(), self.calcined)
+        return float(emissions.carbonate_t(self.amount_t, self.ef(), self.calcined))
 
 
 class Electrode(_Model):
@@ -112,7 +113,7 @@ class Electrode(_Model):
     ef_tco2_per_t: NonNeg
 
     def co2_t(self) -> float:
-        return emissions.electrode_t(self.amount_t, self.ef_tco2_per_t)
+        return float(emissions.electrode_t(self.amount_t, self.ef_tco2_per_t))
 
 
 class BalanceItem(_Model):
@@ -133,7 +134,9 @@ class BalanceItem(_Model):
 
     def as_tuple(self) -> tuple[float, float] | tuple[float, float, str]:
         if self.amount_t is not None:
+            assert self.carbon_fraction is not None  # _one_pair admits complete pairs only
             return (self.amount_t, self.carbon_fraction)
+        assert self.amount_1e4nm3 is not None and self.c_tc_per_1e4nm3 is not None  # likewise
         return (self.amount_1e4nm3, self.c_tc_per_1e4nm3, "1e4Nm3")
 
 
@@ -143,9 +146,7 @@ class CarbonBalance(_Model):
     outputs: list[BalanceItem] = Field(default_factory=list)
 
     def co2_t(self) -> float:
-        return emissions.carbon_balance_t(
-            [i.as_tuple() for i in self.inputs], [o.as_tuple() for o in self.outputs]
-        )
+        return float(emissions.carbon_balance_t([i.as_tuple() for i in self.inputs], [o.as_tuple() for o in self.outputs]))
 
 
 class Electricity(_Model):
@@ -155,7 +156,7 @@ class Electricity(_Model):
     exported_mwh: NonNeg = 0.0
 
     def co2_t(self) -> float:
-        return emissions.electricity_t(self.energy_mwh, self.ef_tco2_per_mwh, exported_mwh=self.exported_mwh)
+        return float(emissions.electricity_t(self.energy_mwh, self.ef_tco2_per_mwh, exported_mwh=self.exported_mwh))
 
 
 class Heat(_Model):
@@ -165,7 +166,7 @@ class Heat(_Model):
     exported_gj: NonNeg = 0.0
 
     def co2_t(self) -> float:
-        return emissions.heat_t(self.heat_gj, self.ef_tco2_per_gj, exported_gj=self.exported_gj)
+        return float(emissions.heat_t(self.heat_gj, self.ef_tco2_per_gj, exported_gj=self.exported_gj))
 
 
 CalcRequest = Annotated[

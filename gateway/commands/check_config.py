@@ -11,7 +11,7 @@ from gateway.settings.factors import factor_table_of
 from gateway.stages.emissions import EmissionCalculator
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check-config", help="validate a site configuration file")
     p.add_argument("config", type=Path, help="site TOML file")
     p.set_defaults(func=run)

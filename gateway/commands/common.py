@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.errors import ConfigError
-from gateway.ledger.format import LedgerSiteError
 from gateway.ledger.lock import LedgerInUseError
-from gateway.settings.site import GatewaySettings, load_settings
+from gateway.ledger.site import LedgerSiteError
+from gateway.settings.load import load_settings
+from gateway.settings.site import GatewaySettings
 
 _T = TypeVar("_T")
 

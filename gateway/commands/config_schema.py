@@ -21,7 +21,7 @@ def config_schema() -> dict[str, Any]:
     return schema
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("config-schema", help="print the JSON Schema of the site configuration")
     p.add_argument("--output", type=Path, default=None, help="write to this file instead of stdout")
     p.set_defaults(func=run)

@@ -91,7 +91,7 @@ def _decode(args: argparse.Namespace) -> str:
         raise _UsageError(str(exc)) from None
     if isinstance(raw, str) or (scale == 1.0 and offset == 0.0):
         return raw if isinstance(raw, str) else repr(raw)
-    # Plain arithmetic, not apply_point: on site you want to see inf as inf, not a quality flag.
+    # Plain arithmetic, not the point rules: on site you want to see inf as inf, not a quality flag.
     return repr(float(raw) * scale + offset)
 
 

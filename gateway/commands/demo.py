@@ -18,21 +18,22 @@ from pathlib import Path
 from gateway.commands.common import report_config_error, report_ledger_error, run_stoppable
 from gateway.core.clock import ScaledClock
 from gateway.core.errors import ConfigError, SinkWriteError
-from gateway.http import add_http_argument, http_bind, status_page
-from gateway.ledger.store import LedgerInUseError, LedgerSiteError
+from gateway.http import add_http_argument, http_bind
+from gateway.ledger.lock import LedgerInUseError
+from gateway.ledger.site import LedgerSiteError
 from gateway.pipeline import Gateway
 from gateway.settings.load import settings_from_data
+from gateway.settings.shipped import example_site
 from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
-from gateway.sinks.console import ConsoleListener
 from gateway.sources.pymodbus_client import RegisterServer
 
 log = logging.getLogger("gateway.demo")
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "examples" / "demo-plant.toml"
+DEMO_CONFIG = example_site("demo-plant")  # config/examples/demo-plant.toml, shipped as package data
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the gateway against a simulated steel works")
     p.add_argument("--speed", type=float, default=1.0, help="run the plant and the clock N times faster (default 1)")
     p.add_argument("--minutes", type=int, default=None, help="stop after M closed minutes (default: run until Ctrl-C)")
@@ -68,9 +69,9 @@ def demo_settings(config: Path, port: int, ledger: Path, speed: float = 1.0) -> 
 async def run_demo(gw: Gateway, port: int, minutes: int | None, http: str | None = None) -> None:
     """Serve the simulated plant on `port`, on the gateway's clock, and run the gateway on it."""
     plant = SimulatedPlant(gw.clock)
-    gw.listeners.append(ConsoleListener(gw.settings.site.timezone))
+    gw.print_minutes()
     fills = {uid: plant.fill(uid) for uid in UNITS.values()}
-    async with RegisterServer(port=port, fills=fills, n_registers=16), status_page(gw, http) as page:
+    async with RegisterServer(port=port, fills=fills, n_registers=16), gw.status_page(http) as page:
         if page is not None:
             print(f"emgate demo: status page {page.url} (metrics {page.url}metrics)", flush=True)
         await gw.run(stop_after_minutes=minutes)

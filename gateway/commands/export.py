@@ -6,15 +6,14 @@ writes summary.json, daily.csv, daily_by_process.csv, evidence.csv, flagged_minu
 workbook.xlsx, chart.png, manifest.json (and restatement.json/.csv once figures change after a
 first export) directly into --out. See docs/export.md.
 
-Exit codes: 0 written; 2 bad arguments, configuration or input (month, missing ledger, a ledger
-of another site, --out holding another month); 1 the ledger fails verification (as `emgate ledger verify`), or a file
-cannot be written.
+Exit codes: 0 written; 2 bad arguments, configuration or input (month, missing ledger, a file
+that cannot be read as a ledger, a ledger of another site, --out holding another month); 1 the
+ledger fails verification (as `emgate ledger verify`), or a file cannot be written.
 """
 
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,10 +21,11 @@ from typing import Any
 
 from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
 from gateway.core.errors import ConfigError
-from gateway.ledger.format import LedgerSiteError
+from gateway.ledger.errors import LedgerError
+from gateway.ledger.site import LedgerSiteError
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export",
         help="write the monthly registry export (JSON, CSV, XLSX, PNG, manifest)",
@@ -44,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     from gateway.export import monthly  # numpy, openpyxl and matplotlib load only for this command
+    from gateway.ledger.month import LedgerIntegrityError
 
     settings = load_or_report(args.config)
     if settings is None:
@@ -56,19 +57,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         report_config_error(exc)
         return 2
-    except monthly.ExportInputError as exc:
+    except (monthly.ExportInputError, LedgerError) as exc:
         print(f"emgate export: {exc}", file=sys.stderr)
         return 2
     except LedgerSiteError as exc:  # its minutes would be filed under this site
         return report_ledger_error("export", exc, args.config)
-    except monthly.LedgerIntegrityError as exc:
+    except LedgerIntegrityError as exc:
         print(f"emgate export: {exc}", file=sys.stderr)
-        return 1
-    except sqlite3.Error as exc:
-        print(
-            f"emgate export: reading the ledger {ledger} failed: {exc}; check the file and the disk",
-            file=sys.stderr,
-        )
         return 1
     except OSError as exc:
         print(

@@ -17,17 +17,21 @@ on the last row it finds inside its write transaction), so it does not take the 
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from gateway.core.errors import SinkWriteError
-from gateway.ledger.store import Ledger, LedgerRow, LedgerSiteError, read_site_record
+from gateway.ledger.errors import LedgerError
+from gateway.ledger.format import LedgerRow
+from gateway.ledger.outbox import Outbox
+from gateway.ledger.reader import LedgerReader
+from gateway.ledger.site import LedgerSiteError, read_site_record
+from gateway.ledger.store import Ledger
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ledger", help="verify or show a ledger file")
     lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     v = lsub.add_parser("verify", help="check the hash chain; print the head hash and row count")
@@ -102,7 +106,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
         site = read_site_record(args.file).describe()
-    except (OSError, sqlite3.Error) as exc:
+    except LedgerError as exc:
         print(f"emgate ledger verify: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
         return 2
     if not report.ok:
@@ -136,58 +140,53 @@ def run_show(args: argparse.Namespace) -> int:
     except SinkWriteError as exc:
         print(f"emgate ledger show: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
         return 2
-    out = sys.stdout
-    try:  # on stderr: stdout stays the table
-        print(f"{args.file}: {ledger.site_record().describe()}", file=sys.stderr)
-    except sqlite3.Error:
-        pass  # not a ledger's tables: the query below says so
-    if args.quarantine:
-        return _show_quarantine(ledger, out)
     try:
-        out.write(
-            f"{'seq':>8} {'minute (UTC)':17} {'process':16} {'stream':22} {'scope':8} {'quality':11} "
-            f"{'activity':>12} {'unit':8} {'co2_kg':>12}  flags\n"
-        )
-        shown = 0
-        if args.history:
-            rows = ledger.history(from_s=args.from_, to_s=args.to, process=args.process)
-        else:
-            rows = (
-                LedgerRow(seq, r, None, None, 0.0, "", "")
-                for seq, r in ledger.current(
-                    from_s=args.from_, to_s=args.to, process=args.process, by_minute=True
-                )
-            )
-        for row in rows:
-            if args.limit and shown >= args.limit:
-                out.write("... more rows; narrow --from/--to/--process or raise --limit\n")
-                break
-            r = row.result
-            out.write(
-                f"{row.seq:>8} {_fmt_time(r.minute_start):17} {r.process:16} {r.stream:22} {r.scope:8} "
-                f"{r.quality:11} {r.activity:>12.4f} {r.activity_unit:8} {r.co2_kg:>12.3f}  {r.flags}\n"
-            )
-            if row.supersedes is not None:
-                out.write(f"{'':8}   supersedes row {row.supersedes}: {row.reason}\n")
-            shown += 1
-    except sqlite3.Error as exc:
-        print(f"emgate ledger show: {args.file}: {exc}", file=sys.stderr)
+        try:  # on stderr: stdout stays the table
+            print(f"{args.file}: {ledger.reader.site_record().describe()}", file=sys.stderr)
+        except LedgerError:
+            pass  # not a ledger's tables: the query below says so
+        if args.quarantine:
+            return _show_quarantine(ledger.outbox, sys.stdout)
+        return _show_rows(ledger.reader, args, sys.stdout)
+    except LedgerError as exc:
+        print(f"emgate ledger show: {exc}", file=sys.stderr)
         return 2
     finally:
         ledger.close()
+
+
+def _show_rows(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
+    out.write(
+        f"{'seq':>8} {'minute (UTC)':17} {'process':16} {'stream':22} {'scope':8} {'quality':11} "
+        f"{'activity':>12} {'unit':8} {'co2_kg':>12}  flags\n"
+    )
+    shown = 0
+    if args.history:
+        rows = reader.history(from_s=args.from_, to_s=args.to, process=args.process)
+    else:
+        rows = (
+            LedgerRow(seq, r, None, None, 0.0, "", "")
+            for seq, r in reader.current(from_s=args.from_, to_s=args.to, process=args.process, by_minute=True)
+        )
+    for row in rows:
+        if args.limit and shown >= args.limit:
+            out.write("... more rows; narrow --from/--to/--process or raise --limit\n")
+            break
+        r = row.result
+        out.write(
+            f"{row.seq:>8} {_fmt_time(r.minute_start):17} {r.process:16} {r.stream:22} {r.scope:8} "
+            f"{r.quality:11} {r.activity:>12.4f} {r.activity_unit:8} {r.co2_kg:>12.3f}  {r.flags}\n"
+        )
+        if row.supersedes is not None:
+            out.write(f"{'':8}   supersedes row {row.supersedes}: {row.reason}\n")
+        shown += 1
     return 0
 
 
-def _show_quarantine(ledger: Ledger, out: TextIO) -> int:
-    try:
-        rows = ledger.quarantined()
-    except sqlite3.Error as exc:
-        print(f"emgate ledger show: {ledger.path}: no quarantine table ({exc})", file=sys.stderr)
-        return 2
-    finally:
-        ledger.close()
+def _show_quarantine(outbox: Outbox, out: TextIO) -> int:
+    rows = outbox.quarantined()
     for q in rows:
-        at = datetime.fromtimestamp(float(q["at"]), UTC).strftime("%Y-%m-%d %H:%M:%SZ")  # type: ignore[arg-type]
+        at = datetime.fromtimestamp(float(q["at"]), UTC).strftime("%Y-%m-%d %H:%M:%SZ")  # type: ignore[arg-type]  # `at` is a REAL column
         out.write(
             f"{q['sink']} rows {q['first_seq']}..{q['last_seq']} ({q['rows']}) at {at}: HTTP {q['status']} {q['message']}\n"
         )
@@ -222,7 +221,7 @@ def run_restate(args: argparse.Namespace) -> int:
         print(f"emgate ledger restate: {args.file}: cannot open as a ledger: {exc}", file=sys.stderr)
         return 2
     try:
-        plan = plan_restatement(settings, factors, ledger.current(from_s=args.from_, to_s=args.to), args.from_, args.to)
+        plan = plan_restatement(settings, factors, ledger.reader.current(from_s=args.from_, to_s=args.to), args.from_, args.to)
         print(f"{args.file}: minutes {_fmt_time(args.from_)} to {_fmt_time(args.to)} (exclusive), factors of {args.config}")
         print(format_plan(plan))
         if args.dry_run:
@@ -232,7 +231,7 @@ def run_restate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         report_config_error(exc)
         return 2
-    except (SinkWriteError, ValueError, sqlite3.Error) as exc:
+    except (SinkWriteError, ValueError, LedgerError) as exc:
         print(f"emgate ledger restate: {args.file}: nothing written: {exc}", file=sys.stderr)
         return 1
     finally:

@@ -83,7 +83,7 @@ def _value(src: ModbusSource, i: int, batch: SampleBatch | None) -> str:
 def rows(
     settings: GatewaySettings, results: list[tuple[ModbusSource, SampleBatch | None, str]]
 ) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for src, batch, _ in results:
         for i, p in enumerate(src.cfg.points):
             words = src.last_words.get(i)

@@ -13,7 +13,7 @@ import argparse
 import asyncio
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from gateway.codec import ByteOrder, DataType, decode_registers, register_count
 from gateway.core.errors import DecodeError
@@ -86,11 +86,13 @@ def _check(args: argparse.Namespace) -> tuple[DataType | None, ByteOrder, int]:
 
 
 async def _read(args: argparse.Namespace, count: int) -> tuple[list[int], float, str]:
-    transport = "rtu" if args.serial_port else ("rtu_over_tcp" if args.rtu_over_tcp else "tcp")
+    transport: Literal["tcp", "rtu", "rtu_over_tcp"] = (
+        "rtu" if args.serial_port else ("rtu_over_tcp" if args.rtu_over_tcp else "tcp")
+    )
     client = ModbusClient(
         transport=transport,
         host=args.host or "127.0.0.1",
-        port=args.port,  # type: ignore[arg-type]
+        port=args.port,
         serial_port=args.serial_port,
         baudrate=args.baudrate,
         parity=args.parity,

@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.commands.common import load_or_report, report_config_error
 from gateway.core.errors import ConfigError, DecodeError
 
+if TYPE_CHECKING:  # rich is loaded only when a terminal shows the bar
+    from rich.progress import Progress
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("replay", help="run recorded data through the gateway's minute and emission stages")
     p.add_argument("--config", type=Path, required=True, help="site TOML file")
     p.add_argument("--input", type=Path, action="append", required=True, help="recorded CSV (repeatable)")
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar():  # type: ignore[no-untyped-def]
+def _progress_bar() -> tuple[Callable[[int, int], None] | None, Progress | None]:
     """A rich progress bar on a terminal; nothing when output is piped."""
     if not sys.stderr.isatty():
         return None, None

@@ -10,15 +10,15 @@ from pathlib import Path
 from gateway.commands.common import load_or_report, report_config_error, report_ledger_error, run_stoppable
 from gateway.core.errors import ConfigError, SinkWriteError
 from gateway.core.memory import disable_huge_pages, pin_mmap_threshold
-from gateway.http import add_http_argument, http_bind, status_page
-from gateway.ledger.store import LedgerInUseError, LedgerSiteError
+from gateway.http import add_http_argument, http_bind
+from gateway.ledger.lock import LedgerInUseError
+from gateway.ledger.site import LedgerSiteError
 from gateway.pipeline import Gateway
-from gateway.sinks.console import ConsoleListener
 
 log = logging.getLogger("gateway")
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the gateway for a site")
     p.add_argument("--config", type=Path, required=True, help="site TOML file")
     p.add_argument("--minutes", type=int, default=None, help="stop after this many closed minutes")
@@ -44,11 +44,9 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     if not args.quiet and sys.stdout.isatty():  # a terminal gets a live table, a pipe or journal gets lines
-        from gateway.http.terminal_table import LiveTable
-
-        gw.extra_tasks.append(LiveTable(gw).run)
+        gw.show_live_table()
     elif not args.quiet:
-        gw.listeners.append(ConsoleListener(settings.site.timezone))
+        gw.print_minutes()
     log.info("site %s: %d Modbus device(s), ledger %s%s", settings.site.name, len(settings.modbus.devices),
              settings.ledger.path, f", InfluxDB {settings.influx.url}" if settings.influx.enabled else "")
     try:
@@ -63,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_with_page(gw: Gateway, bind: str | None, minutes: int | None) -> None:
-    async with status_page(gw, bind) as page:
+    async with gw.status_page(bind) as page:
         if page is not None:
             print(f"emgate run: status page {page.url} (metrics {page.url}metrics)", flush=True)
         await gw.run(stop_after_minutes=minutes)

@@ -49,4 +49,5 @@ def disable_huge_pages() -> bool:
     except (OSError, AttributeError):
         return False
     prctl.restype = ctypes.c_int
-    return prctl(_PR_SET_THP_DISABLE, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) == 0
+    status: int = prctl(_PR_SET_THP_DISABLE, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    return status == 0

@@ -6,7 +6,7 @@ Sources tag readings with these ids so that batches stay numpy arrays end to end
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ class SignalTable:
     names: tuple[str, ...]
     configs: tuple[SignalConfig, ...]
     max_gap_s: tuple[float, ...]
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)  # built from names
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, default_poll_s: float = 1.0) -> SignalTable:
@@ -40,10 +41,10 @@ class SignalTable:
     @property
     def index(self) -> Mapping[str, int]:
         """Signal name -> id, read-only; one mapping for every user (0.5 MB at 10,000 signals)."""
-        return MappingProxyType(self._index)  # type: ignore[attr-defined]
+        return MappingProxyType(self._index)
 
     def id(self, name: str) -> int:
-        return self._index[name]  # type: ignore[attr-defined]
+        return self._index[name]
 
     def __len__(self) -> int:
         return len(self.names)

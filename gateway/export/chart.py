@@ -7,6 +7,13 @@ CO2 of the budget's scope against the calendar-linear allowance trajectory (refe
 Byte-identical output: the Figure is built without pyplot (no global state), under matplotlib's
 default style (a user's matplotlibrc cannot change the bytes), saved at a fixed dpi with the
 Software text chunk removed; Agg writes no time into a PNG.
+
+Cost. The chart renders in the export's own process, after the workbook, so its time adds to
+the export's. Each process's bars are one PolyCollection (`_stacked_bars`), not one Rectangle
+per bar as `Axes.bar` makes them: Axes.bar adds every patch with its own transform and
+data-limit update, about half the chart's time for a month of 8 processes (0.40 s against 0.21 s
+for the whole chart), and the collection draws the same pixels, bit for bit, legend included
+(tests/unit/test_export_chart.py).
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ matplotlib.use("Agg")  # before any pyplot import elsewhere; the export never op
 
 import numpy as np
 from matplotlib import style
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 DPI = 100
 WIDTH_IN = 11.0
 PANEL_IN = 3.4
+BAR_WIDTH = 0.8  # of a day
 
 
 def render_chart(
@@ -64,35 +74,18 @@ def render_chart(
                 if s != scope:
                     continue
                 t = grams[:, j] / 1e6
-                ax.bar(x, t, bottom=bottom, color=colours[process], label=process, width=0.8)
+                _stacked_bars(ax, x, t, bottom, colour=colours[process], label=process)
                 bottom += t
+            if ax.collections:  # limits from the bars (Axes.bar asks for this itself; an empty panel keeps 0..1)
+                ax.autoscale_view()
             note = "compliance scope" if scope == "direct" else "not part of the compliance total"
             ax.set_title(f"{scope.capitalize()} CO2 per day by process ({note})", fontsize=10, loc="left")
             ax.set_ylabel("CO2 (t/day)")
             _days_axis(ax, day_labels)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        if panels > len(scopes):
-            ax = axes[-1]
-            scope = str(budget.get("scope", "direct"))  # type: ignore[union-attr]
-            in_scope = [j for j, (s, _) in enumerate(keys) if s == "direct" or scope == "direct+indirect"]
-            cumulative = (
-                np.cumsum(grams[:, in_scope].sum(axis=1)) / 1e6 if in_scope else np.zeros(len(day_labels))
-            )
-            ax.plot(
-                x, cumulative, marker="o", markersize=3, color="black", label=f"CO2 month to date ({scope})"
-            )
-            ax.plot(
-                x,
-                trajectory_t,
-                color="tab:red",
-                linestyle="--",
-                label=f"allowance trajectory ({budget['allowance_t']:,.0f} t/yr, calendar-linear)",
-            )  # type: ignore[index]
-            ax.set_title(f"Month to date vs allowance ({scope} scope)", fontsize=10, loc="left")
-            ax.set_ylabel("CO2 (t)")
-            _days_axis(ax, day_labels)
-            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        if budget is not None and trajectory_t is not None:
+            _allowance_panel(axes[-1], day_labels, keys, grams, budget, trajectory_t)
         fig.suptitle(title, fontsize=12)
         fig.tight_layout()
         buf = io.BytesIO()
@@ -100,7 +93,49 @@ def render_chart(
     return buf.getvalue()
 
 
-def _days_axis(ax: Any, day_labels: Sequence[str]) -> None:
+def _allowance_panel(
+    ax: Axes,
+    day_labels: Sequence[str],
+    keys: Sequence[tuple[str, str]],
+    grams: NDArray[np.int64],
+    budget: Mapping[str, Any],
+    trajectory_t: NDArray[np.float64],
+) -> None:
+    """The last panel: CO2 of the budget's scope, month to date, against the allowance trajectory."""
+    x = np.arange(len(day_labels))
+    scope = str(budget.get("scope", "direct"))
+    in_scope = [j for j, (s, _) in enumerate(keys) if s == "direct" or scope == "direct+indirect"]
+    cumulative = np.cumsum(grams[:, in_scope].sum(axis=1)) / 1e6 if in_scope else np.zeros(len(day_labels))
+    ax.plot(x, cumulative, marker="o", markersize=3, color="black", label=f"CO2 month to date ({scope})")
+    ax.plot(
+        x,
+        trajectory_t,
+        color="tab:red",
+        linestyle="--",
+        label=f"allowance trajectory ({budget['allowance_t']:,.0f} t/yr, calendar-linear)",
+    )
+    ax.set_title(f"Month to date vs allowance ({scope} scope)", fontsize=10, loc="left")
+    ax.set_ylabel("CO2 (t)")
+    _days_axis(ax, day_labels)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+
+
+def _stacked_bars(
+    ax: Axes, x: NDArray[np.int64], heights: NDArray[np.float64], bottom: NDArray[np.float64], *, colour: Any, label: str
+) -> None:
+    """`ax.bar(x, heights, bottom=bottom, width=BAR_WIDTH, color=colour, label=label)` as one
+    PolyCollection: the same rectangles, legend entry and autoscaling (each bar's bottom is a
+    sticky edge, as Axes.bar makes it), drawn at a fraction of the cost (module docstring)."""
+    left, right = x - BAR_WIDTH / 2, x + BAR_WIDTH / 2
+    top = bottom + heights
+    corners = [np.column_stack(c) for c in ((left, bottom), (left, top), (right, top), (right, bottom))]
+    rectangles = list(np.stack(corners, axis=1))  # one (4, 2) array of corners per bar
+    bars = PolyCollection(rectangles, facecolors=[colour], edgecolors="none", linewidths=0, label=label)
+    bars.sticky_edges.y.extend(bottom.tolist())
+    ax.add_collection(bars, autolim=True)
+
+
+def _days_axis(ax: Axes, day_labels: Sequence[str]) -> None:
     x = np.arange(len(day_labels))
     ax.set_xticks(x)
     ax.set_xticklabels([d[-2:] for d in day_labels], fontsize=7)

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from numpy.typing import NDArray
 
 from gateway.export.tables import QUALITIES, SCOPES, Line, MonthTables, grams_to_t, micro_to_units
+from gateway.export.times import local_time, local_times, utc_times
 
 SUMMARY_SCHEMA = "emgate.export.summary/1"
 ROUNDING = (
@@ -81,20 +80,6 @@ class ExportContext:
     factors: Mapping[str, Mapping[str, Any]]  # id -> Factor.to_dict() of the site's factor table
     ledger: Mapping[str, Any]  # head_seq, head_hash, ... (see monthly.py)
     budget: Mapping[str, Any] | None  # {"allowance_t", "scope", "method"} or None
-
-
-def local_time(ts: float, tz: ZoneInfo) -> str:
-    return datetime.fromtimestamp(ts, tz).isoformat(timespec="minutes")
-
-
-def utc_time(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def utc_times(ts: NDArray[np.float64]) -> list[str]:
-    """`utc_time` of each epoch second, at once: a month's flagged minutes can be tens of thousands."""
-    minutes = np.floor(np.asarray(ts, np.float64) / 60.0).astype(np.int64).astype("datetime64[m]")
-    return [f"{s}Z" for s in np.datetime_as_string(minutes, unit="m").tolist()]
 
 
 def kg_to_t_factor(ef_kg_per_unit: float) -> float:
@@ -436,30 +421,27 @@ def _flagged(t: MonthTables) -> Sheet:
         cols,
         note="minutes whose quality is not 'measured' or that carry a flag",
     )
-    kg_by_scope: dict[str, float] = {}
     rows = t.flagged
-    utc = utc_times(rows.minute_start)
-    for i in range(len(rows)):
-        ln = rows.lines[rows.line[i]]
-        q = int(rows.quality[i])
-        ts = float(rows.minute_start[i])
-        co2 = float(rows.co2_kg[i])
-        kg_by_scope[ln.scope] = kg_by_scope.get(ln.scope, 0.0) + co2
-        sheet.rows.append(
-            [
-                int(rows.seq[i]),
-                utc[i],
-                local_time(ts, tz),
-                ln.process,
-                ln.stream,
-                ln.scope,
-                QUALITIES[q] if q >= 0 else "unknown",
-                float(rows.coverage[i]),
-                float(rows.activity[i]),
-                ln.activity_unit,
-                co2,
-                rows.flags[i],
-            ]
+    line = [rows.lines[i] for i in rows.line.tolist()]
+    quality = [QUALITIES[q] if q >= 0 else "unknown" for q in rows.quality.tolist()]
+    co2 = rows.co2_kg.tolist()
+    sheet.rows = [
+        [seq, utc, local, ln.process, ln.stream, ln.scope, q, coverage, activity, ln.activity_unit, kg, flags]
+        for seq, utc, local, ln, q, coverage, activity, kg, flags in zip(
+            rows.seq.tolist(),
+            utc_times(rows.minute_start),
+            local_times(rows.minute_start, tz),
+            line,
+            quality,
+            rows.coverage.tolist(),
+            rows.activity.tolist(),
+            co2,
+            rows.flags,
+            strict=True,
         )
+    ]
+    kg_by_scope: dict[str, float] = {}
+    for ln, kg in zip(line, co2, strict=True):  # in row order: the totals are float sums
+        kg_by_scope[ln.scope] = kg_by_scope.get(ln.scope, 0.0) + kg
     sheet.totals = _scope_totals(kg_by_scope, len(cols), 5, 10, unit=1.0)
     return sheet

@@ -26,7 +26,8 @@ from __future__ import annotations
 import calendar
 import math
 import re
-from collections.abc import Container, Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,8 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.core.errors import GatewayError
-from gateway.ledger.format import FIELDS as LEDGER_FIELDS
-from gateway.ledger.format import SEP
+from gateway.ledger.month import CELL_FIELDS, CellSums
 
 QUALITIES = ("measured", "partial", "substituted", "missing", "estimated")
 SCOPES = ("direct", "indirect")
@@ -59,15 +59,6 @@ class SumRangeError(GatewayError):
         super().__init__(message)
         self.line, self.day, self.quality, self.factor_id = line, day, quality, factor_id
         self.first_seq, self.last_seq = first_seq, last_seq
-
-
-def exact_sum(values: Iterable[float]) -> float:
-    """math.fsum (the correctly rounded sum), or NaN where it has none: an infinite value beside
-    its opposite, or a sum beyond the float range. aggregate_cells refuses a NaN with SumRangeError."""
-    try:
-        return math.fsum(values)
-    except (OverflowError, ValueError):
-        return math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +150,9 @@ class MonthRows:
         return len(self.seq)
 
 
-# Column order of the records rows_from_records takes (a SELECT of the ledger returns them so).
-RECORD_FIELDS = ("seq", *(f for f in LEDGER_FIELDS if f != "site"))
-
-
 def rows_from_records(records: Sequence[Sequence[object]]) -> MonthRows:
-    """Columnar MonthRows from record tuples in RECORD_FIELDS order (ledger order kept).
+    """Columnar MonthRows from record tuples in RECORD_FIELDS order (gateway/ledger/month.py;
+    ledger order kept).
 
     Lines and factor ids are numbered in sorted order, so the numbering depends only on the
     content, not on which row came first.
@@ -249,30 +237,6 @@ class MonthTables:
         return self.day_activity_u.sum(axis=0)
 
 
-# A cell record: the minutes of one local day, line, factor id and quality, pre-summed (by SQLite
-# in the export, by `cells_from_rows` here). Summing per quality keeps the quality shares exact.
-CELL_FIELDS = (
-    "day",
-    "process",
-    "stream",
-    "scope",
-    "method",
-    "activity_unit",
-    "factor_id",
-    "quality",
-    "minutes",
-    "co2_kg",
-    "activity",
-    "coverage",
-    "ef_min",
-    "ef_max",
-    "first_s",
-    "last_s",
-    "first_seq",
-    "last_seq",
-)
-
-
 def month_rows_inside(rows: MonthRows, period: MonthPeriod) -> tuple[MonthRows, int]:
     """The rows whose minute lies in the period, and how many were left out."""
     keep = (rows.minute_start >= period.start_s) & (rows.minute_start < period.end_s)
@@ -302,11 +266,11 @@ def flagged_rows(rows: MonthRows) -> MonthRows:
     return _take(rows, np.flatnonzero((rows.quality != 0) | has_flags))
 
 
-def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, ...]]:
-    """Cell records (CELL_FIELDS) from minute rows inside the period; the reference for the SQL
-    and the native walk's sums."""
+def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[Any, ...]]:
+    """Cell records (CELL_FIELDS, gateway/ledger/month.py) from minute rows inside the period, in
+    Python: the reference the ledger's month reader (SQLite's sums, the native walk's) is tested against."""
     day = np.searchsorted(period.day_starts_s, rows.minute_start, side="right") - 1
-    groups: dict[tuple[object, ...], list[Any]] = {}
+    groups: dict[tuple[object, ...], CellSums] = {}
     for i in range(len(rows)):
         ln = rows.lines[rows.line[i]]
         q = int(rows.quality[i])
@@ -321,61 +285,22 @@ def cells_from_rows(rows: MonthRows, period: MonthPeriod) -> list[tuple[object, 
             QUALITIES[q] if q >= 0 else "unknown",
         )
         ef, t, seq = float(rows.ef_kg_per_unit[i]), float(rows.minute_start[i]), int(rows.seq[i])
-        g = groups.get(key)
-        if g is None:
-            groups[key] = g = [0, [], [], [], ef, ef, t, t, seq, seq]
-        _add_to_cell(g, 1, (float(rows.co2_kg[i]),), (float(rows.activity[i]),), (float(rows.coverage[i]),), (ef, ef, t, t, seq, seq))
-    return [(*k, g[0], exact_sum(g[1]), exact_sum(g[2]), exact_sum(g[3]), *g[4:]) for k, g in groups.items()]
-
-
-def cells_from_sums(pieces: Iterable[Sequence[Any]], *, skip_days: Container[int] = ()) -> list[tuple[object, ...]]:
-    """Cell records (CELL_FIELDS) from the native ledger walk's pieces (ledger_audit.MonthSums.cells),
-    leaving out `skip_days`. A cell may come in several pieces (the walk's ranges); its sums are
-    the math.fsum of all their partials, so the exact sum whatever the split."""
-    merged: dict[tuple[int, str], list[Any]] = {}
-    for day, key, minutes, co2, act, cov, ef_min, ef_max, first_s, last_s, first_seq, last_seq in pieces:
-        if day in skip_days:
-            continue
-        g = merged.get((day, key))
-        if g is None:
-            merged[(day, key)] = g = [0, [], [], [], ef_min, ef_max, first_s, last_s, first_seq, last_seq]
-        _add_to_cell(g, minutes, co2, act, cov, (ef_min, ef_max, first_s, last_s, first_seq, last_seq))
-    return [
-        (day, *key.split(SEP), g[0], exact_sum(g[1]), exact_sum(g[2]), exact_sum(g[3]), *g[4:])
-        for (day, key), g in merged.items()
-    ]
-
-
-def _add_to_cell(
-    g: list[Any],
-    minutes: int,
-    co2_kg: Iterable[float],
-    activity: Iterable[float],
-    coverage: Iterable[float],
-    extremes: tuple[float, float, float, float, int, int],
-) -> None:
-    """Add minutes to a cell being built: [minutes, co2_kg values, activity values, coverage
-    values, ef_min, ef_max, first_s, last_s, first_seq, last_seq]. The values are summed with
-    math.fsum once the cell is whole, so the order they come in does not matter."""
-    ef_min, ef_max, first_s, last_s, first_seq, last_seq = extremes
-    g[0] += minutes
-    g[1] += co2_kg
-    g[2] += activity
-    g[3] += coverage
-    g[4], g[5] = min(g[4], ef_min), max(g[5], ef_max)
-    g[6], g[7] = min(g[6], first_s), max(g[7], last_s)
-    g[8], g[9] = min(g[8], first_seq), max(g[9], last_seq)
+        cell = groups.get(key)
+        if cell is None:
+            groups[key] = cell = CellSums(ef, t, seq)
+        cell.add(1, (float(rows.co2_kg[i]),), (float(rows.activity[i]),), (float(rows.coverage[i]),), (ef, ef, t, t, seq, seq))
+    return [cell.record(key) for key, cell in groups.items()]
 
 
 def aggregate_month(rows: MonthRows, period: MonthPeriod) -> MonthTables:
     """MonthTables from minute rows (rows outside the period are left out). Small months and tests;
-    the export itself lets SQLite build the cells (same rules, see aggregate_cells)."""
+    the export itself reads the month's cells from the ledger (gateway/ledger/month.py, same rules)."""
     inside, _ = month_rows_inside(rows, period)
     return aggregate_cells(cells_from_rows(inside, period), flagged_rows(inside), period)
 
 
 def aggregate_cells(
-    cells: Sequence[Sequence[object]], flagged: MonthRows, period: MonthPeriod
+    cells: Sequence[tuple[Any, ...]], flagged: MonthRows, period: MonthPeriod
 ) -> MonthTables:
     """Sum cell records (CELL_FIELDS) into day x line x factor figures; see the module docstring.
 
@@ -389,8 +314,8 @@ def aggregate_cells(
     n = len(cells)
     # Cells in one order whoever built them: the sums across a cell's qualities below are float
     # additions in this order.
-    cells = sorted(cells, key=lambda c: c[:8])  # type: ignore[no-any-return]
-    cols = list(zip(*cells, strict=True)) if n else [()] * len(CELL_FIELDS)
+    cells = sorted(cells, key=lambda c: c[:8])
+    cols: list[tuple[Any, ...]] = list(zip(*cells, strict=True)) if n else [()] * len(CELL_FIELDS)
     line_keys = list(zip(cols[1], cols[2], cols[3], cols[4], cols[5], strict=True))
     lines = tuple(sorted((Line(*k) for k in set(line_keys)), key=Line.sort_key))
     line_index = {
@@ -404,7 +329,7 @@ def aggregate_cells(
     day = np.fromiter(cols[0], np.int64, n)
     line = np.fromiter((line_index[k] for k in line_keys), np.int64, n)
     factor = np.fromiter((factor_index[f] for f in cols[6]), np.int64, n)
-    q = np.fromiter((q_index.get(x, -1) for x in cols[7]), np.int64, n)  # type: ignore[arg-type]
+    q = np.fromiter((q_index.get(x, -1) for x in cols[7]), np.int64, n)
     minutes = np.fromiter(cols[8], np.int64, n)
     co2_kg = np.fromiter(cols[9], np.float64, n)
     activity = np.fromiter(cols[10], np.float64, n)
@@ -425,18 +350,19 @@ def aggregate_cells(
 
     dl = day * nl + line
     day_minutes = np.bincount(dl, weights=minutes, minlength=nd * nl).reshape(nd, nl).round().astype(np.int64)
-    day_cov = np.bincount(dl, weights=coverage, minlength=nd * nl).reshape(nd, nl)
+    day_cov = np.asarray(np.bincount(dl, weights=coverage, minlength=nd * nl), np.float64).reshape(nd, nl)
     known = q >= 0
     qm = np.bincount(dl[known] * nq + q[known], weights=minutes[known], minlength=nd * nl * nq)
     qc = np.bincount(line[known] * nq + q[known], weights=co2_kg[known], minlength=nl * nq)
 
     uses = _factor_uses(cols, line, factor, minutes, cell_line, cell_factor, co2_g, act_u, nf)
     flag_minutes: list[dict[str, int]] = [{} for _ in range(nl)]
-    for i in range(len(flagged)):
-        ln = flagged.lines[flagged.line[i]]
+    # A month's flagged minutes repeat a few flag strings per line: count those, then their names.
+    for (li, flags), minutes_flagged in Counter(zip(flagged.line.tolist(), flagged.flags, strict=True)).items():
+        ln = flagged.lines[li]
         counts = flag_minutes[line_index[(ln.process, ln.stream, ln.scope, ln.method, ln.activity_unit)]]
-        for name in flag_names(flagged.flags[i]):
-            counts[name] = counts.get(name, 0) + 1
+        for name in flag_names(flags):
+            counts[name] = counts.get(name, 0) + minutes_flagged
     seqs = (min(cols[16]), max(cols[17])) if n else (None, None)
     return MonthTables(
         period=period,
@@ -453,12 +379,12 @@ def aggregate_cells(
         flag_minutes=tuple({k: c[k] for k in sorted(c)} for c in flag_minutes),
         rows=int(minutes.sum()),
         first_seq=seqs[0],
-        last_seq=seqs[1],  # type: ignore[arg-type]
+        last_seq=seqs[1],
     )
 
 
 def _check_exact(
-    cols: list[tuple[object, ...]],
+    cols: list[tuple[Any, ...]],
     lines: tuple[Line, ...],
     line: NDArray[np.int64],
     co2_kg: NDArray[np.float64],
@@ -479,7 +405,7 @@ def _check_exact(
     values = co2_kg if co2_bad else np.where(act_abs_u[line] < EXACT_LIMIT, 0.0, activity)
     i = int(np.argmax(np.where(np.isnan(values), np.inf, np.abs(values))))  # the cell with the worst value
     ln = lines[int(line[i])]
-    day_i = int(cols[0][i])  # type: ignore[call-overload]
+    day_i = int(cols[0][i])
     where = (
         f"{ln.process}/{ln.stream} ({ln.scope}) on {period.day_labels[day_i] if 0 <= day_i < period.days else day_i}, "
         f"quality {cols[7][i]}, factor {cols[6][i]}, ledger rows {cols[16][i]}..{cols[17][i]}"
@@ -497,15 +423,17 @@ def _check_exact(
             f"{EXACT_LIMIT / MICRO:,.0f} {unit} (2**53 millionths) that are exact"
         )
     what = f"{'CO2' if co2_bad else 'activity'} of {where}"
-    problem = f"{what} sums to {value:.6g} {unit}: {why}" if math.isfinite(value) else f"{what} has no finite sum ({value} {unit})"
+    problem = (
+        f"{what} sums to {value:.6g} {unit}: {why}" if math.isfinite(value) else f"{what} has no finite sum ({value} {unit})"
+    )
     raise SumRangeError(
         f"the month cannot be summed exactly: {problem}",
         line=ln,
         day=period.day_labels[day_i] if 0 <= day_i < period.days else str(day_i),
         quality=str(cols[7][i]),
         factor_id=str(cols[6][i]),
-        first_seq=int(cols[16][i]),  # type: ignore[call-overload]
-        last_seq=int(cols[17][i]),  # type: ignore[call-overload]
+        first_seq=int(cols[16][i]),
+        last_seq=int(cols[17][i]),
     )
 
 

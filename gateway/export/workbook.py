@@ -22,8 +22,9 @@ from __future__ import annotations
 import io
 import math
 import numbers
+import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from xml.sax.saxutils import escape
@@ -44,6 +45,8 @@ EXCEL_MAX_ROWS = 1_048_576
 # A sheet shows at most this many table rows: nobody reads more in a spreadsheet, and each row
 # adds to the file. The CSV file always has every row; the sheet says how many it left out.
 SHEET_MAX_ROWS = 100_000
+# Characters `_text` escapes or replaces.
+_SPECIAL = re.compile(f"[&<>]|{ILLEGAL_CHARACTERS_RE.pattern}")
 # What openpyxl writes where a table's rows go; replaced by them in the zip rebuild.
 _PLACEHOLDER = "emgate-table-rows-{}"
 _HEADER_FONT = Font(bold=True)
@@ -66,6 +69,52 @@ def build_workbook(summary_rows: Sequence[tuple[str, Any, str]], sheets: Sequenc
     wb.save(buf)
     props.modified = FIXED_TIME  # save() set it to now
     return _normalise_zip(buf.getvalue(), tostring(props.to_tree()), rows)
+
+
+def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
+    """The Summary sheet's (label, value, unit or scope) rows, from summary.json's document."""
+    rows: list[tuple[str, Any, str]] = [
+        ("Month", s["month"], ""),
+        ("Site", s["site"], ""),
+        ("Time zone", s["timezone"], ""),
+        ("Period start", s["period"]["start"], "local"),
+        ("Period end (exclusive)", s["period"]["end"], "local"),
+    ]
+    for scope, block in s["scopes"].items():
+        label = "compliance" if block["compliance"] else "not in the compliance total"
+        rows.append((f"CO2 {scope} (t)", block["co2_t"], f"{scope} ({label})"))
+        for process, t in block["by_process"].items():
+            rows.append((f"  {process} (t)", t, scope))
+    rows.append(("CO2 direct + indirect (t)", s["co2_t"], "direct+indirect (corporate view)"))
+    dq = s["data_quality"]
+    rows += [
+        ("Coverage (%)", dq["coverage_pct"], "all streams"),
+        ("Substituted minutes (count)", dq["substituted_minutes"], "all streams"),
+        ("Estimated minutes (count)", dq["estimated_minutes"], "all streams"),
+        ("Substituted + estimated share of CO2 (%)", dq["substituted_estimated_share_pct"], "all streams"),
+        ("Corrections in the ledger (count)", dq.get("corrections", 0), ""),
+    ]
+    for scope, block in s["scopes"].items():
+        rows.append(
+            (
+                f"Substituted + estimated share of {scope} CO2 (%)",
+                block["data_quality"]["substituted_estimated_share_pct"],
+                scope,
+            )
+        )
+    b = s.get("budget")
+    if b and b.get("allowance_t") is not None:
+        rows.append((f"Annual allowance {b['year']} (t)", b["allowance_t"], f"{b['scope']}, calendar-linear"))
+        rows.append(("Allowance for the month (t)", b["month_allowance_t"], b["scope"]))
+    elif b:
+        rows.append(("Allowance", b["omitted"], b["scope"]))
+    led = s["ledger"]
+    rows += [
+        ("Ledger head row", led["head_seq"], ""),
+        ("Ledger head hash", led["head_hash"], "SHA-256"),
+        ("Ledger rows in the month", led["month_rows"], "current view"),
+    ]
+    return rows
 
 
 def _summary_sheet(wb: Workbook, rows: Sequence[tuple[str, Any, str]]) -> None:
@@ -168,6 +217,8 @@ def _s(style_id: int) -> str:
 
 
 def _text(value: str) -> str:
+    if _SPECIAL.search(value) is None and value == value.strip():  # most text: nothing to replace or escape
+        return f"<t>{value}</t>"
     value = ILLEGAL_CHARACTERS_RE.sub("\ufffd", value)
     space = ' xml:space="preserve"' if value != value.strip() else ""
     return f"<t{space}>{escape(value)}</t>"

@@ -1,11 +1,12 @@
-"""The status page, its event stream and /metrics (aiohttp), served by `emgate run/demo --http`."""
+"""The status page, its event stream and /metrics (aiohttp), served by `emgate run/demo --http`,
+and the live table on a terminal. The pipeline builds and runs them (gateway/pipeline.py); this
+package holds the views and the `--http` option of the commands that show them."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+
+from gateway.settings.site import GatewaySettings
 
 _FROM_SETTINGS = "from-settings"
 
@@ -23,21 +24,9 @@ def add_http_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def http_bind(args: argparse.Namespace, settings: Any) -> str | None:
-    value = getattr(args, "http", None)
+def http_bind(args: argparse.Namespace, settings: GatewaySettings) -> str | None:
+    """Where `--http` asks to serve the page, or None without the option."""
+    value: str | None = args.http
     if value is None:
         return None
-    return str(settings.http.bind) if value == _FROM_SETTINGS else str(value)
-
-
-@asynccontextmanager
-async def status_page(gw: Any, bind: str | None) -> AsyncIterator[Any]:
-    """Serve the status page for `gw` while the block runs; yields the StatusServer (None if bind is None)."""
-    if bind is None:
-        yield None
-        return
-    from gateway.http.server import StatusServer
-
-    async with StatusServer(gw, bind) as server:
-        gw.extra_tasks.append(server.run)
-        yield server
+    return str(settings.http.bind) if value == _FROM_SETTINGS else value

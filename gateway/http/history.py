@@ -11,20 +11,20 @@ Memory is bounded: 60 minutes x processes floats, whatever the uptime.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import Counter, OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from gateway.core.clock import Clock
-from gateway.core.model import MinuteResult
+from gateway.core.model import MinuteResults
+from gateway.ledger.errors import LedgerError
+from gateway.ledger.reader import LedgerReader
 
 MINUTE_S = 60.0
-
-# Rows replaced by a correction are left out of every sum (the correction row carries the value).
-_CURRENT = "seq NOT IN (SELECT supersedes FROM minutes WHERE supersedes IS NOT NULL)"
 
 
 @dataclass
@@ -72,26 +72,25 @@ class MinuteHistory:
         self._year: int | None = None
 
     # -- listener ------------------------------------------------------------------------------
-    def __call__(self, results: list[MinuteResult]) -> None:
-        if not results:
+    def __call__(self, results: MinuteResults) -> None:
+        if not len(results):
             return
         now = self.clock.now()
-        by_minute: dict[float, list[MinuteResult]] = defaultdict(list)
-        for r in results:
-            by_minute[r.minute_start].append(r)
-        for start in sorted(by_minute):
-            rows = by_minute[start]
+        process, scope, quality = (results.text(f) for f in ("process", "scope", "quality"))
+        for start in np.unique(results.minute_start).tolist():
+            rows = np.flatnonzero(results.minute_start == start)
             self._roll_calendar(start)
             slot = self.minutes.setdefault(start, {})
-            for r in rows:
-                if not math.isfinite(r.co2_kg):
+            # row by row: the day's and the year's totals run on from the minutes before
+            for p, sc, kg in zip(process[rows].tolist(), scope[rows].tolist(), results.co2_kg[rows].tolist(), strict=True):
+                if not math.isfinite(kg):
                     continue
-                self.processes.add(r.process)
-                slot[r.process] = slot.get(r.process, 0.0) + r.co2_kg
-                self.day_kg[r.process] += r.co2_kg
-                self.year_kg[r.process] += r.co2_kg
-                self.scope_day_kg[r.scope] += r.co2_kg
-            self.last_quality = dict(Counter(r.quality for r in rows))
+                self.processes.add(p)
+                slot[p] = slot.get(p, 0.0) + kg
+                self.day_kg[p] += kg
+                self.year_kg[p] += kg
+                self.scope_day_kg[sc] += kg
+            self.last_quality = dict(Counter(quality[rows].tolist()))
             self.close_lag.add(max(0.0, now - (start + MINUTE_S)))
         self.results_seen += len(results)
         self._trim()
@@ -118,8 +117,9 @@ class MinuteHistory:
     def seed_from_ledger(self, path: Path, now: float | None = None) -> int:
         """Load the last hour and today's/this year's totals from a ledger file; returns rows read.
 
-        Opens the SQLite file read-only (the gateway's writer connection is left alone); a
-        missing or empty ledger seeds nothing.
+        Reads the ledger's current view (a row a correction replaced is left out: the correction
+        carries the value) on a read-only connection of its own, so the gateway's writer
+        connection is left alone; a missing, empty or unreadable ledger seeds nothing.
         """
         if not path.exists():
             return 0
@@ -129,37 +129,20 @@ class MinuteHistory:
         year0 = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
         hour0 = math.floor(now / MINUTE_S) * MINUTE_S - self.keep_s
         try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        except sqlite3.Error:
+            with LedgerReader.open(path) as reader:
+                year = reader.co2_by_process_since(year0)
+                day = reader.co2_by_process_scope_since(day0)
+                recent = reader.co2_by_minute_process_after(hour0)
+        except LedgerError:  # not a ledger (yet): one the gateway has not written to
             return 0
-        try:
-            year = db.execute(
-                f"SELECT process, SUM(co2_kg) FROM minutes WHERE minute_start >= ? AND {_CURRENT} "
-                "GROUP BY process",
-                (year0,),
-            ).fetchall()
-            day = db.execute(
-                f"SELECT process, scope, SUM(co2_kg) FROM minutes WHERE minute_start >= ? AND {_CURRENT} "
-                "GROUP BY process, scope",
-                (day0,),
-            ).fetchall()
-            recent = db.execute(
-                f"SELECT minute_start, process, SUM(co2_kg) FROM minutes WHERE minute_start > ? "
-                f"AND {_CURRENT} GROUP BY minute_start, process ORDER BY minute_start",
-                (hour0,),
-            ).fetchall()
-        except sqlite3.Error:  # no table yet: a ledger the gateway has not written to
-            return 0
-        finally:
-            db.close()
-        for process, kg in year:
-            self.year_kg[process] += kg or 0.0
+        for process, kg in year.items():
+            self.year_kg[process] += kg
             self.processes.add(process)
         for process, scope, kg in day:
-            self.day_kg[process] += kg or 0.0
-            self.scope_day_kg[scope] += kg or 0.0
+            self.day_kg[process] += kg
+            self.scope_day_kg[scope] += kg
         for start, process, kg in recent:
-            self.minutes.setdefault(float(start), {})[process] = kg or 0.0
+            self.minutes.setdefault(start, {})[process] = kg
             self.processes.add(process)
         self._day, self._year = (local.year, local.month, local.day), local.year
         self._trim()
@@ -189,14 +172,3 @@ class MinuteHistory:
         start = next(reversed(self.minutes))
         return start, self.minutes[start]
 
-
-def attach_history(gw: object) -> MinuteHistory:
-    """The gateway's MinuteHistory listener, created, seeded from its ledger and added on first use."""
-    listeners: list[object] = gw.listeners  # type: ignore[attr-defined]
-    for listener in listeners:
-        if isinstance(listener, MinuteHistory):
-            return listener
-    history = MinuteHistory(gw.settings.site.timezone, gw.clock)  # type: ignore[attr-defined]
-    history.seed_from_ledger(gw.ledger.path)  # type: ignore[attr-defined]
-    listeners.append(history)
-    return history

@@ -9,8 +9,7 @@ Every name starts with `emgate_`; counters end in `_total`, units are in the nam
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -19,11 +18,12 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     SummaryMetricFamily,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from gateway.core.health import LATENCY_BUCKETS_S
 from gateway.http.history import MinuteHistory
-from gateway.http.status import alerts_view
+from gateway.http.view import GatewayView
 
 _COMPONENT = re.compile(r"^(?P<kind>[a-z_]+)\[(?P<name>.+)\]$")
 
@@ -34,20 +34,21 @@ def _source_of(component: str) -> tuple[str, str]:
     return (m["kind"], m["name"]) if m else (component, component)
 
 
-def _dropped_samples(src: Any) -> tuple[str, int] | None:
-    cfg = getattr(src, "cfg", None) or getattr(src, "_cfg", None)
-    if cfg is None:
-        return None
-    return cfg.name, int(getattr(src, "dropped_batches", 0)) * len(cfg.points)
-
-
 class GatewayCollector(Collector):
-    """Reads `gw` (a gateway.pipeline.Gateway) and an optional MinuteHistory on each scrape."""
+    """Reads the gateway's counters and an optional MinuteHistory on each scrape.
 
-    def __init__(self, gw: Any, history: MinuteHistory | None = None, sse_clients: Any = None) -> None:
+    Args:
+        gw: the gateway (gateway.pipeline.Gateway) as its views see it.
+        history: the views' MinuteHistory, for the close lag and today's CO2.
+        sse_clients: the number of open status page event streams, when the page is served.
+    """
+
+    def __init__(
+        self, gw: GatewayView, history: MinuteHistory | None = None, sse_clients: Callable[[], int] | None = None
+    ) -> None:
         self._gw, self._history, self._sse_clients = gw, history, sse_clients
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         gw = self._gw
         counters = gw.window.counters
 
@@ -65,21 +66,17 @@ class GatewayCollector(Collector):
             "Readings dropped at a full sample queue (poll cadence kept).",
             labels=["source"],
         )
-        for src in gw.sources:
-            found = _dropped_samples(src)
-            if found is not None:
-                dropped.add_metric([found[0]], found[1])
+        for src in gw.sources:  # a poll's batch holds one reading per point
+            dropped.add_metric([src.cfg.name], src.counters.dropped_batches * len(src.cfg.points))
         mqtt_dropped = CounterMetricFamily(
             "emgate_mqtt_messages_dropped",
             "MQTT messages or batches dropped at a full queue.",
             labels=["source", "queue"],
         )
-        for src in getattr(gw, "mqtt_sources", ()):
-            c = getattr(src, "counters", None)
-            if c is not None:
-                name = f"mqtt[{src.cfg.name}]"
-                mqtt_dropped.add_metric([name, "inbound"], getattr(c, "dropped_inbound", 0))
-                mqtt_dropped.add_metric([name, "pipeline"], getattr(c, "dropped_batches", 0))
+        for msrc in gw.mqtt_sources:
+            name = f"mqtt[{msrc.cfg.name}]"
+            mqtt_dropped.add_metric([name, "inbound"], msrc.counters.dropped_inbound)
+            mqtt_dropped.add_metric([name, "pipeline"], msrc.counters.dropped_batches)
         yield read
         yield late
         yield dropped
@@ -150,7 +147,7 @@ class GatewayCollector(Collector):
                 today.add_metric([process], kg)
             yield today
 
-        influx = getattr(gw, "influx", None)
+        influx = gw.influx
         backlog = influx.counters.backlog if influx is not None else 0
         yield GaugeMetricFamily(
             "emgate_outbox_backlog_rows", "Ledger rows not yet acknowledged by InfluxDB.", value=backlog
@@ -169,23 +166,22 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "emgate_ledger_rows", "Rows in the ledger (head sequence number).", value=gw.ledger.head_seq
         )
-        lc = getattr(gw.ledger, "counters", None)
-        if lc is not None:
-            yield GaugeMetricFamily(
-                "emgate_ledger_pending_results",
-                "Results held in memory while the disk refuses writes.",
-                value=lc.pending,
-            )
-            yield CounterMetricFamily(
-                "emgate_ledger_write_failures",
-                "Ledger writes that failed (retried).",
-                value=lc.write_failures,
-            )
-            yield CounterMetricFamily(
-                "emgate_ledger_corrections", "Correction rows appended.", value=lc.corrections
-            )
-        alerts, _ = alerts_view(gw)
-        yield GaugeMetricFamily("emgate_alerts_active", "Alerts currently active.", value=len(alerts or ()))
+        lc = gw.ledger.counters
+        yield GaugeMetricFamily(
+            "emgate_ledger_pending_results",
+            "Results held in memory while the disk refuses writes.",
+            value=lc.pending,
+        )
+        yield CounterMetricFamily(
+            "emgate_ledger_write_failures",
+            "Ledger writes that failed (retried).",
+            value=lc.write_failures,
+        )
+        yield CounterMetricFamily(
+            "emgate_ledger_corrections", "Correction rows appended.", value=lc.corrections
+        )
+        active = len(gw.alerts.active()) if gw.alerts is not None else 0
+        yield GaugeMetricFamily("emgate_alerts_active", "Alerts currently active.", value=active)
         if self._sse_clients is not None:
             yield GaugeMetricFamily(
                 "emgate_status_page_clients", "Open status page event streams.", value=self._sse_clients()
@@ -193,7 +189,7 @@ class GatewayCollector(Collector):
 
 
 def gateway_registry(
-    gw: Any, history: MinuteHistory | None = None, sse_clients: Any = None
+    gw: GatewayView, history: MinuteHistory | None = None, sse_clients: Callable[[], int] | None = None
 ) -> CollectorRegistry:
     """A registry of its own (not the process-global one), holding only the gateway's collector."""
     registry = CollectorRegistry(auto_describe=False)

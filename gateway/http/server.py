@@ -6,9 +6,10 @@
     GET /metrics      Prometheus text format (gateway.http.metrics)
     GET /healthz      200 "ok" while the process serves
 
-Lifetime: `async with StatusServer(gw, bind) as server` binds the socket (a busy port fails
-there, before the pipeline starts); put `server.run` in `gw.extra_tasks` to publish updates
-from the gateway's TaskGroup; leaving the block ends open event streams and closes the port.
+Lifetime: `async with StatusServer(gw, bind, history) as server` binds the socket (a busy port
+fails there, before the pipeline starts); `server.run()` publishes updates from the gateway's
+TaskGroup; leaving the block ends open event streams and closes the port. The pipeline does both
+(gateway.pipeline.Gateway.status_page).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Self
 
@@ -23,10 +25,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.core.errors import ConfigError
-from gateway.http.history import MinuteHistory, attach_history
+from gateway.http.history import MinuteHistory
 from gateway.http.metrics import gateway_registry
 from gateway.http.sse import EventHub
 from gateway.http.status import build_snapshot
+from gateway.http.view import GatewayView
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,10 @@ def parse_bind(value: str) -> tuple[str, int]:
     return host, int(port_s)
 
 
-def _static(name: str, content_type: str) -> Any:
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _static(name: str, content_type: str) -> _Handler:
     """A handler serving one package file, read once (the page is a few kB)."""
     text = resources.files("gateway.http").joinpath(name).read_text(encoding="utf-8")
 
@@ -64,21 +70,17 @@ class StatusServer:
     """Serves the status page for one Gateway.
 
     Args:
-        gw: the gateway (gateway.pipeline.Gateway).
+        gw: the gateway (gateway.pipeline.Gateway) as its views see it.
         bind: "HOST:PORT"; port 0 picks a free one (see `port` after entering).
+        history: the MinuteHistory the gateway feeds with each closed minute.
         interval_s: real seconds between snapshot pushes.
-        history: the MinuteHistory to read; by default the gateway's, attached on first use.
     """
 
-    task_name = "http"
-
-    def __init__(
-        self, gw: Any, bind: str, *, interval_s: float = 1.0, history: MinuteHistory | None = None
-    ) -> None:
+    def __init__(self, gw: GatewayView, bind: str, history: MinuteHistory, *, interval_s: float = 1.0) -> None:
         self._gw = gw
         self._host, self._port = parse_bind(bind)
         self._interval_s = interval_s
-        self.history = history if history is not None else attach_history(gw)
+        self.history = history
         self.hub = EventHub()
         self._registry = gateway_registry(gw, self.history, sse_clients=lambda: self.hub.subscribers)
         self._runner: web.AppRunner | None = None
@@ -148,7 +150,7 @@ class StatusServer:
 
 
 @web.middleware
-async def _headers(request: web.Request, handler: Any) -> web.StreamResponse:
+async def _headers(request: web.Request, handler: _Handler) -> web.StreamResponse:
     resp: web.StreamResponse = await handler(request)
     if not resp.prepared:  # an event stream sent its headers already (set in EventHub.stream)
         for k, v in _SECURITY_HEADERS.items():

@@ -1,15 +1,15 @@
 """The status snapshot: one JSON document the page, the live table and tests read.
 
-Built from what the gateway already keeps (gw.health, gw.window.counters, gw.influx.counters,
-gw.ledger) plus a MinuteHistory listener; nothing here touches the hot path.
+Built from what the gateway already keeps (gateway.http.view.GatewayView: health, the window's,
+the InfluxDB sink's and the ledger's counters, the alert stage) plus the views' MinuteHistory;
+nothing here touches the hot path.
 
-Budgets and alerts come from the alert stage (gateway/alerts/budget_stage.py AlertStage, a
-result listener) when the site configures [budget] or [alerts]; the page shows those sections
-only then. `alerts_view` finds it as `gw.alerts` or among `gw.listeners` and reads:
+Budgets and alerts come from the alert stage (gateway.alerts.model.AlertsView) when the site
+configures [budget] or [alerts]; the page shows those sections only then. `alerts_view` reads:
 
 - `active()` -> the active alerts (gateway.alerts.model.Alert: kind, severity, process,
   message, raised_at, at_s, ...);
-- `budget_position` -> the latest budget payload (gateway.alerts.budget_stage.budget_payload:
+- `budget_position` -> the latest budget payload (gateway.alerts.budget_tracker.budget_payload:
   allowance_t, trajectory_t, actual_t, projected_year_end_t, shortfall_t, ...) or None.
 """
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from gateway.http.history import MinuteHistory
+from gateway.http.view import GatewayView
 
 
 def finite(x: Any) -> Any:
@@ -35,20 +37,13 @@ def finite(x: Any) -> Any:
     return x
 
 
-def _record(obj: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        raw = dataclasses.asdict(obj)
-    elif isinstance(obj, Mapping):
-        raw = dict(obj)
-    elif hasattr(obj, "model_dump"):
-        raw = obj.model_dump()
-    else:
-        raw = {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+def _plain(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's fields as JSON values: scalars, lists and dicts as they are, anything else as text."""
     out: dict[str, Any] = {}
     for k, v in raw.items():
         if isinstance(v, (str, int, float, bool)) or v is None:
             out[k] = v
-        elif hasattr(v, "value") and isinstance(v.value, (str, int)):  # enums
+        elif isinstance(v, Enum) and isinstance(v.value, (str, int)):
             out[k] = v.value
         elif isinstance(v, (list, dict)):
             try:
@@ -61,35 +56,17 @@ def _record(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _alert_engine(gw: Any) -> Any:
-    engine = getattr(gw, "alerts", None)
-    if engine is not None:
-        return engine
-    for listener in getattr(gw, "listeners", ()):
-        if callable(getattr(listener, "active", None)) and hasattr(listener, "budget_position"):
-            return listener
-    return None
-
-
-def alerts_view(gw: Any) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
-    """(active alerts, budget positions); None where the gateway has no alert stage."""
-    engine = _alert_engine(gw)
-    if engine is None:
+def alerts_view(gw: GatewayView) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+    """(active alerts, budget positions); None where the gateway has no alert stage, and an
+    empty list of positions before the first one."""
+    if gw.alerts is None:
         return None, None
-    alerts = [_record(a) for a in engine.active()]
-    position = getattr(engine, "budget_position", None)
-    if callable(position):
-        position = position()
-    if position is None:
-        budgets: list[dict[str, Any]] = []
-    elif isinstance(position, Mapping) or not isinstance(position, Iterable):
-        budgets = [_record(position)]
-    else:
-        budgets = [_record(b) for b in position]
-    return alerts, budgets
+    alerts = [_plain(dataclasses.asdict(a)) for a in gw.alerts.active()]
+    position = gw.alerts.budget_position
+    return alerts, [] if position is None else [_plain(position)]
 
 
-def device_rows(gw: Any, now: float) -> list[dict[str, Any]]:
+def device_rows(gw: GatewayView, now: float) -> list[dict[str, Any]]:
     rows = []
     for name, h in sorted(gw.health.components.items()):
         rows.append(
@@ -108,13 +85,13 @@ def device_rows(gw: Any, now: float) -> list[dict[str, Any]]:
     return rows
 
 
-def build_snapshot(gw: Any, history: MinuteHistory) -> dict[str, Any]:
+def build_snapshot(gw: GatewayView, history: MinuteHistory) -> dict[str, Any]:
     """Everything the page shows, as plain JSON (kg, s, ms; epoch seconds for times)."""
     now = gw.clock.now()
     latest = history.latest_minute()
     counters = gw.window.counters
     alerts, budgets = alerts_view(gw)
-    influx = getattr(gw, "influx", None)
+    influx = gw.influx
     snap: dict[str, Any] = {
         "site": gw.settings.site.name,
         "timezone": gw.settings.site.timezone,
@@ -149,4 +126,5 @@ def build_snapshot(gw: Any, history: MinuteHistory) -> dict[str, Any]:
         "alerts": alerts,
         "budgets": budgets,
     }
-    return finite(snap)
+    plain: dict[str, Any] = finite(snap)
+    return plain

@@ -1,7 +1,8 @@
 """LiveTable: a compact live view of processes and devices for `emgate run` on a terminal.
 
 Only used when stdout is a TTY (a service's journal gets log lines, not redraws). It reads the
-same snapshot as the status page, once a second, from the gateway's TaskGroup.
+same snapshot as the status page, once a second, from the gateway's TaskGroup (the pipeline
+builds it: gateway.pipeline.Gateway.show_live_table).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gateway.http.history import MinuteHistory, attach_history
+from gateway.http.history import MinuteHistory
 from gateway.http.status import build_snapshot
+from gateway.http.view import GatewayView
 
 
 def _kg(kg: float | None) -> str:
@@ -82,22 +84,27 @@ def render_snapshot(snap: dict[str, Any]) -> Group:
 
 
 class LiveTable:
-    """Redraws the tables every `interval_s` real seconds until cancelled."""
+    """Redraws the tables every `interval_s` real seconds until cancelled.
 
-    task_name = "live-table"
+    Args:
+        gw: the gateway (gateway.pipeline.Gateway) as its views see it.
+        history: the MinuteHistory the gateway feeds with each closed minute.
+        console: where to draw; by default the terminal.
+        interval_s: real seconds between redraws.
+    """
 
     def __init__(
         self,
-        gw: Any,
+        gw: GatewayView,
+        history: MinuteHistory,
         *,
         console: Console | None = None,
         interval_s: float = 1.0,
-        history: MinuteHistory | None = None,
     ) -> None:
         self._gw = gw
         self._console = console or Console()
         self._interval_s = interval_s
-        self.history = history if history is not None else attach_history(gw)
+        self.history = history
 
     def render(self) -> Group:
         return render_snapshot(build_snapshot(self._gw, self.history))

@@ -11,7 +11,7 @@
  *
  * While it walks it can also sum a month (the export's cells): for each row with seq <= head and
  * minute_start in [start, end), it adds the row to the cell of its local day and its key
- * (process ... quality, the text fields 2-8 as the row stores them). Sums are kept exact, as
+ * (audit.CELL_KEY_FIELDS, process ... quality, as the row stores them). Sums are kept exact, as
  * Shewchuk's non-overlapping partials (the algorithm of Python's math.fsum), so the caller's
  * math.fsum over the partials is the correctly rounded sum whatever the order and split of the
  * rows. A row that would need more partials than a cell holds, or carries a value that is not
@@ -19,11 +19,13 @@
  * flagged rows (quality other than "measured", or flags set) and returns them as the export's
  * records. Text that is not UTF-8 as Python reads it is left to the Python walk too.
  *
- * The row layout is the caller's SQL (ledger_audit._NATIVE_WALK_SQL): seq, six doubles, supersedes,
- * reason, nine text fields, digest: the stored columns as they are, so SQLite evaluates nothing.
- * The hashed bytes are the nine text fields and reason ("" for NULL) joined by U+001F, then
- * "<q6dqB" little-endian (ledger_format.canonical_row), whose last two are supersedes or 0 and
- * the presence bits (1: supersedes set, 2: reason set).
+ * The row layout is the caller's SQL (gateway/ledger/audit.py, _NATIVE_WALK_SQL, built from
+ * format.WALK_COLUMNS): seq, the doubles, supersedes, reason, the text fields, digest: the stored
+ * columns as they are, so SQLite evaluates nothing. The hashed bytes are the text fields and
+ * reason ("" for NULL) joined by U+001F, then the canonical numbers little-endian
+ * (format.canonical_row), whose last two are supersedes or 0 and the presence bits. Every
+ * position and size comes from _walk_layout.h, which scripts/gen_walk_layout.py generates from
+ * gateway/ledger/format.py: this file restates none of them.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -35,17 +37,19 @@
 #include <stdint.h>
 #include <string.h>
 
-#define N_DOUBLES 6
-#define N_TEXT 10
-#define COL_SEQ 0
-#define COL_DOUBLE 1 /* minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at */
-#define COL_SUPERSEDES 7
-#define COL_REASON 8
-#define COL_TEXT 9 /* site .. flags; reason is the tenth text hashed */
-#define COL_DIGEST 18
-#define N_COLS 19
-#define SEP 0x1f
+#include "_walk_layout.h"
+
 #define PARTIALS 8 /* per sum; values of a few magnitudes need 2 or 3 */
+
+/* What the code below assumes of the layout (the generator checks the runs it describes). */
+_Static_assert(CANONICAL_NUMBERS_SIZE == 8 + 8 * N_DOUBLES + 8 + 1, "canonical numbers: seq, doubles, supersedes, presence");
+_Static_assert(D_RECORDED_AT == N_FIELD_DOUBLES, "recorded_at is the last double, after the fields");
+_Static_assert(RECORD_TEXT_FIRST >= 1 && KEY_FIRST >= RECORD_TEXT_FIRST && KEY_LAST <= RECORD_TEXT_LAST,
+               "the month key lies inside the flagged record's texts, which follow the first text");
+_Static_assert(T_QUALITY >= RECORD_TEXT_FIRST && T_QUALITY <= RECORD_TEXT_LAST && T_FLAGS >= RECORD_TEXT_FIRST &&
+                   T_FLAGS <= RECORD_TEXT_LAST,
+               "quality and flags are among the flagged record's texts");
+#define RECORD_TEXTS (RECORD_TEXT_LAST - RECORD_TEXT_FIRST + 1)
 
 /* ---- exact sums (Shewchuk; as in CPython's math.fsum) ---- */
 
@@ -103,7 +107,7 @@ typedef struct {
     /* the flagged rows: numbers, and text fields process .. flags in one arena */
     struct flagged_row {
         int64_t seq;
-        double d[5]; /* minute_start, activity, co2_kg, ef_kg_per_unit, coverage */
+        double d[N_FIELD_DOUBLES]; /* the REAL fields (D_*) */
         size_t text_off, text_len;
     } *flagged;
     size_t n_flagged, flagged_cap;
@@ -259,14 +263,17 @@ typedef struct {
     char error[512];
 } walk_job;
 
+/* The offset in the joined text where text i starts (sep_at[i] is the separator after it). */
+#define TEXT_START(sep_at, i) ((i) ? (sep_at)[(i) - 1] + 1 : 0)
+
 /* Where in the text a row's month key and fields lie: the joined text and the offsets of its
  * separators. */
 static int add_to_month(walk_job *j, int64_t seq, const double *d, const char *text, const size_t *sep_at)
 {
-    double ms = d[0];
+    double ms = d[D_MINUTE_START];
     if (seq > j->head || !(ms >= j->start_s && ms < j->end_s))
         return 0;
-    for (int i = 1; i <= 4; i++)
+    for (int i = 0; i < N_FIELD_DOUBLES; i++)
         if (!isfinite(d[i]))
             return 1;
     /* day: the last bound <= ms */
@@ -278,15 +285,16 @@ static int add_to_month(walk_job *j, int64_t seq, const double *d, const char *t
         else
             hi = mid;
     }
-    /* key: text fields 2..8 (process .. quality), between separator 1 and separator 8. The caller
-     * splits it at U+001F, so a field holding one (append refuses it; a forged row might not) is
-     * left to the Python walk and SQLite. */
-    const char *key = text + sep_at[0] + 1;
-    size_t key_n = sep_at[7] - sep_at[0] - 1;
+    /* key: the texts KEY_FIRST..KEY_LAST (process .. quality). The caller splits it and the
+     * flagged record's texts at U+001F, so a field holding one (append refuses it; a forged row
+     * might not) is left to the Python walk and SQLite. */
+    const char *key = text + TEXT_START(sep_at, KEY_FIRST);
+    size_t key_n = sep_at[KEY_LAST] - TEXT_START(sep_at, KEY_FIRST);
+    const char *rec = text + TEXT_START(sep_at, RECORD_TEXT_FIRST), *rec_end = text + sep_at[RECORD_TEXT_LAST];
     int seps = 0;
-    for (const char *q = key; (q = memchr(q, SEP, (size_t)(text + sep_at[8] - q))) != NULL; q++)
+    for (const char *q = rec; (q = memchr(q, SEP, (size_t)(rec_end - q))) != NULL; q++)
         seps++;
-    if (seps != 7)
+    if (seps != RECORD_TEXTS - 1)
         return 1;
     month_acc *m = &j->month;
     int32_t k = intern_key(m, key, key_n);
@@ -297,7 +305,7 @@ static int add_to_month(walk_job *j, int64_t seq, const double *d, const char *t
         return -1;
     if (c->co2_kg.n >= PARTIALS || c->activity.n >= PARTIALS || c->coverage.n >= PARTIALS)
         return 1;
-    double activity = d[1], co2 = d[2], ef = d[3], coverage = d[4];
+    double activity = d[D_ACTIVITY], co2 = d[D_CO2_KG], ef = d[D_EF_KG_PER_UNIT], coverage = d[D_COVERAGE];
     xsum_add(&c->co2_kg, co2);
     xsum_add(&c->activity, activity);
     xsum_add(&c->coverage, coverage);
@@ -314,13 +322,14 @@ static int add_to_month(walk_job *j, int64_t seq, const double *d, const char *t
         c->last_seq = seq > c->last_seq ? seq : c->last_seq;
     }
     c->minutes += 1;
-    /* flagged: quality (field 8) is not "measured", or flags (field 9) is not empty */
-    const char *quality = text + sep_at[6] + 1;
-    size_t quality_n = sep_at[7] - sep_at[6] - 1;
-    int flags_set = sep_at[8] - sep_at[7] - 1 > 0;
-    if (flags_set || quality_n != 8 || memcmp(quality, "measured", 8) != 0) {
-        const char *ftext = key; /* process .. flags: no separator inside a field (checked above) */
-        size_t ftext_n = sep_at[8] - sep_at[0] - 1;
+    /* flagged: quality is not QUALITY_MEASURED, or flags is not empty */
+    const char *quality = text + TEXT_START(sep_at, T_QUALITY);
+    size_t quality_n = sep_at[T_QUALITY] - TEXT_START(sep_at, T_QUALITY);
+    int flags_set = sep_at[T_FLAGS] > TEXT_START(sep_at, T_FLAGS);
+    size_t measured_n = sizeof QUALITY_MEASURED - 1;
+    if (flags_set || quality_n != measured_n || memcmp(quality, QUALITY_MEASURED, measured_n) != 0) {
+        const char *ftext = rec; /* the record's texts: no separator inside a field (checked above) */
+        size_t ftext_n = (size_t)(rec_end - rec);
         if (grow((void **)&m->flagged, sizeof *m->flagged, m->n_flagged + 1, &m->flagged_cap) < 0 ||
             grow((void **)&m->ftext, 1, m->ftext_len + ftext_n, &m->ftext_cap) < 0)
             return -1;
@@ -481,7 +490,7 @@ static int run_walk(walk_job *j)
         if (reason_type != SQLITE_NULL && reason_type != SQLITE_TEXT)
             break;
         const int64_t supersedes = 0;
-        const int presence = reason_type == SQLITE_TEXT ? 2 : 0;
+        const int presence = reason_type == SQLITE_TEXT ? PRESENCE_REASON : 0;
         double d[N_DOUBLES];
         int ok = 1;
         for (int i = 0; i < N_DOUBLES && ok; i++) {
@@ -490,8 +499,8 @@ static int run_walk(walk_job *j)
         }
         if (!ok || sqlite3_value_type(v[COL_DIGEST]) != SQLITE_BLOB || sqlite3_value_bytes(v[COL_DIGEST]) != 32)
             break;
-        /* the canonical bytes: ten texts joined by U+001F, then <q6dqB */
-        size_t need = N_TEXT + 73, len[N_TEXT];
+        /* the canonical bytes: the texts joined by U+001F, then the canonical numbers */
+        size_t need = N_TEXT + CANONICAL_NUMBERS_SIZE, len[N_TEXT];
         const unsigned char *txt[N_TEXT];
         for (int i = 0; i < N_TEXT && ok; i++) {
             sqlite3_value *t = i < N_TEXT - 1 ? v[COL_TEXT + i] : v[COL_REASON];
@@ -627,19 +636,17 @@ static PyObject *month_result(const month_acc *m)
     }
     for (size_t i = 0; i < m->n_flagged; i++) {
         const struct flagged_row *f = &m->flagged[i];
-        const char *t[8]; /* process, stream, scope, method, activity_unit, factor_id, quality, flags */
-        Py_ssize_t n[8];
+        const char *t[RECORD_TEXTS]; /* the texts RECORD_TEXT_FIRST..RECORD_TEXT_LAST */
+        Py_ssize_t n[RECORD_TEXTS];
         const char *p = m->ftext + f->text_off, *end = p + f->text_len;
-        for (int k = 0; k < 8; k++) {
-            const char *q = k < 7 ? memchr(p, SEP, (size_t)(end - p)) : end;
+        for (int k = 0; k < RECORD_TEXTS; k++) {
+            const char *q = k < RECORD_TEXTS - 1 ? memchr(p, SEP, (size_t)(end - p)) : end;
             t[k] = p;
             n[k] = q - p;
             p = q + 1;
         }
-        /* tables.RECORD_FIELDS: seq, minute_start, process, stream, scope, method, activity,
-         * activity_unit, co2_kg, factor_id, ef_kg_per_unit, coverage, quality, flags */
-        PyObject *rec = Py_BuildValue("(Lds#s#s#s#ds#ds#dds#s#)", (long long)f->seq, f->d[0], t[0], n[0], t[1], n[1], t[2], n[2], t[3],
-                                      n[3], f->d[1], t[4], n[4], f->d[2], t[5], n[5], f->d[3], f->d[4], t[6], n[6], t[7], n[7]);
+        /* audit.FLAGGED_RECORD_FIELDS: seq, then the fields but the site */
+        PyObject *rec = Py_BuildValue(RECORD_FORMAT, RECORD_ARGS(f->seq, f->d, t, n));
         if (!rec) {
             Py_DECREF(cells);
             Py_DECREF(flagged);
@@ -669,7 +676,7 @@ PyDoc_STRVAR(walk_doc,
              "needs the Python walk. `checked` is the last row found good (first - 1 for none), `prev` its digest,\n"
              "`found_at` the first row whose digest is `expected` (32 bytes or None) or None. `month` is None or\n"
              "(start_s, end_s, head, day_starts) with day_starts the float64 bytes of the day bounds; then\n"
-             "`month_sums` is (cells, flagged records in tables.RECORD_FIELDS order), each cell (day, key, minutes, co2_kg partials,\n"
+             "`month_sums` is (cells, flagged records in audit.FLAGGED_RECORD_FIELDS order), each cell (day, key, minutes, co2_kg partials,\n"
              "activity partials, coverage partials, ef_min, ef_max, first_s, last_s, first_seq, last_seq).\n"
              "Raises sqlite3.Error when the file cannot be read.");
 

@@ -40,10 +40,10 @@ on from the next row. `native_walk()` says which one runs.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import multiprocessing
 import os
-import sqlite3
 import struct
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -51,27 +51,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from gateway.ledger.database import Connection, open_ledger_db, reading
 from gateway.ledger.format import (
-    _NUMBERS,
+    CANONICAL_DOUBLES,
+    CANONICAL_NUMBERS,
+    FIELDS,
+    PRESENCE_REASON,
+    PRESENCE_SUPERSEDES,
     SEP,
     TEXT_FIELDS,
-    _sha256,
-    open_ledger_db,
+    WALK_COLUMNS,
 )
 
-# One row is (the struct's nine numbers, the ten text parts, digest): the walk packs row[:9],
-# joins row[9:19] and compares row[19]. SQLite supplies supersedes or 0 and the presence bits;
-# ifnull(reason, '') keeps a BLOB reason a BLOB, which join refuses.
+# One row is (the canonical numbers, the text parts, digest): the walk packs row[:_TEXT], joins
+# row[_TEXT:_DIGEST] and compares row[_DIGEST]. SQLite supplies supersedes or 0 and the presence
+# bits; ifnull(reason, '') keeps a BLOB reason a BLOB, which join refuses.
 _WALK_SQL = (
-    "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at, ifnull(supersedes, 0), "
-    "(supersedes IS NOT NULL) | ((reason IS NOT NULL) << 1), "
+    f"SELECT seq, {', '.join(CANONICAL_DOUBLES)}, ifnull(supersedes, 0), "
+    f"((supersedes IS NOT NULL) * {PRESENCE_SUPERSEDES}) | ((reason IS NOT NULL) * {PRESENCE_REASON}), "
     f"{', '.join(TEXT_FIELDS)}, ifnull(reason, ''), digest FROM minutes WHERE seq >= ? ORDER BY seq"
 )
-# The native walk's columns: the stored ones as they are (it makes the presence bits itself).
-_NATIVE_WALK_SQL = (
-    "SELECT seq, minute_start, activity, co2_kg, ef_kg_per_unit, coverage, recorded_at, supersedes, reason, "
-    f"{', '.join(TEXT_FIELDS)}, digest FROM minutes WHERE seq >= ? ORDER BY seq"
-)
+_SUPERSEDES = 1 + len(CANONICAL_DOUBLES)  # row[_SUPERSEDES] is supersedes or 0, the next the presence bits
+_PRESENCE = _SUPERSEDES + 1
+_TEXT = _PRESENCE + 1
+_DIGEST = _TEXT + len(TEXT_FIELDS) + 1  # the text fields and reason
+# The native walk's columns (format.WALK_COLUMNS): the stored ones as they are (it makes the
+# presence bits itself). gateway/ledger/_walk_layout.h gives it their positions.
+_NATIVE_WALK_SQL = f"SELECT {', '.join(WALK_COLUMNS)} FROM minutes WHERE seq >= ? ORDER BY seq"
+#: What the native walk sums a month's rows by: the text fields of a cell's key, joined by SEP.
+CELL_KEY_FIELDS = ("process", "stream", "scope", "method", "activity_unit", "factor_id", "quality")
+#: A flagged row as the native walk returns it (MonthSums.flagged): its seq and every field but
+#: the site (a ledger holds one site).
+FLAGGED_RECORD_FIELDS = ("seq", *(f for f in FIELDS if f != "site"))
 _SMALLEST_SEQ = -(2**63)
 _BATCH = 4096
 # A worker process costs about 0.3 s of CPU to start (a fresh interpreter importing this module,
@@ -84,10 +95,11 @@ ROWS_PER_THREAD = 50_000
 
 def _load_native() -> ModuleType | None:
     try:
-        from gateway.ledger import _walk  # type: ignore[attr-defined]
+        from gateway.ledger import _walk  # type: ignore[attr-defined]  # the C extension (_walk.c) has no stub
     except ImportError:  # not built on this machine: the Python walk does the same, slower
         return None
-    return _walk
+    native: ModuleType = _walk
+    return native
 
 
 _native = _load_native()
@@ -167,7 +179,7 @@ def verify_ledger(path: Path, *, expect_head: str | None = None, processes: int 
     work on import (the multiprocessing rule; the `emgate` script and `python -m gateway` are
     fine). Fork is not safe here: the export's main thread is inside SQLite meanwhile, and a
     forked worker inherited its allocator mutex held and hung in sqlite3Malloc.
-    Raises OSError/sqlite3.Error when the file cannot be read as a ledger.
+    Raises LedgerError when the file cannot be read as a ledger.
     """
     return walk_ledger(path, expect_head=expect_head, processes=processes)[0]
 
@@ -190,36 +202,37 @@ def walk_ledger(
         expected = None  # not a hash at all: never found
     db = open_ledger_db(path, readonly=True)
     try:
-        last, meta = _snapshot(db)
-        if _native is not None:
-            parts = max(1, min(processes, last // ROWS_PER_THREAD))
-            n = max(1, min(last // ROWS_PER_THREAD, 8 * parts)) if on_range is not None else parts
-            spans = [(a + 1, b) for a, b in itertools.pairwise(last * i // n for i in range(n + 1))]
-            native_month = month.native_args() if month is not None else None
-            done = itertools.count(1)
+        with reading(path, "verifying the chain"):
+            last, meta = _snapshot(db)
+            if _native is not None:
+                parts = max(1, min(processes, last // ROWS_PER_THREAD))
+                n = max(1, min(last // ROWS_PER_THREAD, 8 * parts)) if on_range is not None else parts
+                spans = [(a + 1, b) for a, b in itertools.pairwise(last * i // n for i in range(n + 1))]
+                native_month = month.native_args() if month is not None else None
+                done = itertools.count(1)
 
-            def walk_span(first: int, end: int) -> _Range:
-                r = _native_range(path, first, end, expected, native_month)
-                if on_range is not None:
-                    on_range(next(done), n)
-                return r
+                def walk_span(first: int, end: int) -> _Range:
+                    r = _native_range(path, first, end, expected, native_month)
+                    if on_range is not None:
+                        on_range(next(done), n)
+                    return r
 
-            if n > 1:
-                with ThreadPoolExecutor(parts, thread_name_prefix="ledger-walk") as threads:
-                    walking = [threads.submit(walk_span, a, b) for a, b in spans]
-                    ranges = [f.result() for f in walking]
+                if n > 1:
+                    with ThreadPoolExecutor(parts, thread_name_prefix="ledger-walk") as threads:
+                        walking = [threads.submit(walk_span, a, b) for a, b in spans]
+                        ranges = [f.result() for f in walking]
+                else:
+                    ranges = [walk_span(1, last)]
             else:
-                ranges = [walk_span(1, last)]
-        else:
-            parts = min(processes, last // ROWS_PER_PROCESS)
-            if parts > 0:
-                bounds = itertools.pairwise(last * i // parts for i in range(parts + 1))
-                with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
-                    checking = [pool.submit(_check_range, path, a + 1, b, expected) for a, b in bounds]
-                    ranges = [f.result() for f in checking]
-            else:
-                ranges = [_walk_range(db, 1, last, expected)]
-        report = _merge(db, ranges, expect_head is not None, meta)
+                parts = min(processes, last // ROWS_PER_PROCESS)
+                if parts > 0:
+                    bounds = itertools.pairwise(last * i // parts for i in range(parts + 1))
+                    with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+                        checking = [pool.submit(_check_range, path, a + 1, b, expected) for a, b in bounds]
+                        ranges = [f.result() for f in checking]
+                else:
+                    ranges = [_walk_range(db, 1, last, expected)]
+            report = _merge(db, ranges, expect_head is not None, meta)
     finally:
         db.close()
     sums = None
@@ -236,7 +249,7 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _snapshot(db: sqlite3.Connection) -> tuple[int, dict[str, str]]:
+def _snapshot(db: Connection) -> tuple[int, dict[str, str]]:
     """The position of the last row (seq, or 1 when rows exist but none has a seq above 0) and
     the head recorded in meta, read in one read transaction so they agree."""
     db.execute("BEGIN")
@@ -291,6 +304,8 @@ def _native_range(
             prev = stored[0] if stored else b""
             if not isinstance(prev, bytes) or len(prev) != 32:
                 return _walk_range(db, first, last, expected)  # fails at its first row, like the range before
+        corrections: list[tuple[int, int]]
+        superseded: set[int]
         n, found_at, corrections, superseded = first - 1, None, [], set()
         sums = MonthSums() if month is not None else None
         while True:
@@ -315,11 +330,12 @@ def _native_range(
 
 
 def _walk_range(
-    db: sqlite3.Connection, first: int, last: int, expected: bytes | None, superseded: set[int] | None = None
+    db: Connection, first: int, last: int, expected: bytes | None, superseded: set[int] | None = None
 ) -> _Range:
     """The hot loop over the rows at positions first..last. `superseded`: the rows corrections
     earlier in the same range supersede (the native walk hands rows over one at a time)."""
-    pack, sha, join = _NUMBERS.pack, _sha256, SEP.join
+    pack, sha, join = CANONICAL_NUMBERS.pack, hashlib.sha256, SEP.join
+    text, digest, supersedes, presence = _TEXT, _DIGEST, _SUPERSEDES, _PRESENCE
     if first == 1:
         prev, lowest = bytes(32), _SMALLEST_SEQ
     else:
@@ -337,19 +353,19 @@ def _walk_range(
                 if row[0] != n:
                     _seq_problem(row[0], n)
                 try:
-                    h = sha(prev + join(row[9:19]).encode() + pack(*row[:9])).digest()
+                    h = sha(prev + join(row[text:digest]).encode() + pack(*row[:text])).digest()
                 except (TypeError, struct.error) as exc:
                     raise _Broken(n, f"row {n} ({_where(db, n)}): a field cannot be read ({exc}): edited") from None
-                if h != row[19]:
+                if h != row[digest]:
                     raise _Broken(
                         n,
                         f"row {n} ({_where(db, n)}): contents do not match its hash: edited, "
                         "or a row before it was inserted, deleted or moved",
                     )
-                if row[8] & 1:
-                    _check_correction(db, n, row[7], superseded)
-                    corrections.append((n, row[7]))
-                prev = row[19]
+                if row[presence] & PRESENCE_SUPERSEDES:
+                    _check_correction(db, n, row[supersedes], superseded)
+                    corrections.append((n, row[supersedes]))
+                prev = row[digest]
                 if prev == expected and found_at is None:
                     found_at = n
         if n < last:  # rows that were there when the walk started are gone
@@ -360,7 +376,7 @@ def _walk_range(
     return _Range(n, prev, found_at, corrections)
 
 
-def _merge(db: sqlite3.Connection, ranges: list[_Range], expecting: bool, meta: dict[str, str]) -> VerifyReport:
+def _merge(db: Connection, ranges: list[_Range], expecting: bool, meta: dict[str, str]) -> VerifyReport:
     """One report from the ranges in seq order: the first problem any of them found, or a row
     superseded a second time in a later range, or the head in meta not being the last row."""
     superseded: set[int] = set()
@@ -414,10 +430,10 @@ def _merge(db: sqlite3.Connection, ranges: list[_Range], expecting: bool, meta: 
 def _seq_problem(seq: object, expected: int) -> None:
     if isinstance(seq, int) and seq > expected:
         raise _Broken(expected, f"row {expected} is missing (seq jumps from {expected - 1} to {seq}): deleted")
-    raise _Broken(seq, f"row {seq} is out of order (expected seq {expected})")  # type: ignore[arg-type]
+    raise _Broken(seq, f"row {seq} is out of order (expected seq {expected})")  # type: ignore[arg-type]  # a stored seq that is not an int is reported as it is
 
 
-def _check_correction(db: sqlite3.Connection, seq: int, supersedes: object, superseded: set[int]) -> None:
+def _check_correction(db: Connection, seq: int, supersedes: object, superseded: set[int]) -> None:
     key = "SELECT minute_start, process, stream FROM minutes WHERE seq = ?"
     mine = db.execute(key, (seq,)).fetchone()
     theirs = db.execute(key, (supersedes,)).fetchone() if isinstance(supersedes, int) else None
@@ -426,7 +442,7 @@ def _check_correction(db: sqlite3.Connection, seq: int, supersedes: object, supe
     superseded.add(supersedes)
 
 
-def _bad_correction(db: sqlite3.Connection, seq: int, supersedes: object) -> _Broken:
+def _bad_correction(db: Connection, seq: int, supersedes: object) -> _Broken:
     return _Broken(
         seq,
         f"row {seq} ({_where(db, seq)}): supersedes row {supersedes}, which is not an earlier "
@@ -434,7 +450,7 @@ def _bad_correction(db: sqlite3.Connection, seq: int, supersedes: object) -> _Br
     )
 
 
-def _where(db: sqlite3.Connection, seq: int) -> str:
+def _where(db: Connection, seq: int) -> str:
     """Process/stream and minute of row `seq`, for messages."""
     row = db.execute("SELECT minute_start, process, stream FROM minutes WHERE seq = ?", (seq,)).fetchone()
     if row is None:

@@ -14,7 +14,7 @@ unclosed minute) is written to the ledger file in two ways:
   minute, ~1 MB in a 5 s delta). A crash loses at most `checkpoint_s` of the minute in progress.
 
 An orderly stop (Ctrl-C, SIGTERM, the `--minutes` limit) saves the whole state once more,
-marked as a stop (Ledger.mark_stopped), so nothing buffered since the last save is lost and the
+marked as a stop (CheckpointTable.mark_stopped), so nothing buffered since the last save is lost and the
 next start says it resumes after a stop instead of reporting a crash recovery ("recovered:").
 The minutes it was down are completed and flagged as below either way.
 
@@ -30,7 +30,11 @@ older version) resumes after its last minute the same way, without buffered read
 The encoding is numpy's .npz (no pickle) with a JSON header naming the signals, so a checkpoint
 from a site file with different signals is remapped by name; a signal that is gone is dropped.
 The histories are a few flat arrays for all signals (emgate-window-2): the first format's two
-arrays per signal cost a zip entry each, 0.6 s a minute at 10,000 signals. It is still read.
+arrays per signal cost a zip entry each, 0.6 s a minute at 10,000 signals. A checkpoint of that
+first format (emgate-window-1) is no longer read: a restart after an upgrade from it resumes
+after the ledger's last minute, as for any unreadable checkpoint.
+
+Where the bytes are stored: the ledger file's checkpoint tables (gateway/ledger/checkpoint_table.py).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import numpy as np
 
 from analytics.batch import concat_ranges
 from gateway.core.clock import Clock
-from gateway.core.model import MinuteResult
+from gateway.core.model import MinuteResults
 from gateway.ledger.store import Ledger
 from gateway.stages.minute import MINUTE_S, MinuteWindow, WindowState
 from gateway.stages.minute_history import HistoryColumns
@@ -57,7 +61,6 @@ from gateway.stages.minute_history import HistoryColumns
 log = logging.getLogger(__name__)
 
 FORMAT = "emgate-window-2"
-_FORMAT_1 = "emgate-window-1"  # one pair of arrays per signal's history; still read
 RESTART_FLAG = "gateway_restart"
 #: Past this many minutes of downtime the gap is reported, not filled minute by minute.
 MAX_RECOVER_MINUTES = 7 * 1440
@@ -82,13 +85,12 @@ def encode_window_state(state: WindowState, signal_names: Iterable[str]) -> byte
     header = {"format": FORMAT, "next_minute": state.next_minute, "signals": list(signal_names)}
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)
     return buf.getvalue()
 
 
 def decode_window_state(data: bytes, signal_names: list[str]) -> WindowState:
-    """Bytes from `encode_window_state` (or an emgate-window-1 checkpoint) -> WindowState for a
-    window with `signal_names`.
+    """Bytes from `encode_window_state` -> WindowState for a window with `signal_names`.
 
     Raises ValueError when the bytes are not a window checkpoint.
     """
@@ -109,14 +111,11 @@ def _decode_window_state(data: bytes, signal_names: list[str]) -> WindowState:
         header = json.loads(arrays.pop("header").tobytes())
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"not a window checkpoint: {exc}") from exc
-    if header.get("format") == _FORMAT_1:
-        history = _history_of_format_1(header, arrays)
-    elif header.get("format") == FORMAT:
-        amounts = arrays["history_amounts"]
-        slots = _slots_of_runs(arrays["history_run_at"], arrays["history_run_slot"], len(amounts))
-        history = HistoryColumns(arrays["history_ids"], arrays["history_next_slot"], arrays["history_counts"], amounts, slots)
-    else:
+    if header.get("format") != FORMAT:
         raise ValueError(f"checkpoint format {header.get('format')!r}, expected {FORMAT!r}")
+    amounts = arrays["history_amounts"]
+    slots = _slots_of_runs(arrays["history_run_at"], arrays["history_run_slot"], len(amounts))
+    history = HistoryColumns(arrays["history_ids"], arrays["history_next_slot"], arrays["history_counts"], amounts, slots)
     old_names: list[str] = header["signals"]
     index = {name: i for i, name in enumerate(signal_names)}
     remap = np.array([index.get(n, -1) for n in old_names] or [-1], dtype=np.int32)
@@ -150,7 +149,8 @@ def _slots_of_runs(run_at: np.ndarray, run_slot: np.ndarray, n: int) -> np.ndarr
         raise ValueError("history slot runs do not fit the amounts")
     entry = np.arange(n)
     run = np.searchsorted(run_at, entry, side="right") - 1
-    return run_slot[run] + (entry - run_at[run])
+    slots: np.ndarray = run_slot[run] + (entry - run_at[run])
+    return slots
 
 
 def _remapped(history: HistoryColumns, remap: np.ndarray) -> HistoryColumns:
@@ -170,21 +170,8 @@ def _remapped(history: HistoryColumns, remap: np.ndarray) -> HistoryColumns:
     )
 
 
-def _history_of_format_1(header: dict, arrays: dict[str, np.ndarray]) -> HistoryColumns:
-    """A checkpoint written before emgate-window-2 (two arrays per signal) as columns."""
-    keys = [k for k, h in header["history"].items() if h is not None]
-    amounts = [arrays[f"h{k}_amounts"] for k in keys]
-    return HistoryColumns(
-        np.array([int(k) for k in keys], dtype=np.int32),
-        np.array([header["history"][k]["next_slot"] for k in keys], dtype=np.int64),
-        np.array([len(a) for a in amounts], dtype=np.int64),
-        np.concatenate([np.empty(0), *amounts]),
-        np.concatenate([np.empty(0, np.int64), *(arrays[f"h{k}_slots"] for k in keys)]),
-    )
-
-
 def window_checkpoint(window: MinuteWindow) -> bytes:
-    """The window's current state, encoded for Ledger.append / Ledger.save_checkpoint."""
+    """The window's current state, encoded for Ledger.append / CheckpointTable.save."""
     return encode_window_state(window.export_state(), window.signals.names)
 
 
@@ -203,14 +190,10 @@ class Recovery:
     skipped_minutes: int = 0  # a gap too long to fill minute by minute (reported, not filled)
     stopped_at: float | None = None  # the previous run stopped in order then (no crash)
 
-    def flag(self, results: list[MinuteResult]) -> list[MinuteResult]:
+    def flag(self, results: MinuteResults) -> MinuteResults:
         """Add RESTART_FLAG to results of minutes the restart touched; others pass unchanged."""
-        out = []
-        for r in results:
-            if self.resume_minute <= r.minute_start < self.flagged_until and RESTART_FLAG not in r.flags.split(";"):
-                r = replace(r, flags=";".join(sorted([*filter(None, r.flags.split(";")), RESTART_FLAG])))
-            out.append(r)
-        return out
+        starts = results.minute_start
+        return results.with_flag(RESTART_FLAG, (self.resume_minute <= starts) & (starts < self.flagged_until))
 
     def describe(self) -> str:
         n = int((self.flagged_until - self.resume_minute) // MINUTE_S)
@@ -235,9 +218,9 @@ def recover_window(
     ledger: Ledger, window: MinuteWindow, now: float, *, max_minutes: int = MAX_RECOVER_MINUTES
 ) -> Recovery | None:
     """Restore the window from the ledger's checkpoint (or its last minute); None on a fresh ledger."""
-    saved = ledger.load_checkpoint()
-    stopped_at = ledger.stopped_at() if saved is not None else None
-    last = ledger.last_minute()
+    saved = ledger.checkpoints.load()
+    stopped_at = ledger.checkpoints.stopped_at() if saved is not None else None
+    last = ledger.reader.last_minute()
     saved_at: float | None = None
     readings = 0
     if saved is not None:
@@ -245,13 +228,13 @@ def recover_window(
         names = list(window.signals.names)
         try:
             state = decode_window_state(data, names)
-            saved_deltas = ledger.load_checkpoint_deltas()
+            saved_deltas = ledger.checkpoints.load_deltas()
             deltas = [decode_window_state(d, names) for _, d in saved_deltas]
             if deltas:
                 saved_at = max(saved_at, *(t for t, _ in saved_deltas))
                 state = replace(
                     state,
-                    **{  # one chunk; the window sorts it and drops repeated readings
+                    **{  # type: ignore[arg-type]  # the four array fields only; one chunk: the window sorts it and drops repeated readings
                         k: np.concatenate([getattr(state, k), *(getattr(d, k) for d in deltas)])
                         for k in ("signal_ids", "ts", "values", "quality")
                     },
@@ -302,9 +285,9 @@ async def checkpoint_loop(window: MinuteWindow, ledger: Ledger, clock: Clock, in
         await clock.sleep_until(clock.now() + interval_s)
         ledger.retry_pending()
         if full_needed:
-            ok = ledger.save_checkpoint(window_checkpoint(window))
+            ok = ledger.checkpoints.save(window_checkpoint(window))
         else:
             new = window.export_new_readings()
-            ok = ledger.save_checkpoint(encode_window_state(new, names), delta=True) if len(new.ts) else True
+            ok = ledger.checkpoints.save(encode_window_state(new, names), delta=True) if len(new.ts) else True
         full_needed = not ok
         await asyncio.sleep(0)

@@ -77,7 +77,7 @@ def plan_restatement(
     Args:
         settings: the site configuration (its streams name the factor ids).
         factors: the site's factor table (library plus overrides, as `site_factor_table` builds it).
-        rows: current rows, e.g. `Ledger.current(from_s=..., to_s=...)`.
+        rows: current rows, e.g. `ledger.reader.current(from_s=..., to_s=...)`.
         from_s, to_s: the range the rows were read for (reported only).
 
     Returns:
@@ -104,6 +104,7 @@ def plan_restatement(
         if why is not None:
             plan.skipped[why] = plan.skipped.get(why, 0) + 1
             continue
+        assert cfg is not None  # else `why` says so
         by_factor.setdefault(cfg.factor, []).append((seq, r, cfg))
     for factor_id, items in by_factor.items():
         try:

@@ -1,5 +1,19 @@
 """The local ledger: every closed minute result, once, in order, hash-chained.
 
+`Ledger` is the open ledger file and its chain writer. It opens the file once (one connection,
+the site check, the lock) and writes the minutes; the other tables of the file are reached
+through the parts it builds on the same connection, one concept each:
+
+- `ledger.checkpoints` (CheckpointTable, gateway/ledger/checkpoint_table.py): the window's
+  saved state, written in the same transaction as the minutes a close appends;
+- `ledger.outbox` (Outbox, gateway/ledger/outbox.py): delivery cursors, the rows after them,
+  the quarantine;
+- `ledger.reader` (LedgerReader, gateway/ledger/reader.py): the current view, the history, sums.
+
+They share the one connection (and so the transaction an append opens) and the one lock, which
+is why callers hold one Ledger rather than four objects: the pipeline opens the file once and
+hands the sink the same handle.
+
 Storage. SQLite, WAL, synchronous=FULL (why: gateway/ledger/format.py, with the schema
 and the canonical encoding). The in-progress minute's checkpoint lives in the same file and is
 written in the same transaction as the minute it closes (see gateway/ledger/checkpoint.py), so the two
@@ -30,7 +44,7 @@ duplicate inside it, NaN, a wrong type), it is rolled back and written again the
 row by row checked and de-duplicated, which names a bad value.
 
 Site and lock. `Ledger(path, site=...)` refuses a ledger of another site and records the site
-in a new one (gateway/ledger/format.py, "Site"); `exclusive=True`, for a gateway, holds
+in a new one (gateway/ledger/site.py); `exclusive=True`, for a gateway, holds
 `<ledger>.lock` until close() (gateway/ledger/lock.py: one gateway per ledger).
 
 Disk failures. If a write fails (disk full, file system remounted read-only), `append` keeps the
@@ -43,80 +57,44 @@ gateway stops, and the restart recovers from the checkpoint. Rows are never drop
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
-import operator
 import os
-import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.errors import SinkWriteError
-from gateway.core.model import MinuteResult
-from gateway.ledger.format import (  # re-exported: the ledger's public names
-    _CURRENT,
-    DELAYED_FLAG,
-    FIELDS,
+from gateway.core.model import RESULT_FIELDS, MinuteResult, MinuteResults
+from gateway.ledger import queries
+from gateway.ledger.checkpoint_table import CheckpointTable
+from gateway.ledger.database import INPUT_ERRORS, Connection, DatabaseError, open_ledger_db, rollback, writing
+from gateway.ledger.errors import LedgerError
+from gateway.ledger.format import (
     GENESIS_HASH,
     INSERT_CHUNK,
     INSERT_COLUMNS,
     ORIGINAL_COLUMNS,
-    REAL_FIELDS,
-    ROW_COLUMNS,
-    SCHEMA_VERSION,
-    LedgerFormatError,
-    LedgerRow,
-    LedgerSiteError,
-    SiteRecord,
-    _get_fields,
-    _row,
-    canonical_row,
     chain_checked,
-    chain_hash,
     chain_originals,
-    check_site,
-    claim_site,
-    create_owner_only,
-    normalized_values,
-    open_ledger_db,
-    result_values,
-    site_record,
+    field_values,
 )
-from gateway.ledger.lock import LedgerInUseError, LedgerLock
-
-__all__ = [
-    "DELAYED_FLAG",
-    "FIELDS",
-    "GENESIS_HASH",
-    "REAL_FIELDS",
-    "ROW_COLUMNS",
-    "SCHEMA_VERSION",
-    "Ledger",
-    "LedgerCounters",
-    "LedgerFormatError",
-    "LedgerInUseError",
-    "LedgerRow",
-    "LedgerSiteError",
-    "SiteRecord",
-    "canonical_row",
-    "chain_hash",
-    "create_owner_only",
-    "normalized_values",
-    "open_ledger_db",
-    "read_site_record",
-    "result_values",
-]
+from gateway.ledger.lock import LedgerLock
+from gateway.ledger.outbox import Outbox
+from gateway.ledger.reader import LedgerReader
+from gateway.ledger.site import check_site, claim_site
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
+DELAYED_FLAG = "ledger_delayed"  # a result the disk refused at first, written once it took writes again
+
 _NCOL = len(INSERT_COLUMNS)
 _INSERT_ROW = f"INSERT INTO minutes ({', '.join(INSERT_COLUMNS)}) VALUES ({','.join('?' * _NCOL)})"
 _NORIG = len(ORIGINAL_COLUMNS)
+_SET_HEAD = "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value"
 
 
 @functools.lru_cache(maxsize=INSERT_CHUNK)
@@ -126,12 +104,7 @@ def _insert_originals_sql(rows: int) -> str:
     return f"INSERT INTO minutes ({', '.join(ORIGINAL_COLUMNS)}, recorded_at) VALUES {','.join(values)}"
 
 
-# A gateway running again writes checkpoints: the mark of the last orderly stop goes with the first.
-_UNMARK_STOPPED = "DELETE FROM meta WHERE key = 'stopped_at'"
-_minute_start = operator.attrgetter("minute_start")
-# SQLite errors that mean "these rows cannot be stored as given", not "the disk refused":
-# a unique or NOT NULL constraint, a value of a type it cannot bind.
-_INPUT_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
+_MINUTE_START, _PROCESS, _STREAM = (RESULT_FIELDS.index(f) for f in ("minute_start", "process", "stream"))
 
 
 class _BatchRefused(Exception):
@@ -158,11 +131,12 @@ class LedgerCounters:
 
 
 class Ledger:
-    """Append-only store of minute results. Not thread-safe: one writer, called from one task.
+    """The open ledger file and its chain writer. Not thread-safe: one writer, called from one task.
 
     `site`: the `[site] name` of the caller; a ledger of another site raises LedgerSiteError, and
     a writable ledger that has no site yet records it. `exclusive`: hold the ledger's lock until
-    close() (a gateway); raises LedgerInUseError while another process holds it.
+    close() (a gateway); raises LedgerInUseError while another process holds it. A file that
+    cannot be opened as a ledger raises SinkWriteError (not retryable).
     """
 
     def __init__(
@@ -179,20 +153,23 @@ class Ledger:
         self.max_pending = max_pending
         self.counters = LedgerCounters()
         self._clock = clock
-        self._pending: list[MinuteResult] = []
+        self._pending = MinuteResults.empty()  # what the disk refused, flagged DELAYED_FLAG, in order
         self._pending_checkpoint: bytes | None = None
         self._failing = False
         self._bulk_load = False
         self._lock = LedgerLock(path) if exclusive else None
-        db: sqlite3.Connection | None = None
+        db: Connection | None = None
         try:
             if self._lock is not None:
                 self._lock.acquire()  # first: the site is claimed by the one writer that may
             db = open_ledger_db(path, readonly=readonly)
             if site is not None:
                 (check_site if readonly else claim_site)(db, path, site)
-            row = db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
-        except (sqlite3.Error, OSError) as exc:
+            row = db.execute(queries.HEAD).fetchone()
+        except LedgerError as exc:  # not a ledger, another schema, cannot be created
+            self._abandon(db)
+            raise SinkWriteError(str(exc), retryable=False) from exc
+        except (DatabaseError, OSError) as exc:
             self._abandon(db)
             raise SinkWriteError(
                 f"ledger {path}: cannot open: {exc}; check the path, that its directory exists and is writable, and its permissions",
@@ -203,16 +180,15 @@ class Ledger:
             raise
         self._db = db
         self.head_seq, self.head_hash = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+        self.checkpoints = CheckpointTable(db, path, clock, self.counters, lambda: self.holding)
+        self.outbox = Outbox(db, path, clock)
+        self.reader = LedgerReader(db, path)
 
-    def _abandon(self, db: sqlite3.Connection | None) -> None:
+    def _abandon(self, db: Connection | None) -> None:
         if db is not None:
             db.close()
         if self._lock is not None:
             self._lock.release()
-
-    def site_record(self) -> SiteRecord:
-        """Whose ledger this is (for `emgate ledger show`); see gateway/ledger/format.py, "Site"."""
-        return site_record(self._db)
 
     def close(self) -> None:
         """Close the file and release the lock; after bulk_load(), first make every row durable
@@ -243,7 +219,7 @@ class Ledger:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        except (sqlite3.Error, OSError) as exc:
+        except (DatabaseError, OSError) as exc:
             raise SinkWriteError(
                 f"ledger {self.path}: cannot make the bulk load durable: {exc}; check the disk", retryable=False
             ) from exc
@@ -264,7 +240,7 @@ class Ledger:
         self._bulk_load = True
 
     # -- writing ----------------------------------------------------------------------------
-    def append(self, results: Iterable[MinuteResult], *, checkpoint: bytes | None = None) -> int:
+    def append(self, results: MinuteResults, *, checkpoint: bytes | None = None) -> int:
         """Append results not already stored, in the order given; returns the rows written.
 
         `checkpoint` (the minute window's state after the close that produced `results`) is
@@ -272,13 +248,11 @@ class Ledger:
         memory (flagged `ledger_delayed`) and go first at the next successful append; 0 is
         returned. Raises SinkWriteError only when that in-memory backlog exceeds max_pending.
         """
-        results = list(results)
         if checkpoint is not None:
             self._pending_checkpoint = checkpoint
-        if self._pending:
-            self._pending.extend(dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results)
-            results = self._pending
-        if not results and self._pending_checkpoint is None:
+        if len(self._pending):
+            results = self._pending = MinuteResults.concat([self._pending, results.with_flag(DELAYED_FLAG)])
+        if not len(results) and self._pending_checkpoint is None:
             return 0
         try:
             written = self._retrying(lambda: self._write_originals(results, self._pending_checkpoint))
@@ -288,7 +262,7 @@ class Ledger:
                 log.error("%s; %d result(s) held in memory until the disk takes writes again", exc, len(results))
                 self._failing = True
             if results is not self._pending:
-                self._pending = [dataclasses.replace(r, flags=_add_flag(r.flags, DELAYED_FLAG)) for r in results]
+                self._pending = results.with_flag(DELAYED_FLAG)
             self.counters.pending = len(self._pending)
             if len(self._pending) > self.max_pending:
                 raise SinkWriteError(
@@ -300,7 +274,7 @@ class Ledger:
         if self._failing:
             log.info("ledger %s: recovered; %d delayed result(s) written", self.path, len(results))
             self._failing = False
-        self._pending, self._pending_checkpoint = [], None
+        self._pending, self._pending_checkpoint = MinuteResults.empty(), None
         self.counters.pending = 0
         return written
 
@@ -311,70 +285,7 @@ class Ledger:
 
     def retry_pending(self) -> int:
         """Try again to write results held in memory; returns the rows written."""
-        return self.append([]) if (self._pending or self._pending_checkpoint is not None) else 0
-
-    def save_checkpoint(self, state: bytes, *, delta: bool = False) -> bool:
-        """Store the window's in-progress state on its own (between closes). False if not stored.
-
-        A full state replaces the checkpoint and its deltas; a `delta` (readings since the last
-        save) is added to them. Skipped while results wait in memory: a checkpoint newer than
-        the ledger's last row would make a crash skip those minutes instead of recomputing them.
-        """
-        if self._pending or self._pending_checkpoint is not None:
-            return False
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            if delta:
-                self._db.execute(
-                    "INSERT INTO checkpoint_delta(saved_at, state) VALUES (?, ?)",
-                    (float(self._clock()), state),
-                )
-                self._db.execute(_UNMARK_STOPPED)
-            else:
-                self._put_checkpoint(state)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            self.counters.write_failures += 1
-            log.debug("ledger %s: checkpoint not saved: %s", self.path, exc)
-            return False
-        return True
-
-    def mark_stopped(self, state: bytes) -> bool:
-        """Store the window's state at an orderly stop, with the mark that says so (meta
-        `stopped_at`), in one transaction. The next start resumes from it without reporting a
-        crash (gateway/ledger/checkpoint.py); any later checkpoint removes the mark. False if not
-        stored (results still wait for the disk, or the write failed)."""
-        if self._pending or self._pending_checkpoint is not None:
-            return False
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._put_checkpoint(state)
-            self._db.execute(
-                "INSERT INTO meta(key, value) VALUES ('stopped_at', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (repr(float(self._clock())),),
-            )
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            self.counters.write_failures += 1
-            log.warning("ledger %s: final checkpoint not saved: %s", self.path, exc)
-            return False
-        return True
-
-    def stopped_at(self) -> float | None:
-        """When the gateway last stopped in order, if no checkpoint was written since (`mark_stopped`)."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'stopped_at'").fetchone()
-        return None if row is None else float(row[0])
-
-    def load_checkpoint(self) -> tuple[float, bytes] | None:
-        """(saved_at, state) of the last full checkpoint, or None."""
-        row = self._db.execute("SELECT saved_at, state FROM checkpoint WHERE id = 1").fetchone()
-        return (float(row[0]), bytes(row[1])) if row else None
-
-    def load_checkpoint_deltas(self) -> list[tuple[float, bytes]]:
-        """(saved_at, readings) saved since the last full checkpoint, oldest first."""
-        return [(float(t), bytes(b)) for t, b in self._db.execute("SELECT saved_at, state FROM checkpoint_delta ORDER BY n")]
+        return self.append(MinuteResults.empty()) if (len(self._pending) or self._pending_checkpoint is not None) else 0
 
     def correct(self, corrections: Iterable[tuple[int, MinuteResult]], reason: str) -> list[int]:
         """Append corrections: (seq superseded, corrected result) pairs, one reason for all.
@@ -401,7 +312,7 @@ class Ledger:
     def _correct(self, corrections: list[tuple[int, MinuteResult]], reason: str) -> list[int]:
         if not reason.strip():
             raise ValueError("a correction needs a reason (what changed and why)")
-        if self._pending:
+        if len(self._pending):
             raise SinkWriteError(
                 f"ledger {self.path}: {len(self._pending)} result(s) still wait for the disk; correct after they are written",
                 retryable=True,
@@ -409,16 +320,10 @@ class Ledger:
         targets: set[int] = set()
         found: dict[object, tuple[Any, ...]] = {}  # the targets that exist and are current, in chunks of 500
         seqs = [old for old, _ in corrections]
-        for i in range(0, len(seqs), 500):
-            part = seqs[i : i + 500]
-            found.update(
-                (row[0], row)
-                for row in self._db.execute(
-                    f"SELECT seq, minute_start, process, stream, site, scope, activity_unit FROM minutes m "
-                    f"WHERE seq IN ({','.join('?' * len(part))}) AND {_CURRENT}",
-                    part,
-                )
-            )
+        with writing(self.path, "reading the rows to correct"):
+            for i in range(0, len(seqs), 500):
+                part = seqs[i : i + 500]
+                found.update((row[0], row) for row in self._db.execute(queries.current_of_seqs_sql(len(part)), part))
         for old_seq, new in corrections:
             row = found.get(old_seq)
             if row is None:
@@ -441,37 +346,19 @@ class Ledger:
             targets.add(old_seq)
         first = self.head_seq + 1
         flat, seq, head = chain_checked(
-            [(_get_fields(new), old, reason) for old, new in corrections], self.head_seq, self.head_hash, self._clock()
+            [(field_values(new), old, reason) for old, new in corrections], self.head_seq, self.head_hash, self._clock()
         )
         self._insert(flat, seq, head, None)
         self.counters.corrections += seq - first + 1
         return list(range(first, seq + 1))
 
-    def last_minute(self) -> float | None:
-        """Start of the latest minute in the ledger, or None when it is empty."""
-        row = self._db.execute("SELECT max(minute_start) FROM minutes").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    def current_seq(self, minute_start: float, process: str, stream: str) -> int | None:
-        """Seq of the current row for a minute, process and stream (for corrections)."""
-        row = self._db.execute(
-            f"SELECT seq FROM minutes m WHERE minute_start = ? AND process = ? AND stream = ? AND {_CURRENT}",
-            (float(minute_start), process, stream),
-        ).fetchone()
-        return int(row[0]) if row else None
-
-    def _write_originals(self, results: list[MinuteResult], checkpoint: bytes | None) -> int:
-        if not results:
+    def _write_originals(self, results: MinuteResults, checkpoint: bytes | None) -> int:
+        if not len(results):
             self._insert([], self.head_seq, self.head_hash, checkpoint)
             return 0
-        lo = float(min(map(_minute_start, results)))
-        hi = float(max(map(_minute_start, results)))
-        try:
-            stored = self._db.execute(
-                "SELECT 1 FROM minutes WHERE minute_start BETWEEN ? AND ? AND supersedes IS NULL LIMIT 1", (lo, hi)
-            ).fetchone()
-        except sqlite3.Error as exc:
-            raise SinkWriteError(f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True) from exc
+        lo, hi = float(results.minute_start.min()), float(results.minute_start.max())
+        with writing(self.path, "reading the stored minutes"):
+            stored = self._db.execute(queries.ANY_ORIGINAL_BETWEEN, (lo, hi)).fetchone()
         if stored is None:  # only new minutes: no per-row lookup; the unique index checks for repeats
             try:
                 now = float(self._clock())
@@ -485,22 +372,15 @@ class Ledger:
                 return written
         return self._write_checked(results, lo, hi, checkpoint)
 
-    def _write_checked(self, results: list[MinuteResult], lo: float, hi: float, checkpoint: bytes | None) -> int:
-        try:
-            existing = set(
-                self._db.execute(
-                    "SELECT minute_start, process, stream FROM minutes WHERE supersedes IS NULL AND minute_start BETWEEN ? AND ?",
-                    (lo, hi),
-                )
-            )
-        except sqlite3.Error as exc:
-            raise SinkWriteError(f"ledger {self.path}: read failed: {exc}; check the disk", retryable=True) from exc
+    def _write_checked(self, results: MinuteResults, lo: float, hi: float, checkpoint: bytes | None) -> int:
+        with writing(self.path, "reading the stored minutes"):
+            existing = set(self._db.execute(queries.ORIGINAL_KEYS_BETWEEN, (lo, hi)))
         fresh: list[tuple[tuple[object, ...], None, None]] = []
-        for r in results:
-            k = (float(r.minute_start), r.process, r.stream)
+        for values in zip(*results.columns(), strict=True):  # rows, in RESULT_FIELDS order
+            k = (float(values[_MINUTE_START]), values[_PROCESS], values[_STREAM])  # type: ignore[arg-type]  # a float column
             if k not in existing:
                 existing.add(k)
-                fresh.append((_get_fields(r), None, None))
+                fresh.append((values, None, None))
         flat, seq, head = chain_checked(fresh, self.head_seq, self.head_hash, self._clock())
         self._insert(flat, seq, head, checkpoint)
         self.counters.rows_appended += len(fresh)
@@ -529,7 +409,7 @@ class Ledger:
             db.execute("BEGIN IMMEDIATE")
             # The chain was built on self.head_*; another process may have appended since (the
             # write lock is ours from here on, so the check cannot race).
-            row = db.execute("SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1").fetchone()
+            row = db.execute(queries.HEAD).fetchone()
             actual = (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
             if actual != (self.head_seq, self.head_hash):
                 db.execute("ROLLBACK")
@@ -546,16 +426,13 @@ class Ledger:
             elif flat:
                 db.executemany(_INSERT_ROW, [flat[i : i + _NCOL] for i in range(0, len(flat), _NCOL)])
             if flat:
-                db.executemany(
-                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    [("head_seq", str(last_seq)), ("head_hash", last_hash)],
-                )
+                db.executemany(_SET_HEAD, [("head_seq", str(last_seq)), ("head_hash", last_hash)])
             if checkpoint is not None:
-                self._put_checkpoint(checkpoint)
+                self.checkpoints.put(checkpoint)  # the window's state goes with the minutes it closed
             db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            if recorded_at is not None and isinstance(exc, _INPUT_ERRORS):
+        except DatabaseError as exc:
+            rollback(db)
+            if recorded_at is not None and isinstance(exc, INPUT_ERRORS):
                 raise _BatchRefused(str(exc)) from exc
             raise SinkWriteError(
                 f"ledger {self.path}: append failed: {exc}; check disk space, that the file system is "
@@ -564,186 +441,8 @@ class Ledger:
             ) from exc
         self.head_seq, self.head_hash = last_seq, last_hash
 
-    def _put_checkpoint(self, state: bytes) -> None:
-        self._db.execute("DELETE FROM checkpoint_delta")
-        self._db.execute(_UNMARK_STOPPED)
-        self._db.execute(
-            "INSERT INTO checkpoint(id, saved_at, state) VALUES (1, ?, ?) "
-            "ON CONFLICT(id) DO UPDATE SET saved_at = excluded.saved_at, state = excluded.state",
-            (float(self._clock()), state),
-        )
-
-    def _rollback(self) -> None:
-        try:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-    # -- outbox cursors and quarantine --------------------------------------------------------
-    def rows_after(
-        self, seq: int, limit: int, *, upto: int | None = None, current_only: bool = False
-    ) -> list[tuple[int, MinuteResult]]:
-        """Rows with seq in (seq, upto], oldest first; `current_only` skips superseded rows."""
-        where = "m.seq > ?" + (" AND m.seq <= ?" if upto is not None else "") + (f" AND {_CURRENT}" if current_only else "")
-        params = (seq, upto, limit) if upto is not None else (seq, limit)
-        cur = self._db.execute(
-            f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {where} ORDER BY m.seq LIMIT ?",
-            params,
-        )
-        return [(row[0], MinuteResult(*row[1:])) for row in cur]
-
     @property
-    def connection(self) -> sqlite3.Connection:
-        """The ledger's database, for readers of its other tables (alerts); never write minutes through it."""
-        return self._db
-
-    def cursor(self, name: str) -> int:
-        row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def set_cursor(self, name: str, seq: int) -> None:
-        self.set_cursors({name: seq})
-
-    def set_cursors(self, values: dict[str, int]) -> None:
-        """Move cursors together, in one transaction."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(
-                "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
-                list(values.items()),
-            )
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise SinkWriteError(f"ledger {self.path}: cannot move cursor(s) {sorted(values)}: {exc}", retryable=True) from exc
-
-    def outbox_rows(self, after: int, limit: int, upto: int | None = None) -> tuple[list[tuple[Any, ...]], set[int]]:
-        """Rows for a sink with seq in (after, upto], oldest first, packed for encoding, and the
-        seqs among them that are superseded.
-
-        A packed row is (seq, minute_start, activity, co2_kg, coverage, series, strings) where
-        `series` is the JSON array [site, process, stream, scope, activity_unit] and `strings`
-        the JSON array [quality, flags, is a correction (0/1)], built by SQLite: draining a day's
-        backlog is mostly per-row overhead, and two cached keys cost less than seven string
-        objects. Superseded rows are included so the cursor can pass them.
-        """
-        where = "seq > ?" + (" AND seq <= ?" if upto is not None else "")
-        params = (after, upto, limit) if upto is not None else (after, limit)
-        rows = self._db.execute(
-            "SELECT seq, minute_start, activity, co2_kg, coverage, json_array(site, process, stream, scope, activity_unit), "
-            f"json_array(quality, flags, supersedes IS NOT NULL) FROM minutes WHERE {where} ORDER BY seq LIMIT ?",
-            params,
-        ).fetchall()
-        if not rows:
-            return rows, set()
-        superseded = {
-            s
-            for (s,) in self._db.execute(
-                "SELECT supersedes FROM minutes WHERE supersedes IS NOT NULL AND supersedes BETWEEN ? AND ?",
-                (rows[0][0], rows[-1][0]),
-            )
-        }
-        return rows, superseded
-
-    def quarantine(
-        self,
-        sink: str,
-        first_seq: int,
-        last_seq: int,
-        rows: int,
-        status: int | None,
-        message: str,
-        cursors: dict[str, int] | None = None,
-    ) -> None:
-        """Record rows a sink rejected for good (with the server's message) and move past them."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
-                "INSERT INTO quarantine(sink, first_seq, last_seq, rows, status, message, at) VALUES (?,?,?,?,?,?,?)",
-                (sink, first_seq, last_seq, rows, status, message[:4000], float(self._clock())),
-            )
-            if cursors:
-                self._db.executemany(
-                    "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
-                    list(cursors.items()),
-                )
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._rollback()
-            raise SinkWriteError(f"ledger {self.path}: cannot record quarantine: {exc}", retryable=True) from exc
-
-    def quarantined(self, sink: str | None = None) -> list[dict[str, object]]:
-        cur = self._db.execute(
-            "SELECT id, sink, first_seq, last_seq, rows, status, message, at FROM quarantine"
-            + (" WHERE sink = ?" if sink else "")
-            + " ORDER BY id",
-            (sink,) if sink else (),
-        )
-        names = ("id", "sink", "first_seq", "last_seq", "rows", "status", "message", "at")
-        return [dict(zip(names, row, strict=True)) for row in cur]
-
-    # -- reading ----------------------------------------------------------------------------
-    def results(self) -> Iterator[MinuteResult]:
-        """The current view: every result nobody supersedes, in ledger order."""
-        for _, r in self.current():
-            yield r
-
-    def current(
-        self,
-        *,
-        from_s: float | None = None,
-        to_s: float | None = None,
-        process: str | None = None,
-        by_minute: bool = False,
-    ) -> Iterator[tuple[int, MinuteResult]]:
-        """(seq, result) of the current view, minute_start in [from_s, to_s), in ledger order
-        (or by minute, then ledger order, with `by_minute`)."""
-        where, params = _filters(from_s, to_s, process)
-        order = "m.minute_start, m.seq" if by_minute else "m.seq"
-        sql = f"SELECT m.seq, {', '.join('m.' + f for f in FIELDS)} FROM minutes m WHERE {_CURRENT}{where} ORDER BY {order}"
-        for row in self._db.execute(sql, params):
-            yield row[0], MinuteResult(*row[1:])
-
-    def history(
-        self, *, from_s: float | None = None, to_s: float | None = None, process: str | None = None
-    ) -> Iterator[LedgerRow]:
-        """Every row, superseded or not, with its chain data, in ledger order."""
-        where, params = _filters(from_s, to_s, process)
-        sql = (
-            f"SELECT {', '.join('m.' + c for c in ROW_COLUMNS)}, "
-            f"ifnull((SELECT p.hash FROM minutes p WHERE p.seq = m.seq - 1), '{GENESIS_HASH}') "
-            f"FROM minutes m WHERE 1=1{where} ORDER BY m.seq"
-        )
-        for raw in self._db.execute(sql, params):
-            yield _row(raw)
-
-
-def read_site_record(path: Path) -> SiteRecord:
-    """Whose ledger the file at `path` is, read-only (`emgate ledger verify`). Raises OSError or
-    sqlite3.Error when it cannot be read as a ledger."""
-    db = open_ledger_db(path, readonly=True)
-    try:
-        return site_record(db)
-    finally:
-        db.close()
-
-
-def _filters(from_s: float | None, to_s: float | None, process: str | None) -> tuple[str, tuple[object, ...]]:
-    where, params = "", []
-    if from_s is not None:
-        where += " AND m.minute_start >= ?"
-        params.append(float(from_s))
-    if to_s is not None:
-        where += " AND m.minute_start < ?"
-        params.append(float(to_s))
-    if process is not None:
-        where += " AND m.process = ?"
-        params.append(process)
-    return where, tuple(params)
-
-
-def _add_flag(flags: str, flag: str) -> str:
-    parts = set(filter(None, flags.split(";")))
-    parts.add(flag)
-    return ";".join(sorted(parts))
+    def holding(self) -> bool:
+        """Whether results or a checkpoint wait in memory for the disk (then no checkpoint is
+        saved on its own: gateway/ledger/checkpoint_table.py)."""
+        return bool(len(self._pending)) or self._pending_checkpoint is not None

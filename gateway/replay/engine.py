@@ -16,7 +16,7 @@ import io
 import itertools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,27 +26,13 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from gateway.alerts.budget_stage import AlertStage
-from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
-from gateway.pipeline import Gateway
+from gateway.core.model import RESULT_FIELDS, MinuteResults, SampleBatch, SampleQuality
+from gateway.pipeline import Gateway, MinuteListener
 from gateway.replay.inputs import Series
 from gateway.settings.site import GatewaySettings
 
-MINUTES_CSV_COLUMNS = (
-    "minute_start",
-    "process",
-    "stream",
-    "scope",
-    "method",
-    "activity",
-    "activity_unit",
-    "co2_kg",
-    "factor_id",
-    "ef_kg_per_unit",
-    "coverage",
-    "quality",
-    "flags",
-)
+#: minutes.csv: a minute result's fields but its site (one site per replay), minute_start in local time
+MINUTES_CSV_COLUMNS = tuple(f for f in RESULT_FIELDS if f != "site")
 
 
 class ReplayClock:
@@ -108,18 +94,36 @@ class MinutesCsv:
         self._repeated = _FloatText()
         fh.write(",".join(self._text[c] for c in MINUTES_CSV_COLUMNS) + "\n")
 
-    def __call__(self, results: list[MinuteResult]) -> None:
-        if not results:
+    def __call__(self, results: MinuteResults) -> None:
+        if not len(results):
             return
-        iso = local_iso_minutes(np.unique(np.array([r.minute_start for r in results], dtype=np.float64)), self._tz)
         t, f = self._text, self._repeated
+        # the text of a stream's columns before and after activity, once per stream
+        streams = results.streams
+        head = [
+            f"{t[p]},{t[st]},{t[sc]},{t[m]},"
+            for p, st, sc, m in zip(*(streams.column(c).tolist() for c in ("process", "stream", "scope", "method")), strict=True)
+        ]
+        unit = [f",{t[u]}," for u in streams.column("activity_unit").tolist()]
+        starts = results.minute_start
+        iso = local_iso_minutes(np.unique(starts), self._tz)
+        ids = results.stream_ids.tolist()
         self._fh.write(
             "".join(
                 [
-                    f"{iso[r.minute_start]},{t[r.process]},{t[r.stream]},{t[r.scope]},{t[r.method]},{r.activity!r},"
-                    f"{t[r.activity_unit]},{r.co2_kg!r},{t[r.factor_id]},{f[r.ef_kg_per_unit]},{f[r.coverage]},"
-                    f"{t[r.quality]},{t[r.flags]}\n"
-                    for r in results
+                    f"{iso[m]},{head[k]}{a!r}{unit[k]}{c!r},{t[fid]},{f[ef]},{f[cov]},{t[q]},{t[fl]}\n"
+                    for m, k, a, c, fid, ef, cov, q, fl in zip(
+                        starts.tolist(),
+                        ids,
+                        results.activity.tolist(),
+                        results.co2_kg.tolist(),
+                        results.factor_id.tolist(),
+                        results.ef_kg_per_unit.tolist(),
+                        results.coverage.tolist(),
+                        results.text("quality").tolist(),
+                        results.flags.tolist(),
+                        strict=True,
+                    )
                 ]
             )
         )
@@ -194,7 +198,7 @@ async def replay(
     *,
     step_minutes: int = 1440,
     progress: Callable[[int, int], None] | None = None,
-    listeners: list[Callable[[list[MinuteResult]], None]] = (),
+    listeners: Sequence[MinuteListener] = (),
 ) -> ReplaySummary:
     """Replay `series` into out_dir: ledger.sqlite, minutes.csv and alerts.jsonl (empty without a budget)."""
     first, last = span(settings, series)
@@ -224,12 +228,13 @@ async def replay(
     quality = np.where(np.isnan(values), SampleQuality.NO_READING, SampleQuality.GOOD).astype(np.uint8)
     totals = {"direct": 0.0, "indirect": 0.0}
 
-    def tally(results: list[MinuteResult]) -> None:
-        for r in results:
-            totals[r.scope] += r.co2_kg
+    def tally(results: MinuteResults) -> None:
+        # row by row, as the summary has always added them (a sum per frame would round differently)
+        for scope, co2_kg in zip(results.text("scope").tolist(), results.co2_kg.tolist(), strict=True):
+            totals[scope] += co2_kg
 
     with (out_dir / "minutes.csv").open("w", encoding="utf-8", newline="") as fh:
-        gw.listeners[:0] = [MinutesCsv(fh, settings.site.timezone), tally, *listeners]
+        gw.listeners.extend([MinutesCsv(fh, settings.site.timezone), tally, *listeners])
         delay = settings.window.delay_s
         fed = 0
         total_minutes = int((last - first) // 60)
@@ -266,9 +271,8 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_alerts(gw: Gateway, path: Path) -> None:
     """The alert events the replay raised, in order, as the live stream publishes them."""
-    stage = next((x for x in gw.listeners if isinstance(x, AlertStage)), None)
     with path.open("w", encoding="utf-8") as fh:
-        for event in stage.store.events() if stage is not None else []:
+        for event in gw.alerts.store.events() if gw.alerts is not None else []:
             fh.write(event.to_json() + "\n")
 
 

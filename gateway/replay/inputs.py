@@ -237,7 +237,7 @@ def _read_periods(path: Path, m: CsvInputConfig, tz: ZoneInfo) -> dict[str, tupl
         t = np.concatenate([start_a, end_a])
         delta = np.concatenate([val_a[:, k], -val_a[:, k]])
         points, inverse = np.unique(t, return_inverse=True)
-        level = np.cumsum(np.bincount(inverse, weights=delta, minlength=len(points)))
+        level = np.cumsum(np.bincount(inverse, weights=delta, minlength=len(points)), dtype=np.float64)
         level[np.abs(level) < 1e-12] = 0.0  # cumulative sums of floats leave dust at zero
         out[m.columns[c]] = (points, level)
     return out

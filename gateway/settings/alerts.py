@@ -201,10 +201,14 @@ class ThresholdConfig(_Section):
         return self
 
 
+def _spike_levels() -> dict[Severity, float]:
+    return {"warning": 5.0, "critical": 10.0}
+
+
 class SpikeConfig(ThresholdConfig):
     """Robust z-score of a process's CO2 per minute against its own rolling baseline."""
 
-    raise_at: dict[Severity, float] = Field(default_factory=lambda: {"warning": 5.0, "critical": 10.0})
+    raise_at: dict[Severity, float] = Field(default_factory=_spike_levels)
     clear_at: float = 3.0
     min_duration_s: float = 180.0
     clear_duration_s: float = 120.0

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from analytics.factors import FactorTable, FactorTableError, UnknownFactorError, close_ids, did_you_mean
 from gateway.core.errors import ConfigError
+from gateway.settings.shipped import shipped_dir
 
 if TYPE_CHECKING:
     from gateway.settings.site import FactorsConfig, GatewaySettings
@@ -35,8 +36,8 @@ SITE_OVERRIDES = "site overrides"
 
 
 def default_factor_dir() -> Path:
-    """The repository's factor library directory (config/factors)."""
-    return Path(__file__).resolve().parents[2] / "config" / "factors"
+    """The shipped factor library folder (config/factors in the repository), wherever emgate is installed."""
+    return shipped_dir("factors")
 
 
 def _expand(paths: Iterable[Path]) -> list[Path]:
@@ -107,8 +108,8 @@ def _gather(
         for i, entry in enumerate(_read(path)):
             entries.append(entry)
             origin.append(f"{path} entry #{i}")
-    for i, entry in enumerate(overrides):
-        entries.append(entry)
+    for i, override in enumerate(overrides):
+        entries.append(override)
         origin.append(f"{SITE_OVERRIDES} entry #{i}")
     return entries, origin
 

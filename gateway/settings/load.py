@@ -83,8 +83,9 @@ _HINTS = {
 }
 
 
-def settings_from_toml(path: Path) -> GatewaySettings:
-    """Read and validate a site file; raise ConfigError with every problem found."""
+def load_settings(path: Path) -> GatewaySettings:
+    """Read and validate a site file. Raises ConfigError listing every problem with its key path
+    and line."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

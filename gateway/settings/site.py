@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import sys
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -550,7 +549,7 @@ def read_secret_file(path: Path, where: str) -> str:
 
 
 class GatewaySettings(BaseSettings):
-    """The whole site configuration. Build it with `load_settings(path)`."""
+    """The whole site configuration. Build it with `gateway.settings.load.load_settings(path)`."""
 
     model_config = SettingsConfigDict(
         extra="forbid", env_prefix="EMGATE__", env_nested_delimiter="__", frozen=True, hide_input_in_errors=True
@@ -640,15 +639,3 @@ class GatewaySettings(BaseSettings):
             for point in dev.points:
                 out[point.signal] = min(out.get(point.signal, dev.poll_s), dev.poll_s)
         return out
-
-
-def load_settings(path: Path) -> GatewaySettings:
-    """Read and validate a site file. Raises ConfigError listing every problem with its key path."""
-    from gateway.settings.load import settings_from_toml
-
-    return settings_from_toml(path)
-
-
-def parse_toml(path: Path) -> dict[str, Any]:
-    with path.open("rb") as fh:
-        return tomllib.load(fh)

@@ -10,15 +10,17 @@ Five devices, one unit id each, values computed from the (injected) clock at eac
 | 5    | main-meter  | UINT32 CDAB, 0.1 kWh     | cumulative energy counter           |
 
 The ladle furnace follows the real arc periods in shared/data when that folder is found
-(EMGATE_DATA_DIR or ../shared/data beside the repository), the main meter the UCI plant's
+(EMGATE_DATA_DIR, or ../shared/data beside a source checkout), the main meter the UCI plant's
 15-minute load profile; otherwise both use built-in profiles of the same shape.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +29,23 @@ import numpy as np
 from gateway.codec import encode_value
 from gateway.core.clock import Clock
 
+log = logging.getLogger("gateway.sim")
+
 UNITS = {"sinter-1": 1, "bf-1": 2, "bof-1": 3, "lf-1": 4, "main-meter": 5}
 
 
 def data_dir() -> Path | None:
+    """The shared plant data folder: EMGATE_DATA_DIR, else ../shared/data beside a source checkout.
+
+    The data is not shipped (it is the plants' own, tens of MB). An installed wheel has no
+    checkout around it, so there only EMGATE_DATA_DIR finds the data; None means the built-in
+    profiles, which SimulatedPlant reports once when it starts.
+    """
     env = os.environ.get("EMGATE_DATA_DIR")
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file():  # running from the repository, not from site-packages
+        candidates.append(checkout.parent / "shared" / "data")
     return next((p for p in candidates if p.is_dir()), None)
 
 
@@ -83,6 +95,8 @@ class SimulatedPlant:
         d = data_dir()
         self._arcs = _load_arc_periods(d / "ladle_furnace_arc_keys_1-2584.csv") if d else None
         self._profile = _load_uci_profile(d / "steel_industry_energy_2018-01_to_10.csv") if d else None
+        if d is None:  # an installed wheel without EMGATE_DATA_DIR, or a checkout without ../shared
+            log.info("simulated plant: built-in profiles; set EMGATE_DATA_DIR to the shared plant data folder for the real ones")
         self._meter_kwh = 1_234_567.0
         self._meter_t: float | None = None
 
@@ -134,7 +148,7 @@ class SimulatedPlant:
             return encode_value(int(self.meter_kwh(t) * 10) % 2**32, "UINT32", "CDAB")
         return []
 
-    def fill(self, unit_id: int):  # type: ignore[no-untyped-def]
+    def fill(self, unit_id: int) -> Callable[[int, int, int, list[int]], None]:
         """A RegisterServer fill callback for one unit."""
 
         def fill(function_code: int, address: int, count: int, registers: list[int]) -> None:

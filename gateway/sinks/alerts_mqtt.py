@@ -21,7 +21,7 @@ from typing import Self
 
 import aiomqtt
 
-from gateway.alerts.budget_stage import AlertStage
+from gateway.alerts.model import VersionedAlertsView
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import SourceUnavailable
 from gateway.core.health import ComponentHealth
@@ -32,18 +32,27 @@ log = logging.getLogger(__name__)
 
 
 class AlertMqttSink:
-    """Publishes alert events and the retained active set and budget position."""
+    """Publishes alert events and the retained active set and budget position.
+
+    Args:
+        cfg: the [alerts.mqtt] section.
+        site: the site's name, in every topic.
+        store: the alerts table, the outbox of events.
+        alerts: the alert stage's state (the active set, the budget position, their versions).
+        health: where connection failures and good drains are recorded.
+        clock: stamps an event's publication.
+    """
 
     def __init__(
         self,
         cfg: AlertMqttConfig,
         site: str,
         store: AlertStore,
-        stage: AlertStage,
+        alerts: VersionedAlertsView,
         health: ComponentHealth | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.cfg, self.site, self.store, self.stage = cfg, site, store, stage
+        self.cfg, self.site, self.store, self.alerts = cfg, site, store, alerts
         self.health = health
         self.clock = clock or SystemClock()
         root = f"{cfg.topic_prefix}/{site}"
@@ -129,15 +138,15 @@ class AlertMqttSink:
                 await self._client.publish(self.topic_events, payload, qos=1)
                 self.store.mark_published(seq, self.clock.now())
                 self.published += 1
-        version = self.stage.active_version
+        version = self.alerts.active_version
         if version != self._sent_active:
             active = json.dumps(
-                [a.to_dict() for a in self.stage.active()], ensure_ascii=False, separators=(",", ":")
+                [a.to_dict() for a in self.alerts.active()], ensure_ascii=False, separators=(",", ":")
             )
             await self._client.publish(self.topic_active, active, qos=1, retain=True)
             self._sent_active = version
-        version = self.stage.budget_version
-        if version != self._sent_budget and self.stage.budget_position is not None:
-            position = json.dumps(self.stage.budget_position, ensure_ascii=False, separators=(",", ":"))
-            await self._client.publish(self.topic_budget, position, qos=1, retain=True)
+        version = self.alerts.budget_version
+        if version != self._sent_budget and (position := self.alerts.budget_position) is not None:
+            text = json.dumps(position, ensure_ascii=False, separators=(",", ":"))
+            await self._client.publish(self.topic_budget, text, qos=1, retain=True)
             self._sent_budget = version

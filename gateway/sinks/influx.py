@@ -7,7 +7,9 @@ which is harmless: a point is keyed by measurement, tags (site, process, stream,
 activity_unit) and the minute's timestamp (second precision), so writing it again overwrites
 it with the same values.
 Only current rows are written (a superseded row is skipped, its correction follows later in the
-ledger), so InfluxDB always ends up holding the current view.
+ledger), so InfluxDB always ends up holding the current view. The sink reads through the
+ledger's outbox (gateway/ledger/outbox.py: cursors, rows, quarantine) and has the points written
+by gateway/codec/lineproto.py (MinutePointEncoder: what a point holds and why).
 
 Outage and backlog. Nothing waits in memory: while InfluxDB is away the backlog is the ledger
 rows past the cursor, on disk. It costs no space beyond the ledger itself, so its bound is the
@@ -38,20 +40,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
-import math
 import random
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines
+from gateway.codec.lineproto import MinutePointEncoder
 from gateway.core.errors import ConfigError, SinkWriteError, TransientError
-from gateway.core.model import MinuteResult
 from gateway.ledger.store import Ledger
 from gateway.settings.site import InfluxConfig, RetryConfig
 
@@ -67,92 +66,6 @@ LIVE_CURSOR = "influx_live"
 SINK = "influx"
 _DATA_REFUSED = frozenset((400, 413, 422))
 _MAX_RETRY_AFTER_S = 3600.0
-
-
-def _tag(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(",", r"\,").replace("=", r"\=").replace(" ", r"\ ")
-
-
-def _str_field(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-class LineEncoder:
-    """Packed ledger rows (Ledger.outbox_rows) -> line protocol, caching the escaped series key
-    and string fields.
-
-    A point carries what the dashboards chart and the alerts watch, not the whole ledger row:
-    tags site, process, stream, scope and activity_unit (the point's key: a correction keeps
-    all five, Ledger.correct refuses one that does not); fields co2_kg, activity, coverage,
-    quality, and flags when the minute has any. Method, factor id and emission factor stay in
-    the ledger (`emgate ledger show`) and the monthly export, where an auditor reads them. influxd
-    spends its CPU per field value: this point costs it about half of what the full row did
-    (bench/ledger_drain.py measures both sides), which decides how fast a backlog drains.
-
-    Flags are left out when empty, except on a correction: it sends flags="" so that a minute
-    whose flags were cleared does not keep the old ones (a write only replaces the fields it
-    sends). The caches keep encoding to a few microseconds per row for a 24 h backlog of
-    10,000 streams: only the three numbers and the timestamp change from row to row.
-    """
-
-    def __init__(self, measurement: str) -> None:
-        self._measurement = _tag(measurement)
-        self._series: dict[str, str] = {}
-        self._strings: dict[str, str] = {}
-
-    def _new_series(self, key: str) -> str:
-        site, process, stream, scope, unit = json.loads(key)
-        s = (
-            f"{self._measurement},activity_unit={_tag(unit)},process={_tag(process)},scope={_tag(scope)},"
-            f"site={_tag(site)},stream={_tag(stream)} "
-        )
-        if len(self._series) < 1_000_000:
-            self._series[key] = s
-        return s
-
-    def _new_strings(self, key: str) -> str:
-        quality, flags, correction = json.loads(key)
-        s = f"quality={_str_field(quality)}"
-        if flags or correction:
-            s += f",flags={_str_field(flags)}"
-        if len(self._strings) < 100_000:
-            self._strings[key] = s
-        return s
-
-    def lines(self, rows: Sequence[Sequence[Any]]) -> str:
-        """Packed rows as a line-protocol body; non-finite numbers are left out."""
-        series, strings = self._series, self._strings
-        out = []
-        for _, ts, act, co2, cov, skey, fkey in rows:
-            head = series.get(skey) or self._new_series(skey)
-            text = strings.get(fkey) or self._new_strings(fkey)
-            total = co2 + act + cov
-            if total - total == 0.0:  # all three finite (inf or NaN anywhere makes this NaN)
-                out.append(f"{head}co2_kg={co2!r},activity={act!r},coverage={cov!r},{text} {int(ts)}")
-            else:  # InfluxDB refuses inf; leave the field out rather than lose the point
-                nums = "".join(
-                    f"{n}={v!r}," for n, v in (("co2_kg", co2), ("activity", act), ("coverage", cov)) if math.isfinite(v)
-                )
-                out.append(f"{head}{nums}{text} {int(ts)}")
-        return "\n".join(out)
-
-
-def pack(seq: int, r: MinuteResult, *, correction: bool = False) -> tuple[Any, ...]:
-    """A MinuteResult as the packed row Ledger.outbox_rows returns."""
-    return (
-        seq,
-        r.minute_start,
-        r.activity,
-        r.co2_kg,
-        r.coverage,
-        json.dumps([r.site, r.process, r.stream, r.scope, r.activity_unit]),
-        json.dumps([r.quality, r.flags, int(correction)]),
-    )
-
-
-def to_line(r: MinuteResult, measurement: str) -> str:
-    """One minute result as an InfluxDB line (second precision)."""
-    return LineEncoder(measurement).lines([pack(0, r)])
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -207,7 +120,7 @@ class InfluxSink:
         self.counters = InfluxCounters()
         self._client: InfluxDBClientAsync | None = None
         self._failing = False
-        self._encoder = LineEncoder(cfg.measurement)
+        self._encoder = MinutePointEncoder(cfg.measurement)
         self._token = ""
 
     def notify(self) -> None:
@@ -289,23 +202,23 @@ class InfluxSink:
         us to wait (the cursors then stand after the last acknowledged batch).
         """
         assert self._client is not None, "enter the sink before running it"
-        led, n = self._ledger, self._cfg.batch_size
-        cursor = led.cursor(CURSOR)
-        mark = led.cursor(LIVE_MARK)
-        if not mark and led.head_seq - cursor > n:
-            mark = led.head_seq  # backlog of more than one batch: from now on live rows go first
-            led.set_cursors({LIVE_MARK: mark, LIVE_CURSOR: mark})
+        outbox, n = self._ledger.outbox, self._cfg.batch_size
+        cursor = outbox.cursor(CURSOR)
+        mark = outbox.cursor(LIVE_MARK)
+        if not mark and self._ledger.head_seq - cursor > n:
+            mark = self._ledger.head_seq  # backlog of more than one batch: from now on live rows go first
+            outbox.set_cursors({LIVE_MARK: mark, LIVE_CURSOR: mark})
         self._update_backlog()
         written = 0
         if mark:
-            w = await self._deliver(led.cursor(LIVE_CURSOR), None, LIVE_CURSOR, 1)
+            w = await self._deliver(outbox.cursor(LIVE_CURSOR), None, LIVE_CURSOR, 1)
             self.counters.live_points += w
             written += w
             w = await self._deliver(cursor, mark, CURSOR, self.max_batches)
             written += w
-            if led.cursor(CURSOR) >= mark:
+            if outbox.cursor(CURSOR) >= mark:
                 # the backlog reached the mark: everything up to the live cursor is delivered
-                led.set_cursors({CURSOR: led.cursor(LIVE_CURSOR), LIVE_MARK: 0, LIVE_CURSOR: 0})
+                outbox.set_cursors({CURSOR: outbox.cursor(LIVE_CURSOR), LIVE_MARK: 0, LIVE_CURSOR: 0})
         else:
             written += await self._deliver(cursor, None, CURSOR, self.max_batches)
         written += await self._deliver_alerts()
@@ -314,22 +227,22 @@ class InfluxSink:
 
     async def _deliver_alerts(self) -> int:
         """Alert events past their own cursor (gateway/alerts/influx_lines.py)."""
-        led = self._ledger
-        body, last, count = alert_lines(led.connection, led.cursor(ALERT_CURSOR), self._cfg.batch_size)
-        if not count:
+        outbox = self._ledger.outbox
+        events = outbox.alert_events(outbox.cursor(ALERT_CURSOR), self._cfg.batch_size)
+        if not events:
             return 0
         try:
-            await self._write(body)
+            await self._write(alert_lines(events))
         except _Refused as exc:  # an event InfluxDB will never take must not block the others
-            log.error("influx %s: %d alert event(s) refused and skipped: %s", self._cfg.url, count, exc)
-        led.set_cursors({ALERT_CURSOR: last})
-        return count
+            log.error("influx %s: %d alert event(s) refused and skipped: %s", self._cfg.url, len(events), exc)
+        outbox.set_cursors({ALERT_CURSOR: events[-1].seq})
+        return len(events)
 
     def _update_backlog(self) -> None:
-        led = self._ledger
-        mark = led.cursor(LIVE_MARK)
-        live_done = led.cursor(LIVE_CURSOR) - mark if mark else 0
-        self.counters.backlog = max(0, led.head_seq - led.cursor(CURSOR) - live_done)
+        outbox = self._ledger.outbox
+        mark = outbox.cursor(LIVE_MARK)
+        live_done = outbox.cursor(LIVE_CURSOR) - mark if mark else 0
+        self.counters.backlog = max(0, self._ledger.head_seq - outbox.cursor(CURSOR) - live_done)
 
     async def _deliver(self, after: int, upto: int | None, cursor: str, max_batches: int) -> int:
         """Write batches after `after` (up to `upto`), `max_in_flight` at a time, moving `cursor`
@@ -342,7 +255,7 @@ class InfluxSink:
         inflight: deque[tuple[int, asyncio.Task[int]]] = deque()
         try:
             for _ in range(max_batches):
-                rows, superseded = self._ledger.outbox_rows(after, self._cfg.batch_size, upto)
+                rows, superseded = self._ledger.outbox.rows(after, self._cfg.batch_size, upto)
                 if not rows:
                     break
                 after = rows[-1][0]
@@ -352,11 +265,11 @@ class InfluxSink:
                 while len(inflight) >= self.max_in_flight or (inflight and inflight[0][1].done()):
                     seq, task = inflight.popleft()
                     written += await task
-                    self._ledger.set_cursors({cursor: seq})
+                    self._ledger.outbox.set_cursors({cursor: seq})
             while inflight:
                 seq, task = inflight.popleft()
                 written += await task
-                self._ledger.set_cursors({cursor: seq})
+                self._ledger.outbox.set_cursors({cursor: seq})
         finally:
             for _, task in inflight:  # after a failure: later batches may land too, which is harmless
                 task.cancel()
@@ -374,7 +287,7 @@ class InfluxSink:
                 mid = len(rows) // 2
                 return await self._write_splitting(rows[:mid]) + await self._write_splitting(rows[mid:])
             seq = int(rows[0][0])
-            self._ledger.quarantine(SINK, seq, seq, 1, refused.status, refused.message)
+            self._ledger.outbox.quarantine(SINK, seq, seq, 1, refused.status, refused.message)
             self.counters.quarantined_rows += 1
             self.counters.quarantined_batches += 1
             log.warning(

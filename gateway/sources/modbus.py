@@ -35,15 +35,15 @@ from typing import Self
 
 import numpy as np
 
+from gateway.codec.blocks import BlockDecoder, compile_block, point_width
 from gateway.core.clock import Clock
 from gateway.core.errors import SourceUnavailable
 from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.site import ModbusDeviceConfig, RetryConfig
-from gateway.sources.modbus_decode import compile_block
 from gateway.sources.modbus_link import ModbusLink, ModbusLinkPool
-from gateway.sources.modbus_plan import ReadBlock, plan_reads, point_width, split_block
+from gateway.sources.modbus_plan import ReadBlock, plan_reads, split_block
 from gateway.sources.pymodbus_client import ModbusExceptionReply, ModbusNoReply
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class ModbusSource:
         self._retry = retry or RetryConfig()
         self._links = links or ModbusLinkPool(self._retry)
         self._ids = np.array([signals.id(p.signal) for p in cfg.points], dtype=np.int32)
-        self._blocks = [
+        self._blocks: list[BlockDecoder[ReadBlock]] = [
             compile_block(b, cfg.points)
             for b in plan_reads(cfg.points, max_registers=cfg.max_registers_per_read, max_gap=cfg.max_gap_registers)
         ]
@@ -240,7 +240,7 @@ class ModbusSource:
                     block.kind,
                     block.start,
                     block.count,
-                    self.cfg.unit_id,  # type: ignore[arg-type]
+                    self.cfg.unit_id,
                     self.cfg.timeout_s,
                 )
             except ModbusNoReply:

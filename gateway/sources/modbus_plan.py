@@ -4,20 +4,26 @@ Points are grouped per register kind and sorted by address; a block grows while 
 fits within `max_registers` and the unused registers it would bridge are at most `max_gap`.
 Bridging small gaps is what cut one Telegraf user's poll from about 4 s to 150 ms; the bound
 keeps a block from dragging in registers a device may refuse. `max_registers = 1` gives one
-register per request for devices that reject block reads.
+register per request for devices that reject block reads. A point's width is the decoder's
+(`gateway.codec.blocks.point_width`), so a block is exactly as long as its points need.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.codec import register_count
-from gateway.settings.site import ModbusPointConfig
+from gateway.codec.blocks import point_width
+from gateway.settings.site import ModbusPointConfig, RegisterKind
 
 
 @dataclass(frozen=True)
 class ReadBlock:
-    kind: str
+    """One read request: `count` registers (or bits) of table `kind` from `start`.
+
+    A `gateway.codec.blocks.BlockSpec`, so `compile_block` compiles its decoder.
+    """
+
+    kind: RegisterKind
     start: int
     count: int
     points: tuple[int, ...]  # indexes into the device's point list
@@ -26,16 +32,10 @@ class ReadBlock:
         return address - self.start
 
 
-def point_width(point: ModbusPointConfig) -> int:
-    if point.kind in ("coil", "discrete"):
-        return 1
-    return register_count(point.type, point.length)
-
-
 def plan_reads(points: list[ModbusPointConfig], *, max_registers: int, max_gap: int) -> list[ReadBlock]:
     """Group points into block reads; a point wider than max_registers gets a block of its own."""
     blocks: list[ReadBlock] = []
-    by_kind: dict[str, list[int]] = {}
+    by_kind: dict[RegisterKind, list[int]] = {}
     for i, p in enumerate(points):
         by_kind.setdefault(p.kind, []).append(i)
     for kind in sorted(by_kind):

@@ -44,14 +44,14 @@ OTHER_TOPICS = "<other topics>"
 FORMATS = {"json": PayloadFormat.JSON, "number": PayloadFormat.NUMBER, "line_protocol": PayloadFormat.INFLUX}
 
 
-class _CountingQueue(asyncio.Queue):  # type: ignore[type-arg]
+class _CountingQueue(asyncio.Queue[aiomqtt.Message]):
     """aiomqtt's inbound queue: bounded, and a message that does not fit is counted, not logged."""
 
     def __init__(self, maxsize: int, on_drop: Callable[[], None]) -> None:
         super().__init__(maxsize=maxsize)
         self._on_drop = on_drop
 
-    def put_nowait(self, item: Any) -> None:
+    def put_nowait(self, item: aiomqtt.Message) -> None:
         if self.full():
             self._on_drop()
             return
@@ -174,7 +174,7 @@ class MqttSource:
             keepalive=cfg.keepalive_s,
             timeout=10.0,
             max_queued_incoming_messages=cfg.queue_size,
-            queue_type=make_queue,  # type: ignore[arg-type]
+            queue_type=make_queue,  # type: ignore[arg-type]  # aiomqtt only calls it with maxsize=: a factory binds the drop counter
             tls_context=ctx,
             tls_insecure=bool(cfg.tls and cfg.tls.insecure) if ctx else None,
         )

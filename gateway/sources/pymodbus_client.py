@@ -17,9 +17,10 @@ data address, which the read planner isolates; 6 = busy).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Literal, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Literal, TypeVar, cast
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -151,7 +152,7 @@ class ModbusClient:
                 baudrate=baudrate,
                 parity=parity,
                 stopbits=stopbits,
-                timeout=None,  # type: ignore[arg-type]
+                timeout=None,  # type: ignore[arg-type]  # pymodbus annotates float, accepts None: no timer of its own (see above)
                 retries=0,
                 reconnect_delay=0,
             )
@@ -162,7 +163,7 @@ class ModbusClient:
                 host,
                 port=port,
                 framer=framer,
-                timeout=None,  # type: ignore[arg-type]
+                timeout=None,  # type: ignore[arg-type]  # pymodbus annotates float, accepts None: no timer of its own (see above)
                 retries=0,
                 reconnect_delay=0,
             )
@@ -230,7 +231,7 @@ class ModbusClient:
             if len(bits) < count:
                 raise ModbusNoReply(f"{what()}: short reply ({len(bits)} bits)")
             return [int(b) for b in bits]
-        registers = response.registers  # a list of its own per response: no copy needed
+        registers = cast("list[int]", response.registers)  # a list of its own per response: no copy needed
         if len(registers) != count:
             raise ModbusNoReply(f"{what()}: reply has {len(registers)} registers, expected {count}")
         return registers
@@ -249,7 +250,7 @@ class RegisterServer:
     values on demand; `fills` maps unit id -> callback (None: registers stay as written).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int, fills: dict[int, FillCallback | None], n_registers: int) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", port: int, fills: Mapping[int, FillCallback | None], n_registers: int) -> None:
         # Imported here: `emgate run` polls devices and never serves, and pymodbus' server side
         # adds 2.5 MB of resident memory (bench.load_10k).
         from pymodbus.server import ModbusTcpServer
@@ -266,7 +267,7 @@ class RegisterServer:
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
-    def _action(fill: FillCallback | None):  # type: ignore[no-untyped-def]
+    def _action(fill: FillCallback | None) -> Callable[[int, int, int, int, list[int], object], Coroutine[Any, Any, ExcCodes | None]]:
         async def action(
             function_code: int, start_address: int, address: int, count: int, registers: list[int], set_values: object
         ) -> ExcCodes | None:
@@ -275,7 +276,7 @@ class RegisterServer:
             if fill is None:
                 return None
             result = fill(function_code, address, count, registers)
-            if asyncio.iscoroutine(result):
+            if inspect.isawaitable(result):
                 result = await result
             return ExcCodes(result) if result else None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -19,7 +18,7 @@ from analytics.factors import FactorTable, UnknownFactorError
 from analytics.substitution import MinuteQuality
 from analytics.units import conversion
 from gateway.core.errors import ConfigError
-from gateway.core.model import MinuteResult
+from gateway.core.model import MinuteResults, StreamTable
 from gateway.settings.factors import unknown_factor_message
 from gateway.settings.site import GatewaySettings, StreamConfig
 from gateway.stages.minute import MinuteFrame
@@ -45,7 +44,7 @@ class _Stream:
 
 
 class EmissionCalculator:
-    """Turns MinuteFrames into MinuteResults for the configured streams."""
+    """Turns MinuteFrames into MinuteResults for the configured streams (`streams`, in order)."""
 
     def __init__(self, settings: GatewaySettings, factors: FactorTable) -> None:
         self.site = settings.site.name
@@ -77,25 +76,24 @@ class EmissionCalculator:
         self._sign = np.array([float(st.cfg.sign) for st in self._streams])
         self._estimated = np.array([st.cfg.estimated for st in self._streams], dtype=bool)
         self._balance_in = np.array([st.cfg.method == "carbon_balance" and st.cfg.sign > 0 for st in self._streams], dtype=bool)
-        # text columns of the results, one entry per stream
-        self._process = np.array([st.cfg.process for st in self._streams], dtype=object)
-        self._stream = np.array([st.cfg.stream for st in self._streams], dtype=object)
-        self._scope = np.array([st.cfg.effective_scope for st in self._streams], dtype=object)
-        self._method = np.array([st.cfg.method for st in self._streams], dtype=object)
-        self._factor_unit = np.array([st.factor_unit for st in self._streams], dtype=object)
+        # the text of the results: one entry per stream, which every row names by its index
+        self.streams = StreamTable(
+            (self.site, st.cfg.process, st.cfg.stream, st.cfg.effective_scope, st.cfg.method, st.factor_unit)
+            for st in self._streams
+        )
         self._rows_of: Mapping[str, int] | None = None
         self._rows = np.empty(0, dtype=np.intp)
         self._by_factor: dict[str, list[int]] = {}
         for k, st in enumerate(self._streams):
             self._by_factor.setdefault(st.cfg.factor, []).append(k)
 
-    def compute(self, frame: MinuteFrame) -> list[MinuteResult]:
+    def compute(self, frame: MinuteFrame) -> MinuteResults:
         """All streams' minute results, computed as (stream x minute) arrays in one pass.
 
         The results are stream-major: the first stream's minutes in order, then the next stream's.
         """
         if not self._streams:
-            return []
+            return MinuteResults.empty(self.streams)
         starts = frame.starts
         rows = self._rows_in(frame)
         activity = frame.amount[rows] * self._to_unit[:, None]
@@ -106,40 +104,29 @@ class EmissionCalculator:
             ef_kg[streams] = np.asarray(ef_t) * 1000.0
             ids[streams] = used.astype(object)
         co2_kg = activity * ef_kg * self._sign[:, None]
-        labels = _LABELS[frame.quality[rows]]
-        labels[self._estimated] = np.where(
-            np.isin(labels[self._estimated], ("measured", "partial")), "estimated", labels[self._estimated]
-        )
+        quality = frame.quality[rows].astype(np.uint8)
+        estimated = quality[self._estimated]
+        quality[self._estimated] = np.where(np.isin(estimated, _ESTIMATED_FROM), MinuteQuality.ESTIMATED, estimated)
         rule, bad, resets = frame.rule[rows], frame.bad_samples[rows], frame.resets[rows]
         out_of_range = frame.out_of_range[rows]
         negative = self._balance_in[:, None] & (co2_kg < 0)
         flagged = (bad > 0) | (resets > 0) | (out_of_range > 0) | (rule != "") | negative
-        n = len(starts)
-        flags = [""] * flagged.size
+        flags = np.full(flagged.shape, "", dtype=object)
         for k, j in zip(*np.nonzero(flagged), strict=True):
-            flags[k * n + j] = _flags(
-                rule[k, j], int(bad[k, j]), int(resets[k, j]), bool(negative[k, j]), int(out_of_range[k, j])
-            )
-        # One map() over every (stream, minute), in stream-major order as ravel() lists a row-major
-        # array: results are built from columns without a Python-level loop per stream or minute.
-        return list(
-            map(
-                MinuteResult,
-                starts.tolist() * len(self._streams),
-                repeat(self.site, flagged.size),
-                np.repeat(self._process, n).tolist(),
-                np.repeat(self._stream, n).tolist(),
-                np.repeat(self._scope, n).tolist(),
-                np.repeat(self._method, n).tolist(),
-                activity.ravel().tolist(),
-                np.repeat(self._factor_unit, n).tolist(),
-                co2_kg.ravel().tolist(),
-                ids.ravel().tolist(),
-                ef_kg.ravel().tolist(),
-                frame.coverage[rows].ravel().tolist(),
-                labels.ravel().tolist(),
-                flags,
-            )
+            flags[k, j] = _flags(rule[k, j], int(bad[k, j]), int(resets[k, j]), bool(negative[k, j]), int(out_of_range[k, j]))
+        # stream-major, as ravel() lists a (stream x minute) array
+        n = len(starts)
+        return MinuteResults(
+            self.streams,
+            np.repeat(np.arange(len(self._streams), dtype=np.intp), n),
+            np.tile(starts.astype(np.float64, copy=False), len(self._streams)),
+            activity.ravel(),
+            co2_kg.ravel(),
+            ids.ravel(),
+            ef_kg.ravel(),
+            frame.coverage[rows].ravel().astype(np.float64, copy=False),
+            quality.ravel(),
+            flags.ravel(),
         )
 
     def _rows_in(self, frame: MinuteFrame) -> NDArray[np.intp]:
@@ -165,4 +152,5 @@ def _flags(rule: str, bad_samples: int, resets: int, negative_balance: bool, out
     return ";".join(sorted(flags))
 
 
-_LABELS = np.array([q.label for q in sorted(MinuteQuality, key=int)])
+# an estimated stream's measured and partial minutes are labelled estimated
+_ESTIMATED_FROM = np.array([MinuteQuality.MEASURED, MinuteQuality.PARTIAL], dtype=np.uint8)

@@ -51,6 +51,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -349,7 +350,7 @@ class MinuteWindow:
         pos = np.int32 if len(stamp) < 2**31 - 1 else np.int64
         before = stamps < end  # per stamp
         counts = before.astype(pos)
-        running = np.zeros(len(stamp) + 1, dtype=pos)
+        running: NDArray[np.signedinteger[Any]] = np.zeros(len(stamp) + 1, dtype=pos)
         for lo in range(0, len(stamp), _KEEP_CHUNK):  # 0/1 as counts, in chunks: no full-size temporary
             running[1 + lo : 1 + lo + _KEEP_CHUNK] = counts[stamp[lo : lo + _KEEP_CHUNK]]
         np.cumsum(running[1:], out=running[1:])

@@ -59,7 +59,7 @@ class ReadingBuffer:
         append), but the timestamps are a new array built from the stamp table."""
         n = self._n
         sig, stamp, val, qual = self._cols
-        return sig[start:n], self._stamps[stamp[start:n]], val[start:n], qual[start:n]  # type: ignore[return-value]
+        return sig[start:n], self._stamps[stamp[start:n]], val[start:n], qual[start:n]
 
     def append(self, sig: NDArray[np.int32], ts: NDArray[np.float64], val: NDArray[np.float64], qual: NDArray[np.uint8]) -> None:
         n, k = self._n, len(ts)
@@ -147,7 +147,7 @@ class ReadingBuffer:
                 col[: len(keep)] = col[keep]
             self._n = n = len(keep)
         self.saved = 0  # the order changed: an incremental checkpoint saves everything again
-        return sig[:n], stamp[:n], val[:n], qual[:n], stamps  # type: ignore[return-value]
+        return sig[:n], stamp[:n], val[:n], qual[:n], stamps
 
     def _resize(self, capacity: int) -> None:
         n, cols = self._n, list(self._cols)
@@ -187,7 +187,7 @@ def _order_by_signal(sig: NDArray[np.int32]) -> NDArray[np.int32]:
     if n >= 2**31:  # arrival indexes would not fit the key's low half
         order64 = np.argsort(sig, kind="stable")
         sig[:] = sig[order64]
-        return order64  # type: ignore[return-value]
+        return order64  # type: ignore[return-value]  # int64 only where an int32 permutation cannot index the buffer
     key = np.arange(n, dtype=np.int64)
     for lo in range(0, n, _KEY_CHUNK):  # in chunks: no full-size temporary
         key[lo : lo + _KEY_CHUNK] |= sig[lo : lo + _KEY_CHUNK].astype(np.int64) << 32

@@ -15,6 +15,7 @@ from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sources.pymodbus_client import RegisterServer
+from tests.factories import influx_section
 from tests.services.ports import free_port
 
 pytestmark = pytest.mark.integration
@@ -23,14 +24,7 @@ pytestmark = pytest.mark.integration
 def test_budget_alert_is_written_to_influx(tmp_path: Path, influxdb) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     data = demo_settings(DEMO_CONFIG, port, tmp_path / "ledger.sqlite", speed=60.0).model_dump()
-    data["influx"] = {
-        **data["influx"],
-        "enabled": True,
-        "url": influxdb.url,
-        "org": influxdb.org,
-        "bucket": influxdb.bucket,
-        "token": influxdb.token,
-    }
+    data["influx"] = {**data["influx"], **influx_section(influxdb)}
     year = int(__import__("datetime").datetime.now().year)
     # the demo plant emits about 5 t a minute, some 2.6 Mt a year: 1,000 t is far below it
     data["budget"] = {"carbon_price_cny_per_t": 82.8, "projection_min_days": 0, "years": [{"year": year, "allowance_t": 1000.0}]}

@@ -32,6 +32,7 @@ from gateway.pipeline import Gateway, supervise
 from gateway.settings.alerts import AlertMqttConfig, AlertsConfig
 from gateway.settings.site import GatewaySettings, RetryConfig
 from gateway.sinks.alerts_mqtt import AlertMqttSink
+from tests import factories
 from tests.services.mosquitto import MosquittoService
 
 pytestmark = [
@@ -136,20 +137,17 @@ async def retained_is(broker: MosquittoService, topic: str, check: Callable[[Any
 def minute(i: int, coverage: float, co2_kg: float = 50.0) -> list[MinuteResult]:
     """One closed minute of the sinter stream, `i` minutes after T0."""
     return [
-        MinuteResult(
-            T0 + 60.0 * i,
-            SITE,
+        factories.minute_result(
+            i,
             "sinter",
             "coke_breeze",
-            "direct",
-            "fuel_combustion",
-            0.02,
-            "t",
             co2_kg,
-            "cn.coke",
-            2500.0,
-            coverage,
-            "measured" if coverage >= 0.75 else "substituted",
+            start=T0,
+            site=SITE,
+            activity=0.02,
+            ef_kg_per_unit=2500.0,
+            coverage=coverage,
+            quality="measured" if coverage >= 0.75 else "substituted",
         )
     ]
 
@@ -199,15 +197,15 @@ async def test_each_raise_and_clear_once_across_a_broker_restart(
     task = asyncio.create_task(supervise(lambda: sink, FAST_RETRY, health, SystemClock()), name="alerts-mqtt")
     try:
         for i in range(4):  # 4 minutes at 30 % coverage: raised after 2 (min_duration 120 s)
-            stage(minute(i, 0.3))
+            stage(factories.results_of(minute(i, 0.3)))
         await wait_until(lambda: len(sub.messages()) == 1 and not store.unpublished(), what="the raise")
 
         broker.stop()
         # while the broker is away: clear, then a new raise; both wait in the outbox
         for i in range(4, 8):
-            stage(minute(i, 1.0))
+            stage(factories.results_of(minute(i, 1.0)))
         for i in range(8, 12):
-            stage(minute(i, 0.1))
+            stage(factories.results_of(minute(i, 0.1)))
         await asyncio.sleep(0.5)
         assert len(store.unpublished()) == 2
         assert not health.ok
@@ -253,8 +251,8 @@ class FixedClock:
 
 def site_settings(tmp_path: Path, prefix: str, port: int) -> GatewaySettings:
     alerts = coverage_alerts(prefix, port)
-    return GatewaySettings(
-        site={"name": SITE, "timezone": "Asia/Shanghai"},
+    return factories.site_settings(
+        {"name": SITE, "timezone": "Asia/Shanghai"},
         ledger={"path": str(tmp_path / "ledger.sqlite")},
         budget={
             "years": [{"year": 2026, "allowance_t": 100.0}],
@@ -268,13 +266,14 @@ def site_settings(tmp_path: Path, prefix: str, port: int) -> GatewaySettings:
 async def run_gateway_minutes(
     gw: Gateway, minutes: list[list[MinuteResult]], until: Callable[[], Any]
 ) -> None:
-    """Append and announce minutes like Gateway.on_frame, with the alert task running."""
-    tasks = [asyncio.create_task(make(), name=getattr(make, "task_name", "extra")) for make in gw.extra_tasks]
+    """Append and announce minutes like Gateway.on_frame, with the alert publisher running."""
+    publisher, health = gw.alert_publisher, gw.health.get("alerts-mqtt")
+    tasks = [asyncio.create_task(supervise(lambda: publisher, gw.settings.retry, health, gw.clock), name="alerts-mqtt")]
     try:
         for rows in minutes:
-            gw.ledger.append(rows)
-            for listener in gw.listeners:
-                listener(rows)
+            results = factories.results_of(rows)
+            gw.ledger.append(results)
+            gw.announce(results)
         await wait_until(until, what="publication")
     finally:
         for t in tasks:
@@ -297,7 +296,7 @@ async def test_retained_state_is_right_after_a_gateway_restart(
 
     # first life: 5 minutes at 20 % coverage, 50 kg each -> an active coverage alert
     gw = Gateway.build(settings, clock=FixedClock(T0 + 5 * 60))
-    stage = next(listener for listener in gw.listeners if isinstance(listener, AlertStage))
+    stage = gw.alerts
     await run_gateway_minutes(
         gw,
         [minute(i, 0.2) for i in range(5)],
@@ -310,7 +309,7 @@ async def test_retained_state_is_right_after_a_gateway_restart(
 
     # second life on the same ledger: the year to date and the active alert come back
     gw2 = Gateway.build(settings, clock=FixedClock(T0 + 5 * 60))
-    stage2 = next(listener for listener in gw2.listeners if isinstance(listener, AlertStage))
+    stage2 = gw2.alerts
     assert [a.id for a in stage2.active()] == [sub.messages()[0][2]["id"]]
     budget_topic = f"{unique_topic}/{SITE}/budget"
     await run_gateway_minutes(
@@ -361,7 +360,7 @@ async def test_hysteresis_gives_one_raise_on_a_noisy_signal(
     stage.notify = sink.notify
     async with sink:
         for i, c in enumerate(cov):
-            stage(minute(i, float(min(1.0, c))))
+            stage(factories.results_of(minute(i, float(min(1.0, c)))))
         await sink.drain_once()
     await wait_until(lambda: len(sub.messages()) >= len(store.events()), what="all events")
     states = [p["state"] for _, _, p in sub.messages()]

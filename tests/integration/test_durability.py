@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 import stat
 import time
-import tomllib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -27,27 +26,25 @@ from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sinks.influx import CURSOR
 from gateway.sources.pymodbus_client import RegisterServer
-from tests.integration.test_crash_kill9 import DEMO_CONFIG, _influx_rows
+from tests.factories import demo_plant, influx_section
+from tests.services.influxd import InfluxService
 from tests.services.ports import free_port
+from tests.support.influx import influx_rows
 
 pytestmark = pytest.mark.integration
 
 
-def settings_for(port: int, ledger: Path, influx) -> GatewaySettings:  # type: ignore[no-untyped-def]
-    data = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
-    for dev in data["modbus"]["devices"]:
-        dev.update(host="127.0.0.1", port=port, poll_s=5.0, timeout_s=2.0)
-    data["ledger"] = {"path": str(ledger), "checkpoint_s": 10.0}
-    data["influx"] = {
-        "enabled": True,
-        "url": influx.url,
-        "org": influx.org,
-        "bucket": influx.bucket,
-        "measurement": f"dur_{uuid.uuid4().hex[:8]}",
-        "batch_size": 50,
-        "timeout_s": 2.0,
-    }
-    data["retry"] = {"base_s": 0.2, "cap_s": 1.0}
+def settings_for(port: int, ledger: Path, influx: InfluxService) -> GatewaySettings:
+    measurement = f"dur_{uuid.uuid4().hex[:8]}"
+    influx_settings = influx_section(influx, token=False, measurement=measurement, batch_size=50, timeout_s=2.0)
+    data = demo_plant(
+        port,
+        ledger,
+        device={"poll_s": 5.0, "timeout_s": 2.0},
+        ledger={"checkpoint_s": 10.0},
+        influx=influx_settings,
+        retry={"base_s": 0.2, "cap_s": 1.0},
+    )
     return GatewaySettings(**data)
 
 
@@ -79,7 +76,7 @@ async def wait_for(cond: Callable[[], bool], timeout_s: float, what: str) -> Non
 def check_ledger_matches_influx(ledger_path: Path, influx, measurement: str) -> list:  # type: ignore[no-untyped-def]
     assert verify_ledger(ledger_path).ok
     ledger = Ledger(ledger_path, readonly=True)
-    current = [r for _, r in ledger.current()]
+    current = [r for _, r in ledger.reader.current()]
     ledger.close()
     keys = Counter(r.key() for r in current)
     assert max(keys.values()) == 1
@@ -87,7 +84,7 @@ def check_ledger_matches_influx(ledger_path: Path, influx, measurement: str) -> 
     assert minutes == [minutes[0] + 60 * i for i in range(len(minutes))], (
         "a minute is missing from the ledger"
     )
-    stored = _influx_rows(influx, measurement)
+    stored = influx_rows(influx, measurement)
     assert set(stored) == {r.key() for r in current}
     for r in current:
         assert stored[r.key()]["co2_kg"] == pytest.approx(r.co2_kg, rel=1e-12, abs=1e-12)
@@ -102,7 +99,7 @@ async def test_influx_outage_backlog_waits_on_disk_and_drains(influxdb_factory, 
         led, sink = gw.ledger, gw.influx
         assert sink is not None
         await wait_for(
-            lambda: led.head_seq >= 12 and led.cursor(CURSOR) == led.head_seq, 30, "two minutes delivered"
+            lambda: led.head_seq >= 12 and led.outbox.cursor(CURSOR) == led.head_seq, 30, "two minutes delivered"
         )
         influx.stop()
         down_at = led.head_seq
@@ -110,15 +107,15 @@ async def test_influx_outage_backlog_waits_on_disk_and_drains(influxdb_factory, 
             lambda: led.head_seq >= down_at + 6 * 6, 30, "six minutes closed while InfluxDB is down"
         )
         assert (
-            led.cursor(CURSOR) <= down_at and sink.counters.backlog > 0 and sink.counters.batches_failed > 0
+            led.outbox.cursor(CURSOR) <= down_at and sink.counters.backlog > 0 and sink.counters.batches_failed > 0
         )
         influx.start()
         await wait_for(
-            lambda: led.cursor(CURSOR) == led.head_seq and sink.counters.backlog == 0,
+            lambda: led.outbox.cursor(CURSOR) == led.head_seq and sink.counters.backlog == 0,
             30,
             "the backlog to drain",
         )
-        assert not led.quarantined()
+        assert not led.outbox.quarantined()
     check_ledger_matches_influx(settings.ledger.path, influx, settings.influx.measurement)
 
 
@@ -128,23 +125,20 @@ async def test_ledger_disk_refusing_writes_is_survived_and_flagged(influxdb, tmp
         led = gw.ledger
         await wait_for(lambda: led.head_seq >= 12, 30, "two minutes in the ledger")
         # A file system remounted read-only refuses SQLite's writes with SQLITE_READONLY. chmod
-        # cannot emulate that for root, so the connection is swapped for a read-only one.
-        good = led._db
-        ro = sqlite3.connect(
-            f"{led.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-        led._db = ro
-        before = good.execute("SELECT count(*) FROM minutes").fetchone()[0]
+        # cannot emulate that for root, so the ledger's connection is made read-only (query_only).
+        led._db.execute("PRAGMA query_only = ON")
+        counter = sqlite3.connect(f"{led.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        before = counter.execute("SELECT count(*) FROM minutes").fetchone()[0]
         await wait_for(lambda: led.pending >= 3 * 6, 30, "three minutes held in memory")
-        assert good.execute("SELECT count(*) FROM minutes").fetchone()[0] == before
+        assert counter.execute("SELECT count(*) FROM minutes").fetchone()[0] == before
         assert led.counters.write_failures >= 3
-        led._db = good
-        ro.close()
+        led._db.execute("PRAGMA query_only = OFF")
+        counter.close()
         await wait_for(
             lambda: led.pending == 0 and led.head_seq >= before + 4 * 6, 30, "held minutes written"
         )
         assert gw.influx is not None
-        await wait_for(lambda: led.cursor(CURSOR) == led.head_seq, 30, "InfluxDB to catch up")
+        await wait_for(lambda: led.outbox.cursor(CURSOR) == led.head_seq, 30, "InfluxDB to catch up")
     current = check_ledger_matches_influx(settings.ledger.path, influxdb, settings.influx.measurement)
     delayed = sorted({r.minute_start for r in current if DELAYED_FLAG in r.flags.split(";")})
     assert len(delayed) >= 3

@@ -19,10 +19,13 @@ from gateway.cli import main
 from gateway.core.model import MinuteResult
 from gateway.export import monthly
 from gateway.export.documents import ExportContext, build_summary
-from gateway.export.tables import RECORD_FIELDS, aggregate_month, month_period, rows_from_records
+from gateway.export.tables import aggregate_month, month_period, rows_from_records
 from gateway.ledger import audit as ledger_audit
+from gateway.ledger import month as ledger_month
+from gateway.ledger.month import RECORD_FIELDS, LedgerHead
 from gateway.ledger.store import Ledger
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
+from tests.factories import minute_result, results_of
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +97,7 @@ def minute(ts: float, process: str, **kw: Any) -> MinuteResult:
         )
     base.update(coverage=1.0, quality="measured", flags="")
     base.update(kw)
-    return MinuteResult(minute_start=ts, site="test-works", process=process, **base)  # type: ignore[arg-type]
+    return minute_result(minute_start=ts, site="test-works", process=process, **base)
 
 
 def build_ledger(path: Path, days: int = 3, step_min: int = 5) -> None:
@@ -115,7 +118,7 @@ def build_ledger(path: Path, days: int = 3, step_min: int = 5) -> None:
         results.append(minute(ts, "utilities"))
     results.append(minute(datetime(2026, 12, 1, tzinfo=TZ).timestamp(), "blast_furnace"))
     lg = Ledger(path, clock=lambda: RECORDED_AT)
-    lg.append(results)
+    lg.append(results_of(results))
     lg.close()
 
 
@@ -240,7 +243,7 @@ def test_a_correction_after_export_is_a_restatement(site: tuple[Path, Path], tmp
     first_head = json.loads((out / "manifest.json").read_text())["ledger"]["head_hash"]
     lg = Ledger(ledger, clock=lambda: RECORDED_AT + 86400)
     ts = MONTH_START + 60 * 10
-    seq = lg.current_seq(ts, "blast_furnace", "coke")
+    seq = lg.reader.current_seq(ts, "blast_furnace", "coke")
     assert seq is not None
     lg.correct(
         [(seq, minute(ts, "blast_furnace", co2_kg=1426.5 + 1000.0))],
@@ -291,10 +294,10 @@ def test_sqlite_cells_match_the_reference_aggregation(site: tuple[Path, Path], t
     config, ledger = site
     lg = Ledger(ledger, clock=lambda: RECORDED_AT + 60)
     ts = MONTH_START + 60 * 25
-    old = lg.current_seq(ts, "utilities", "purchased_electricity")
+    old = lg.reader.current_seq(ts, "utilities", "purchased_electricity")
     assert old is not None
     lg.correct([(old, minute(ts, "utilities", co2_kg=5.0, quality="estimated"))], "meter swap, estimated")
-    records = [(seq, *(getattr(r, f) for f in RECORD_FIELDS[1:])) for seq, r in lg.current()]
+    records = [(seq, *(getattr(r, f) for f in RECORD_FIELDS[1:])) for seq, r in lg.reader.current()]
     lg.close()
     settings = load_settings(config)
     result = monthly.export_month(settings, b"", ledger, "2026-11", tmp_path / "out")
@@ -372,9 +375,9 @@ def test_rows_appended_after_the_head_is_pinned_are_left_out(
     lg = Ledger(ledger, clock=lambda: RECORDED_AT)
     pinned = (lg.head_seq, lg.head_hash)
     late = MONTH_START + 10 * 86400
-    lg.append([minute(late, "blast_furnace", co2_kg=1e6)])  # arrives "during" the export
+    lg.append(results_of([minute(late, "blast_furnace", co2_kg=1e6)]))  # arrives "during" the export
     lg.close()
-    monkeypatch.setattr(monthly, "_pinned_head", lambda _path: pinned)
+    monkeypatch.setattr(ledger_month, "pin_head", lambda _path: LedgerHead(*pinned))
     calls: list[tuple[str, int, int]] = []
     result = monthly.export_month(
         load_settings(config), b"", ledger, "2026-11", tmp_path / "out", progress=lambda *a: calls.append(a)
@@ -405,16 +408,16 @@ def test_native_and_python_walks_export_the_same_bytes(
     lg = Ledger(ledger, clock=lambda: RECORDED_AT + 60)
     for k in (37, 300, 700):  # corrections on all three days, the first of a substituted minute
         ts = MONTH_START + 60 * 5 * k
-        old = lg.current_seq(ts, "blast_furnace", "coke")
+        old = lg.reader.current_seq(ts, "blast_furnace", "coke")
         assert old is not None
         lg.correct([(old, minute(ts, "blast_furnace", co2_kg=1000.0 + k, quality="estimated"))], f"ticket {k}")
     # A cell whose exact sum needs more partials than the native walk keeps: handed over row by row.
     day2 = MONTH_START + 86400 + 30
-    lg.append([minute(day2 + 60 * i, "sinter", stream="fuel", co2_kg=10.0 ** (-200 + 15 * i)) for i in range(15)])
+    lg.append(results_of([minute(day2 + 60 * i, "sinter", stream="fuel", co2_kg=10.0 ** (-200 + 15 * i)) for i in range(15)]))
     pinned = (lg.head_seq, lg.head_hash)
     lg.correct([(pinned[0], minute(day2 + 60 * 14, "sinter", stream="fuel", co2_kg=1.0))], "after the head")
     lg.close()
-    monkeypatch.setattr(monthly, "_pinned_head", lambda _path: pinned)
+    monkeypatch.setattr(ledger_month, "pin_head", lambda _path: LedgerHead(*pinned))
     period = month_period("2026-11", "Asia/Shanghai")
     window = ledger_audit.MonthWindow(tuple(period.day_starts_s.tolist()), pinned[0])
     report, sums = ledger_audit.walk_ledger(ledger, month=window)
@@ -428,7 +431,7 @@ def test_native_and_python_walks_export_the_same_bytes(
     summary = json.loads(reference["summary.json"])
     assert summary["data_quality"]["corrections"] == 3
     for threads, rows_per_thread in ((1, 50_000), (2, 50), (3, 7)):
-        monkeypatch.setattr(monthly, "cpus", lambda threads=threads: threads)
+        monkeypatch.setattr(ledger_month, "cpus", lambda threads=threads: threads)
         monkeypatch.setattr(ledger_audit, "ROWS_PER_THREAD", rows_per_thread)
         got = exported(config, ledger, tmp_path / f"native-{threads}")
         assert got.keys() == reference.keys()

@@ -7,7 +7,6 @@ total must be the sum of the plants' ledgers.
 """
 
 import asyncio
-import tomllib
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -15,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from gateway.commands.demo import DEMO_CONFIG, free_port
 from gateway.core.clock import ScaledClock
 from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sources.pymodbus_client import RegisterServer
+from tests.factories import demo_plant, influx_section
+from tests.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,8 @@ MINUTES = 2
 
 
 def site_settings(site: str, port: int, ledger: Path, influxdb: Any) -> GatewaySettings:
-    data = tomllib.loads(DEMO_CONFIG.read_text(encoding="utf-8"))
+    data = demo_plant(port, ledger, influx=influx_section(influxdb))
     data["site"]["name"] = site
-    for dev in data["modbus"]["devices"]:
-        dev["host"], dev["port"] = "127.0.0.1", port
-    data["ledger"] = {"path": str(ledger)}
-    data["influx"] = {
-        "enabled": True,
-        "url": influxdb.url,
-        "org": influxdb.org,
-        "bucket": influxdb.bucket,
-        "token": influxdb.token,
-    }
     return GatewaySettings(**data)
 
 
@@ -72,7 +62,7 @@ def fleet(influxdb, tmp_path_factory) -> dict[str, dict[tuple[int, str, str], fl
     ledgers: dict[str, dict[tuple[int, str, str], float]] = {}
     for site, gw in zip(sites, gateways, strict=True):
         assert gw.influx is not None and gw.influx.counters.backlog == 0, "every row reached InfluxDB"
-        rows = list(gw.ledger.results())
+        rows = list(gw.ledger.reader.results())
         gw.close()
         assert rows and {r.site for r in rows} == {site}
         ledgers[site] = {(int(r.minute_start), r.process, r.stream): r.co2_kg for r in rows}

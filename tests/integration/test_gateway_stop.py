@@ -81,7 +81,7 @@ def _check_ledger(path: Path) -> list[float]:
     report = verify_ledger(path)
     assert report.ok, report.problem
     ledger = Ledger(path, readonly=True)
-    current = [r for _, r in ledger.current()]
+    current = [r for _, r in ledger.reader.current()]
     ledger.close()
     assert current, "no minute in the ledger"
     assert max(Counter(r.key() for r in current).values()) == 1, "a minute is stored twice"

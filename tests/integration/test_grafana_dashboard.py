@@ -18,6 +18,7 @@ from gateway.core.model import MinuteResult
 from gateway.ledger.store import Ledger
 from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import InfluxSink
+from tests.factories import influx_section, minute_result, results_of
 
 pytestmark = pytest.mark.integration
 
@@ -33,51 +34,39 @@ def site_results(site: str, scale: float, end_minute: float) -> list[MinuteResul
         t = end_minute - 60.0 * (MINUTES - 1 - i)
         substituted = i % 10 == 0
         out += [
-            MinuteResult(
-                t,
-                site,
-                "blast_furnace",
-                "coke",
-                "direct",
-                "fuel_combustion",
-                0.5,
-                "t",
-                50.0 * scale,
-                "cn.coke",
-                100.0,
-                0.5 if substituted else 1.0,
-                "substituted" if substituted else "measured",
-                "last_good" if substituted else "",
+            minute_result(
+                minute_start=t,
+                site=site,
+                process="blast_furnace",
+                stream="coke",
+                co2_kg=50.0 * scale,
+                ef_kg_per_unit=100.0,
+                coverage=0.5 if substituted else 1.0,
+                quality="substituted" if substituted else "measured",
+                flags="last_good" if substituted else "",
             ),
-            MinuteResult(
-                t,
-                site,
-                "blast_furnace",
-                "pci",
-                "direct",
-                "fuel_combustion",
-                0.1,
-                "t",
-                10.0 * scale,
-                "cn.pci",
-                100.0,
-                1.0,
-                "measured",
+            minute_result(
+                minute_start=t,
+                site=site,
+                process="blast_furnace",
+                stream="pci",
+                activity=0.1,
+                co2_kg=10.0 * scale,
+                factor_id="cn.pci",
+                ef_kg_per_unit=100.0,
             ),
-            MinuteResult(
-                t,
-                site,
-                "ladle_furnace",
-                "electricity",
-                "indirect",
-                "electricity",
-                8.0,
-                "kWh",
-                5.0 * scale,
-                "cn.grid",
-                0.6,
-                1.0,
-                "measured",
+            minute_result(
+                minute_start=t,
+                site=site,
+                process="ladle_furnace",
+                stream="electricity",
+                scope="indirect",
+                method="electricity",
+                activity=8.0,
+                activity_unit="kWh",
+                co2_kg=5.0 * scale,
+                factor_id="cn.grid",
+                ef_kg_per_unit=0.6,
             ),
         ]
     return out
@@ -86,10 +75,8 @@ def site_results(site: str, scale: float, end_minute: float) -> list[MinuteResul
 async def deliver(influxdb: Any, ledger_path: Path, results: list[MinuteResult]) -> int:
     ledger = Ledger(ledger_path)
     try:
-        ledger.append(results)
-        cfg = InfluxConfig(
-            enabled=True, url=influxdb.url, org=influxdb.org, bucket=influxdb.bucket, token=influxdb.token
-        )
+        ledger.append(results_of(results))
+        cfg = InfluxConfig(**influx_section(influxdb))
         written = 0
         async with InfluxSink(cfg, ledger, RetryConfig()) as sink:
             while n := await sink.drain_once():

@@ -19,7 +19,8 @@ from gateway.core.errors import SinkWriteError
 from gateway.ledger.store import Ledger
 from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import CURSOR, InfluxSink, parse_retry_after
-from tests.unit.test_ledger import result
+from tests.factories import minute_result as result
+from tests.factories import results_of
 
 pytestmark = pytest.mark.integration
 
@@ -91,13 +92,13 @@ def ledger(tmp_path: Path) -> Ledger:
 
 
 async def test_429_and_503_honour_retry_after(peer: Peer, ledger: Ledger) -> None:
-    ledger.append([result(m) for m in range(3)])
+    ledger.append(results_of([result(m) for m in range(3)]))
     peer.script = [
         (429, {"Retry-After": "1"}, "slow down"),
         lambda _: (503, {"Retry-After": formatdate(time.time() + 2, usegmt=True)}, "busy"),
     ]
     sink = make_sink(peer, ledger)
-    await run_until(sink, lambda: ledger.cursor(CURSOR) == ledger.head_seq)
+    await run_until(sink, lambda: ledger.outbox.cursor(CURSOR) == ledger.head_seq)
     t = [r[0] for r in peer.requests]
     assert len(t) == 3
     assert t[1] - t[0] >= 1.0  # waited the 429's Retry-After (plus at most 10 % jitter)
@@ -107,7 +108,7 @@ async def test_429_and_503_honour_retry_after(peer: Peer, ledger: Ledger) -> Non
 
 
 async def test_unreachable_then_up_uses_jittered_backoff(tmp_path: Path, ledger: Ledger) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     cfg = InfluxConfig(enabled=True, url="http://127.0.0.1:9", token=SECRET, timeout_s=1)
     sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.05, cap_s=0.2))
     async with sink:
@@ -117,11 +118,11 @@ async def test_unreachable_then_up_uses_jittered_backoff(tmp_path: Path, ledger:
         await asyncio.gather(task, return_exceptions=True)
     assert sink.counters.batches_failed >= 4  # backoff capped at 0.2 s: several attempts, none lost
     assert sink.counters.failing and "unreachable" in sink.counters.last_error
-    assert ledger.cursor(CURSOR) == 0 and sink.counters.backlog == 1
+    assert ledger.outbox.cursor(CURSOR) == 0 and sink.counters.backlog == 1
 
 
 async def test_refused_rows_are_quarantined_and_the_rest_written(peer: Peer, ledger: Ledger) -> None:
-    ledger.append([result(m, process=("poison" if m in (3, 11) else "sinter")) for m in range(16)])
+    ledger.append(results_of([result(m, process=("poison" if m in (3, 11) else "sinter")) for m in range(16)]))
 
     def refuse_poison(lines: list[str]) -> tuple[int, dict[str, str], str] | None:
         if any("process=poison" in ln for ln in lines):
@@ -130,9 +131,9 @@ async def test_refused_rows_are_quarantined_and_the_rest_written(peer: Peer, led
 
     peer.default = refuse_poison
     sink = make_sink(peer, ledger, batch_size=16)
-    await run_until(sink, lambda: ledger.cursor(CURSOR) == ledger.head_seq)
+    await run_until(sink, lambda: ledger.outbox.cursor(CURSOR) == ledger.head_seq)
     assert len(peer.stored) == 14
-    q = ledger.quarantined("influx")
+    q = ledger.outbox.quarantined("influx")
     assert [(x["first_seq"], x["status"]) for x in q] == [(4, 400), (12, 400)]
     assert "field type conflict" in str(q[0]["message"])
     assert sink.counters.quarantined_rows == 2
@@ -143,12 +144,12 @@ async def test_refused_rows_are_quarantined_and_the_rest_written(peer: Peer, led
 async def test_auth_failure_is_retried_not_quarantined(
     peer: Peer, ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ledger.append([result(0), result(1)])
+    ledger.append(results_of([result(0), result(1)]))
     peer.script = [(401, {}, "unauthorized access")] * 3
     sink = make_sink(peer, ledger)
     with caplog.at_level(logging.DEBUG):
-        await run_until(sink, lambda: ledger.cursor(CURSOR) == ledger.head_seq)
-    assert len(peer.stored) == 2 and not ledger.quarantined()
+        await run_until(sink, lambda: ledger.outbox.cursor(CURSOR) == ledger.head_seq)
+    assert len(peer.stored) == 2 and not ledger.outbox.quarantined()
     assert any("401" in r.getMessage() and "token" in r.getMessage() for r in caplog.records)
     # the token went to the server, and nowhere into the logs
     assert peer.requests[0][2]["Authorization"] == f"Token {SECRET}"
@@ -156,12 +157,12 @@ async def test_auth_failure_is_retried_not_quarantined(
 
 
 async def test_live_minutes_are_not_starved_by_a_backlog(peer: Peer, ledger: Ledger) -> None:
-    ledger.append([result(m) for m in range(100)])  # a backlog of 10 batches
+    ledger.append(results_of([result(m) for m in range(100)]))  # a backlog of 10 batches
     sink = make_sink(peer, ledger, batch_size=10)
     async with sink:
         await sink.drain_once()  # one step: max_batches (4) batches of backlog
         assert len(peer.requests) == sink.max_batches
-        ledger.append([result(1000, "live", "now")])  # a minute closes while the backlog drains
+        ledger.append(results_of([result(1000, "live", "now")]))  # a minute closes while the backlog drains
         await sink.drain_once()
         live = [
             i for i, (_, lines, _) in enumerate(peer.requests) if any("process=live" in ln for ln in lines)
@@ -176,15 +177,15 @@ async def test_live_minutes_are_not_starved_by_a_backlog(peer: Peer, ledger: Led
     assert backlog_order == sorted(backlog_order), "the backlog drains oldest first"
     assert len(peer.stored) == 101 and sink.counters.backlog == 0
     assert (
-        ledger.cursor(CURSOR) == ledger.head_seq and ledger.cursor("influx_live_mark") == 0
+        ledger.outbox.cursor(CURSOR) == ledger.head_seq and ledger.outbox.cursor("influx_live_mark") == 0
     )  # cursors joined
 
 
 async def test_only_the_current_view_reaches_influx(peer: Peer, ledger: Ledger) -> None:
-    ledger.append([result(0, co2_kg=1.0), result(1, co2_kg=1.0)])
+    ledger.append(results_of([result(0, co2_kg=1.0), result(1, co2_kg=1.0)]))
     ledger.correct([(1, result(0, co2_kg=2.0))], "late samples")
     sink = make_sink(peer, ledger)
-    await run_until(sink, lambda: ledger.cursor(CURSOR) == ledger.head_seq)
+    await run_until(sink, lambda: ledger.outbox.cursor(CURSOR) == ledger.head_seq)
     written = [ln for _, lines, _ in peer.requests for ln in lines]
     assert len(written) == 2 and all("co2_kg=1.0," not in ln or "coke_breeze" in ln for ln in written)
     assert sorted("co2_kg=2.0," in ln for ln in written) == [False, True]
@@ -203,7 +204,7 @@ async def test_token_from_file_is_used_and_never_logged(
     token_file = tmp_path / "influx.token"
     token_file.write_text(SECRET + "\n")
     token_file.chmod(0o600)
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     # a misbehaving proxy that echoes the Authorization header in its error
     peer.script = [
         lambda lines: (401, {}, f"bad credentials: Token {SECRET}"),
@@ -212,7 +213,7 @@ async def test_token_from_file_is_used_and_never_logged(
     cfg = InfluxConfig(enabled=True, url=peer.url, token_file=token_file, timeout_s=5)
     sink = InfluxSink(cfg, ledger, RetryConfig(base_s=0.05, cap_s=0.2))
     with caplog.at_level(logging.DEBUG):
-        await run_until(sink, lambda: ledger.cursor(CURSOR) == ledger.head_seq)
+        await run_until(sink, lambda: ledger.outbox.cursor(CURSOR) == ledger.head_seq)
         logging.getLogger("test").info("settings: %s", cfg)  # what a careless "print the config" would log
     assert peer.requests[-1][2]["Authorization"] == f"Token {SECRET}"
     text = "\n".join(r.getMessage() for r in caplog.records)
@@ -230,13 +231,13 @@ async def test_unreadable_token_file_fails_at_start_naming_the_file(ledger: Ledg
 async def test_a_failure_among_overlapping_requests_keeps_the_cursor_honest(
     peer: Peer, ledger: Ledger
 ) -> None:
-    ledger.append([result(m) for m in range(40)])
+    ledger.append(results_of([result(m) for m in range(40)]))
     sink = make_sink(peer, ledger, batch_size=10)
     peer.script = [None, (503, {}, "overloaded")]  # batch 1 accepted, batch 2 refused for now
     async with sink:
         with pytest.raises(SinkWriteError):
             await sink.drain_once()
-        assert ledger.cursor(CURSOR) == 10  # only what was acknowledged in order
+        assert ledger.outbox.cursor(CURSOR) == 10  # only what was acknowledged in order
         while await sink.drain_once():
             pass
-    assert ledger.cursor(CURSOR) == 40 and len(peer.stored) == 40
+    assert ledger.outbox.cursor(CURSOR) == 40 and len(peer.stored) == 40

@@ -115,7 +115,7 @@ def test_a_lab_ncv_entered_later_restates_the_minutes_it_covers(
     out = tmp_path / "export"
     assert export(config, ledger_path, out) == 0
     lg = Ledger(ledger_path, readonly=True)
-    before = {r.key(): (seq, r) for seq, r in lg.current()}
+    before = {r.key(): (seq, r) for seq, r in lg.reader.current()}
     lg.close()
     coke_after_lab = [r for _, r in before.values() if r.stream == "coke" and r.minute_start >= LAB_FROM]
     assert len(coke_after_lab) >= 60 and all(r.activity > 0 for r in coke_after_lab)
@@ -145,8 +145,8 @@ def test_a_lab_ncv_entered_later_restates_the_minutes_it_covers(
 
     ef_lab_kg = LAB_NCV_GJ_PER_T * 0.02942 * 0.93 * CO2_PER_C * 1000.0
     lg = Ledger(ledger_path, readonly=True)
-    now = {r.key(): r for r in lg.results()}
-    history = list(lg.history())
+    now = {r.key(): r for r in lg.reader.results()}
+    history = list(lg.reader.history())
     lg.close()
     assert now.keys() == before.keys()
     delta_kg = 0.0

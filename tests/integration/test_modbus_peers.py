@@ -19,8 +19,8 @@ import pytest
 
 from gateway.codec import encode_value
 from gateway.core.model import SampleQuality
-from tests.integration.test_modbus_source import build, source
 from tests.services.ports import free_port
+from tests.support.modbus import build, source
 
 pytestmark = pytest.mark.integration
 

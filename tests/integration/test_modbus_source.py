@@ -9,49 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import numpy as np
 import pytest
 
 from gateway.codec import decode_registers, encode_value
-from gateway.core.clock import SystemClock
-from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
-from gateway.core.signals import SignalTable
-from gateway.settings.site import GatewaySettings, ModbusDeviceConfig, RetryConfig
-from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.sources.pymodbus_client import RegisterServer
 from tests.services.ports import free_port
+from tests.support.modbus import FAST_RETRY, build, collect, source
 
 pytestmark = pytest.mark.integration
-
-FAST_RETRY = RetryConfig(base_s=0.05, cap_s=0.4)
-
-
-def build(devices: list[dict[str, Any]]) -> tuple[list[ModbusDeviceConfig], SignalTable]:
-    signals = {p["signal"]: {"unit": "t/h"} for d in devices for p in d["points"]}
-    settings = GatewaySettings(site={"name": "t"}, signals=signals, modbus={"devices": devices})
-    return list(settings.modbus.devices), SignalTable.from_settings(settings)
-
-
-def source(
-    dev: ModbusDeviceConfig,
-    signals: SignalTable,
-    queue: asyncio.Queue[SampleBatch] | None = None,
-    links: ModbusLinkPool | None = None,
-) -> ModbusSource:
-    return ModbusSource(
-        dev,
-        signals,
-        queue or asyncio.Queue(),
-        SystemClock(),
-        ComponentHealth(f"modbus[{dev.name}]"),
-        links=links,
-        retry=FAST_RETRY,
-    )
-
 
 class Recorder:
     """A fill callback holding fixed registers; counts reads; refuses reads touching `refuse`."""
@@ -207,31 +176,6 @@ class SilentServer:
 
     async def __aexit__(self, *exc: object) -> None:
         self._server.close()
-
-
-async def collect(
-    sources: list[ModbusSource], queue: asyncio.Queue[SampleBatch], seconds: float
-) -> dict[str, list[tuple[float, SampleBatch]]]:
-    """Run the sources for `seconds`; (arrival time, batch) per source name."""
-    got: dict[str, list[tuple[float, SampleBatch]]] = {s.cfg.name: [] for s in sources}
-
-    async def drain() -> None:
-        while True:
-            batch = await queue.get()
-            got[batch.source].append((time.monotonic(), batch))
-
-    async def run(src: ModbusSource) -> None:
-        async with src:
-            await src.run()
-
-    tasks = [asyncio.create_task(run(s)) for s in sources] + [asyncio.create_task(drain())]
-    await asyncio.sleep(seconds)
-    for t in tasks:
-        t.cancel()
-    # a source must stop promptly when cancelled (a service manager's stop does the same)
-    _, pending = await asyncio.wait(tasks, timeout=10.0)
-    assert not pending, f"{len(pending)} source task(s) did not stop within 10 s of cancellation"
-    return got
 
 
 @pytest.mark.flaky(reruns=2, reruns_delay=1)  # wall-clock timing on a shared 2-core machine; a real fault fails every rerun

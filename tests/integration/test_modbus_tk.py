@@ -19,10 +19,8 @@ import gateway.sources.pymodbus_client as adapter
 from gateway.codec import encode_value
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.sources.modbus_link import ModbusLinkPool
-from tests.integration.test_modbus_source import FAST_RETRY, build, collect, source
-from tests.services.binaries import require_binary
-from tests.services.ports import free_port
-from tests.services.process import ManagedProcess, log_dir
+from tests.services.socat import SocatTcpBridge
+from tests.support.modbus import FAST_RETRY, build, collect, source
 
 pytestmark = pytest.mark.integration
 
@@ -225,24 +223,8 @@ async def test_rtu_over_tcp_through_a_serial_bridge(socat_pair: Any, modbus_tk_s
     slave = modbus_tk_slave(
         {"transport": "rtu", "device": pair.b, "baudrate": 115200, "units": {"4": blocks}}
     )
-    port = free_port()
-    bridge = ManagedProcess(
-        f"socat tcp {port} <-> {pair.a}",
-        # no fork, and no probe connection: a second reader on the pty would steal replies
-        [
-            require_binary("socat"),
-            "-d",
-            "-d",
-            f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr",
-            f"FILE:{pair.a},raw,echo=0",
-        ],
-        log_path=log_dir() / f"socat-bridge-{port}.log",
-    )
-    bridge.start()
-    try:
-        bridge.wait_ready(
-            lambda: "listening on" in bridge.log_tail(50), timeout_s=10, what=f"listening on {port}"
-        )
+    with SocatTcpBridge(pair.a) as bridge:  # no fork, no probe connection (see SocatTcpBridge)
+        port = bridge.port
         (dev,), signals = build(
             [
                 {
@@ -259,6 +241,4 @@ async def test_rtu_over_tcp_through_a_serial_bridge(socat_pair: Any, modbus_tk_s
         async with source(dev, signals) as src:
             for _ in range(3):
                 check_mixed(await src.poll_once(time.time()))
-    finally:
-        bridge.stop()
     assert set(slave.function_codes()) == READS

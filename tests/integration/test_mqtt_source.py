@@ -20,8 +20,9 @@ from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.pipeline import supervise
-from gateway.settings.site import GatewaySettings, RetryConfig
+from gateway.settings.site import RetryConfig
 from gateway.sources.mqtt import MqttSource
+from tests.factories import site_settings
 from tests.services.binaries import require_binary
 from tests.services.mosquitto import MosquittoService
 from tests.services.ports import free_port
@@ -34,8 +35,8 @@ FAST_RETRY = RetryConfig(base_s=0.05, cap_s=0.5)
 def make(
     broker: dict[str, Any], queue_size: int = 1000
 ) -> tuple[MqttSource, asyncio.Queue[SampleBatch], SignalTable]:
-    settings = GatewaySettings(
-        site={"name": "t"},
+    settings = site_settings(
+        "t",
         signals={"flow": {"unit": "t/h"}, "power": {"unit": "kW"}, "gas.flow": {"unit": "t/h"}},
         mqtt={"brokers": [{"name": "b", **broker}]},
     )
@@ -280,8 +281,8 @@ async def test_gateway_runs_one_supervised_task_per_broker(
 ) -> None:
     from gateway.pipeline import Gateway
 
-    settings = GatewaySettings(
-        site={"name": "t"},
+    settings = site_settings(
+        "t",
         signals={"power": {"unit": "kW"}},
         ledger={"path": str(tmp_path / "l.sqlite")},
         mqtt={

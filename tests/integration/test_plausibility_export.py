@@ -23,6 +23,7 @@ from gateway.core.model import MinuteResult
 from gateway.ledger import audit as ledger_audit
 from gateway.ledger.store import Ledger
 from gateway.sim.plant import data_dir
+from tests.factories import minute_result, results_of
 
 pytestmark = pytest.mark.integration
 
@@ -105,20 +106,14 @@ NOV_1 = 1_793_462_400.0  # 2026-11-01T00:00+08:00
 
 
 def minute(ts: float, co2_kg: float, activity: float = 0.5) -> MinuteResult:
-    return MinuteResult(
-        ts,
-        "test-works",
-        "blast_furnace",
-        "coke",
-        "direct",
-        "fuel_combustion",
-        activity,
-        "t",
-        co2_kg,
-        "cn.coke",
-        2853.0,
-        1.0,
-        "measured",
+    return minute_result(
+        minute_start=ts,
+        site="test-works",
+        process="blast_furnace",
+        stream="coke",
+        activity=activity,
+        co2_kg=co2_kg,
+        ef_kg_per_unit=2853.0,
     )
 
 
@@ -129,7 +124,7 @@ def absurd_ledger(path: Path, absurd: list[float]) -> int:
     first = len(rows) + 1
     rows += [minute(NOV_1 + 86400 + 60 * (7 + 10 * i), kg) for i, kg in enumerate(absurd)]
     lg = Ledger(path, clock=lambda: 1_800_000_000.0)
-    lg.append(rows)
+    lg.append(results_of(rows))
     lg.close()
     return first
 

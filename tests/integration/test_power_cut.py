@@ -1,8 +1,8 @@
 """A power cut, not only kill -9: what was not on disk at the cut is lost or torn, and the restart
 completes or marks the interrupted minute, never counts one twice and never silently drops one.
 
-The gateway runs as in test_crash_kill9.py (a subprocess polling the simulated plant at 60x).
-After its kill -9 the files are damaged the way a power cut can leave them:
+The gateway runs as in test_crash_kill9.py (a subprocess, tests/support/gateway_child.py, polling
+the simulated plant at 60x). After its kill -9 the files are damaged the way a power cut can leave them:
 
 - torn WAL frame: the ledger's -wal file is cut in the middle of the last frame of the newest
   transaction (its commit never completed), and the -shm index, which is never synced, is
@@ -37,7 +37,8 @@ import pytest
 
 from gateway.ledger.audit import verify_ledger
 from gateway.ledger.store import Ledger
-from tests.integration.test_crash_kill9 import REPO, SPEED, AnchoredClock, _spawn, _started, site_settings
+from tests.factories import REPO
+from tests.support.gateway_child import SPEED, AnchoredClock, child_site, spawn, started
 
 pytestmark = pytest.mark.integration
 
@@ -130,7 +131,7 @@ async def test_restart_after_a_power_cut_recovers(damage: str, tmp_path: Path) -
     clock = AnchoredClock(SPEED, time.time(), time.monotonic())
     port = free_port()
     ledger_path = tmp_path / "var" / "ledger.sqlite"
-    settings = site_settings(port, ledger_path, {})
+    settings = child_site(port, ledger_path, {})
     settings["influx"] = {"enabled": False}
     # checkpoints every 5 site seconds: a WAL of many small transactions, as on a live site
     settings["ledger"] = {"path": str(ledger_path), "checkpoint_s": 5.0}
@@ -141,8 +142,8 @@ async def test_restart_after_a_power_cut_recovers(damage: str, tmp_path: Path) -
     log = tmp_path / "gateway.log"
     plant = SimulatedPlant(clock)
     async with RegisterServer(port=port, fills={u: plant.fill(u) for u in UNITS.values()}, n_registers=16):
-        proc = await _spawn(settings_file, clock, log, env)
-        await _started(proc, log)
+        proc = await spawn(settings_file, clock, log, env)
+        await started(proc, log)
         await asyncio.sleep(3.3)  # about three site minutes, the last one in progress at the cut
         assert proc.returncode is None, f"gateway exited early; see {log}"
         proc.send_signal(signal.SIGKILL)
@@ -164,8 +165,8 @@ async def test_restart_after_a_power_cut_recovers(damage: str, tmp_path: Path) -
         # here, and a gateway that imports less starts in under one) would let a counter's next
         # reading bracket the gap, which rightly counts the minute as covered.
         await asyncio.sleep(max(0.0, (cut // 60 * 60 + 65 - clock.now()) / SPEED))
-        final = await _spawn(settings_file, clock, log, env, minutes=3)
-        await _started(final, log)
+        final = await spawn(settings_file, clock, log, env, minutes=3)
+        await started(final, log)
         assert await asyncio.wait_for(final.wait(), 60) == 0, log.read_text()[-3000:]
 
     restart_log = log.read_bytes()[log_before:].decode(errors="replace")
@@ -176,7 +177,7 @@ async def test_restart_after_a_power_cut_recovers(damage: str, tmp_path: Path) -
     report = verify_ledger(ledger_path)
     assert report.ok, report.problem
     ledger = Ledger(ledger_path, readonly=True)
-    current = [r for _, r in ledger.current()]
+    current = [r for _, r in ledger.reader.current()]
     ledger.close()
     keys = Counter(r.key() for r in current)
     assert max(keys.values()) == 1, "a minute is stored twice"

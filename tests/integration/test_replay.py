@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.alerts.budget_stage import AlertStage
 from gateway.cli import main
 from gateway.core.clock import ScaledClock
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.pipeline import Gateway
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings.site import GatewaySettings, load_settings
+from gateway.settings.load import load_settings
+from tests.factories import site_settings
 
 pytestmark = pytest.mark.integration
 
@@ -111,8 +111,8 @@ def test_ladle_furnace_energy_is_power_times_duration(tmp_path: Path) -> None:
 def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
     """The same readings, delivered one poll at a time to a live gateway's window and stages,
     or read from a file by `replay`, give byte-identical minute results."""
-    settings = GatewaySettings(
-        site={"name": "eq", "timezone": "Asia/Shanghai"},
+    settings = site_settings(
+        {"name": "eq", "timezone": "Asia/Shanghai"},
         window={"delay_s": 2.0},
         signals={"fuel": {"unit": "t/h"}, "meter": {"kind": "counter", "unit": "kWh", "counter_scale": 0.1}},
         streams=[
@@ -148,7 +148,7 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
     live = Gateway.build(settings, clock=ScaledClock(start=t0))
     live.window.next_minute = t0
     live_rows = []
-    live.listeners.append(live_rows.extend)
+    live.listeners.append(lambda results: live_rows.extend(results.rows()))
 
     async def run_live() -> None:
         for t, fuel, m in polls:
@@ -167,7 +167,7 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
                 await live.on_frame(frame)
 
     asyncio.run(run_live())
-    live_alerts = [e.to_json() for x in live.listeners if isinstance(x, AlertStage) for e in x.store.events()]
+    live_alerts = [e.to_json() for e in live.alerts.store.events()] if live.alerts is not None else []
     live.close()
 
     recorded = tmp_path / "recorded.csv"
@@ -177,7 +177,7 @@ def test_replay_and_live_give_identical_minutes(tmp_path: Path) -> None:
             fh.write(f"{t!r},fuel,{'' if not np.isfinite(fuel) else repr(fuel)}\n{t!r},meter,{m!r}\n")
     replay_rows = []
     series = read_inputs([recorded], settings)
-    asyncio.run(replay(settings, series, tmp_path / "replayed", listeners=[replay_rows.extend]))
+    asyncio.run(replay(settings, series, tmp_path / "replayed", listeners=[lambda results: replay_rows.extend(results.rows())]))
 
     closed = {r.key(): r for r in live_rows}
     again = {r.key(): r for r in replay_rows}

@@ -26,6 +26,7 @@ from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
 from gateway.settings.site import GatewaySettings
 from gateway.stages.minute import MinuteFrame
+from tests.factories import site_settings
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +36,8 @@ FIELDS = ("amount", "coverage", "quality", "rule", "bad_samples", "resets")
 
 
 def site(tmp_path: Path, delay_s: float) -> GatewaySettings:
-    return GatewaySettings(
-        site={"name": "kinds"},
+    return site_settings(
+        "kinds",
         window={"delay_s": delay_s},
         ledger={"path": str(tmp_path / "live.sqlite")},
         signals={
@@ -130,7 +131,7 @@ def test_live_and_replay_give_the_same_minutes_for_every_kind(
     live = Gateway.build(settings, clock=ScaledClock(start=T0))
     live.window.next_minute = T0
     live_rows: list[MinuteResult] = []
-    live.listeners.append(live_rows.extend)
+    live.listeners.append(lambda results: live_rows.extend(results.rows()))
 
     async def run_live() -> None:
         for k in range(SECONDS):
@@ -157,7 +158,7 @@ def test_live_and_replay_give_the_same_minutes_for_every_kind(
     replay_rows: list[MinuteResult] = []
     monkeypatch.setattr(Gateway, "on_frame", recording(frames["replay"], on_frame))
     series = read_inputs([recorded], settings)
-    asyncio.run(replay(settings, series, tmp_path / "replayed", step_minutes=step_minutes, listeners=[replay_rows.extend]))
+    asyncio.run(replay(settings, series, tmp_path / "replayed", step_minutes=step_minutes, listeners=[lambda results: replay_rows.extend(results.rows())]))
 
     assert max(len(f.starts) for f in frames["live"]) == 1
     assert max(len(f.starts) for f in frames["replay"]) >= min(step_minutes, 32)

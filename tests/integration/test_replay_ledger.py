@@ -14,7 +14,7 @@ from gateway.cli import main
 from gateway.ledger.audit import verify_ledger
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ import asyncio, os
 from pathlib import Path
 from gateway.replay.engine import replay
 from gateway.replay.inputs import read_inputs
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
 
 days = []
 

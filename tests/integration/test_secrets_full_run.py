@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.model import MinuteResult
 from gateway.ledger.store import Ledger
+from tests.factories import minute_results, results_of
 from tests.services.binaries import require_binary
 from tests.services.influxd import InfluxService
 from tests.services.mosquitto import MosquittoService
@@ -52,16 +52,14 @@ class AuthInfluxService(InfluxService):
         self._authed = False
         super().__init__(flux=False)
 
-    def _environment(self) -> dict[str, str]:
-        return {**super()._environment(), "INFLUXDB_HTTP_AUTH_ENABLED": "true"}
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "INFLUXDB_HTTP_AUTH_ENABLED": "true"}
 
-    def start(self) -> None:
-        self._process.start()
-        self._process.wait_ready(self._ping, timeout_s=30, what=f"answering {self.url}/ping")
+    def _after_ready(self) -> None:
         if not self._authed:  # with no user yet, influxd accepts only the first admin's creation
             self.influxql(f"CREATE USER {self.admin[0]} WITH PASSWORD '{self.admin[1]}' WITH ALL PRIVILEGES")
             self._authed = True
-        self.influxql(f'CREATE DATABASE "{self.database}"')
+        super()._after_ready()  # the database
 
     def _request(
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None
@@ -100,24 +98,11 @@ def backlog(ledger: Path, site: str) -> None:
     """Minutes the ledger holds and InfluxDB has not seen: the sink writes them as soon as it starts."""
     start = (time.time() // 60 - BACKLOG_MINUTES - 5) * 60
     lg = Ledger(ledger)
-    lg.append(
-        MinuteResult(
-            start + 60 * k,
-            site,
-            "blast_furnace",
-            "coke",
-            "direct",
-            "fuel_combustion",
-            0.5,
-            "t",
-            1426.5,
-            "cn.coke",
-            2853.0,
-            1.0,
-            "measured",
+    lg.append(results_of(
+        minute_results(
+            BACKLOG_MINUTES, start=start, site=site, process="blast_furnace", stream="coke", co2_kg=1426.5, ef_kg_per_unit=2853.0
         )
-        for k in range(BACKLOG_MINUTES)
-    )
+    ))
     lg.close()
 
 

@@ -9,6 +9,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from tests.services.influxd import InfluxService
 from tests.services.modbus_tk_slave import ModbusTkSlave
 from tests.services.mosquitto import MosquittoService
 from tests.services.ports import tcp_accepts
+from tests.services.process import ServiceError, ServiceProcess
 from tests.services.socat import SocatPtyPair
 
 pytestmark = pytest.mark.integration
@@ -294,6 +296,66 @@ def _read_fd(fd: int, size: int) -> bytes:
         except BlockingIOError:
             time.sleep(0.01)
     return data
+
+
+# ---- the base every peer derives from --------------------------------------------------------
+
+
+class ShellPeer(ServiceProcess):
+    """A peer that is a shell script: ready once it has created the file `ready` in its temp dir."""
+
+    start_timeout_s = 2.0
+
+    def __init__(self, script: str) -> None:
+        super().__init__("shell-peer")
+        self.script = script
+
+    @property
+    def name(self) -> str:
+        return f"shell peer in {self.tmp_dir}"
+
+    def command(self) -> list[str]:
+        return ["sh", "-c", self.script]
+
+    def working_dir(self) -> Path:
+        return self.tmp_dir
+
+    @property
+    def readiness(self) -> str:
+        return "creating its ready file"
+
+    def ready(self) -> bool:
+        return (self.tmp_dir / "ready").exists()
+
+    def _before_start(self) -> None:
+        (self.tmp_dir / "ready").unlink(missing_ok=True)
+
+
+def test_a_peer_that_exits_before_it_is_ready_says_so_with_its_log() -> None:
+    peer = ShellPeer("echo 'bind: address in use' >&2; exit 3")
+    with pytest.raises(ServiceError, match=r"exited with status 3 before creating its ready file(.|\n)*address in use"):
+        peer.__enter__()
+    assert not peer.running and not peer.tmp_dir.exists()  # a failed start leaves nothing behind
+    assert "address in use" in peer.log_path.read_text()  # the log stays for the post-mortem
+
+
+def test_a_peer_not_ready_in_time_is_stopped() -> None:
+    peer = ShellPeer("echo waiting; exec sleep 30")
+    with pytest.raises(ServiceError, match=r"did not get to creating its ready file within 2s(.|\n)*waiting"):
+        peer.start()
+    assert not peer.running
+    peer.close()
+
+
+def test_a_peer_restarts_with_its_log_since_the_last_start() -> None:
+    with ShellPeer("echo start-$$; touch ready; exec sleep 30") as peer:
+        first = peer.pid
+        assert first is not None and _alive(first) and f"start-{first}" in peer.log_since_start()
+        peer.restart()
+        assert not _alive(first) and peer.pid != first
+        assert f"start-{peer.pid}" in peer.log_since_start() and f"start-{first}" not in peer.log_since_start()
+        assert f"start-{first}" in peer.log_path.read_text()  # one log across restarts
+    assert not peer.running and not peer.tmp_dir.exists()
 
 
 # ---- missing binaries ----------------------------------------------------------------------

@@ -5,8 +5,6 @@ library's endpoint, and InfluxQL through plain HTTP) equal the ledger's rows."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +21,15 @@ from gateway.settings.site import GatewaySettings, ModbusDeviceConfig
 from gateway.sim.plant import UNITS, SimulatedPlant
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.pymodbus_client import RegisterServer
+from tests import factories
+from tests.services.influxd import InfluxService
+from tests.services.ports import free_port
 
 pytestmark = pytest.mark.integration
 
-DEMO = Path(__file__).parents[2] / "config" / "examples" / "demo-plant.toml"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def site_settings(port: int, ledger: Path, influx) -> GatewaySettings:  # type: ignore[no-untyped-def]
-    data = tomllib.loads(DEMO.read_text())
-    for dev in data["modbus"]["devices"]:
-        dev["port"] = port
-    data["ledger"] = {"path": str(ledger)}
-    data["influx"] = {"enabled": True, "url": influx.url, "org": influx.org, "bucket": influx.bucket, "token": influx.token}
-    return GatewaySettings(**data)
+def site_settings(port: int, ledger: Path, influx: InfluxService) -> GatewaySettings:
+    return GatewaySettings(**factories.demo_plant(port, ledger, influx=factories.influx_section(influx)))
 
 
 async def run_slice(settings: GatewaySettings, port: int, minutes: int) -> None:
@@ -62,7 +50,7 @@ def test_plant_to_ledger_and_influx(tmp_path: Path, influxdb) -> None:  # type: 
     asyncio.run(run_slice(settings, port, minutes=3))
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
-    rows = {(int(r.minute_start), r.process, r.stream): r.co2_kg for r in ledger.results()}
+    rows = {(int(r.minute_start), r.process, r.stream): r.co2_kg for r in ledger.reader.results()}
     ledger.close()
     assert len(rows) == 3 * len(settings.streams)
     assert sum(v for (_, p, _), v in rows.items() if p == "sinter") > 0
@@ -96,8 +84,8 @@ def test_modbus_source_reads_an_independent_slave(modbus_tk_slave) -> None:  # t
     """Decoding is checked against modbus-tk, not only against pymodbus' own server."""
     holding = [*encode_value(123.456, "FLOAT32", "ABCD"), 0, 0, *encode_value(987654321, "UINT32", "CDAB")]
     slave = modbus_tk_slave({"units": {"7": {"holding": {"100": holding}, "input": {"0": [0xFFFE]}}}})
-    settings = GatewaySettings(
-        site={"name": "t"},
+    settings = factories.site_settings(
+        "t",
         signals={"a": {"unit": "t/h"}, "b": {"kind": "counter", "unit": "kWh"}, "c": {"unit": "t/h"}},
         modbus={
             "devices": [

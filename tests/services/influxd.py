@@ -6,19 +6,16 @@ an implementation independent of the influxdb-client library the gateway uses.
 
 import json
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from tests.services.binaries import require_binary
 from tests.services.flux_csv import parse_annotated_csv
 from tests.services.ports import free_port
-from tests.services.process import ManagedProcess, log_dir
+from tests.services.process import ServiceProcess
 
 INFLUXD_VERSION = "1.8.10"
 DEFAULT_BINARY = Path.home() / ".cache" / "emgate" / f"influxd-{INFLUXD_VERSION}" / "influxd"
@@ -40,7 +37,7 @@ class InfluxQueryError(RuntimeError):
     """influxd answered a write or query with an error."""
 
 
-class InfluxService:
+class InfluxService(ServiceProcess):
     """influxd with its own meta/data/wal dirs, HTTP on `url`, RPC on `rpc_port`.
 
     Client settings for the gateway: `url`, `token`, `org`, `bucket` (influxdb-client's v2 API
@@ -57,6 +54,7 @@ class InfluxService:
     bucket = "emgate/autogen"
     org = "-"
     token = "user:password"  # auth is disabled, so any user:password is accepted
+    start_timeout_s = START_TIMEOUT_S
 
     def __init__(self, *, flux: bool = True) -> None:
         self.flux_enabled = flux
@@ -64,17 +62,17 @@ class InfluxService:
         self.http_port = free_port()
         self.rpc_port = free_port()
         self.url = f"http://{self.host}:{self.http_port}"
-        self._tmp = Path(tempfile.mkdtemp(prefix="emgate-influxd-"))
-        self.data_dir = self._tmp
-        self.log_path = log_dir() / f"influxd-{self.http_port}.log"
-        self._process = ManagedProcess(
-            f"influxd on {self.url}",
-            [self.binary, "run", "-config", os.devnull],
-            log_path=self.log_path,
-            env=self._environment(),
-        )
+        super().__init__("influxd", log_name=f"influxd-{self.http_port}")
+        self.data_dir = self.tmp_dir
 
-    def _environment(self) -> dict[str, str]:
+    @property
+    def name(self) -> str:
+        return f"influxd on {self.url}"
+
+    def command(self) -> list[str | os.PathLike[str]]:
+        return [self.binary, "run", "-config", os.devnull]
+
+    def environment(self) -> dict[str, str]:
         # Drop inherited INFLUXDB_* so a developer's shell cannot change the test server.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "GOGC", "GOMEMLIMIT"))}
         env.update(SERVER_TUNING)
@@ -84,53 +82,27 @@ class InfluxService:
             INFLUXDB_HTTP_BIND_ADDRESS=f"{self.host}:{self.http_port}",
             INFLUXDB_HTTP_FLUX_ENABLED="true" if self.flux_enabled else "false",
             INFLUXDB_HTTP_LOG_ENABLED="false",
-            INFLUXDB_META_DIR=str(self._tmp / "meta"),
-            INFLUXDB_DATA_DIR=str(self._tmp / "data"),
-            INFLUXDB_DATA_WAL_DIR=str(self._tmp / "wal"),
+            INFLUXDB_META_DIR=str(self.tmp_dir / "meta"),
+            INFLUXDB_DATA_DIR=str(self.tmp_dir / "data"),
+            INFLUXDB_DATA_WAL_DIR=str(self.tmp_dir / "wal"),
             INFLUXDB_MONITOR_STORE_ENABLED="false",
             INFLUXDB_LOGGING_LEVEL="warn",
         )
         return env
 
     @property
-    def running(self) -> bool:
-        return self._process.running
+    def readiness(self) -> str:
+        return f"answering {self.url}/ping"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def start(self) -> None:
-        """Start influxd, wait for /ping, create the database (idempotent)."""
-        self._process.start()
-        self._process.wait_ready(self._ping, timeout_s=START_TIMEOUT_S, what=f"answering {self.url}/ping")
-        self.influxql(f'CREATE DATABASE "{self.database}"')
-
-    def stop(self) -> None:
-        self._process.stop()
-
-    def close(self) -> None:
-        """Stop and delete the data. The log stays in the log directory."""
-        self.stop()
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.close()
-
-    def _ping(self) -> bool:
+    def ready(self) -> bool:
         try:
             status, _ = self._request("GET", "/ping")
         except (OSError, InfluxQueryError):
             return False
         return status == 204
+
+    def _after_ready(self) -> None:
+        self.influxql(f'CREATE DATABASE "{self.database}"')  # idempotent
 
     def _request(
         self, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None

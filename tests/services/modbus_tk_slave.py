@@ -25,25 +25,25 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any, Self
+from types import FrameType
+from typing import Any
 
 from tests.services.ports import free_port, tcp_accepts
-from tests.services.process import REPO_ROOT, ManagedProcess, ServiceError, log_dir
+from tests.services.process import REPO_ROOT, ServiceError, ServiceProcess
 
 START_TIMEOUT_S = 15.0
 BLOCK_KINDS = {"coils": 1, "discrete": 2, "holding": 3, "input": 4}  # modbus_tk.defines codes
 
 
-class ModbusTkSlave:
+class ModbusTkSlave(ServiceProcess):
     """Runs the modbus-tk slave process for one spec.
+
+    `stop()`/`start()` serve again on the same port or device and keep the record.
 
     Attributes:
         transport: "tcp" or "rtu".
@@ -53,27 +53,26 @@ class ModbusTkSlave:
     """
 
     host = "127.0.0.1"
+    start_timeout_s = START_TIMEOUT_S
 
     def __init__(self, spec: Mapping[str, Any]) -> None:
         if importlib.util.find_spec("modbus_tk") is None:
-            raise ServiceError(
-                f"modbus-tk is not installed for {sys.executable}; install the test extra (make venv)"
-            )
+            raise ServiceError(f"modbus-tk is not installed for {sys.executable}; install the test extra (make venv)")
         self.transport: str = spec.get("transport", "tcp")
         if self.transport not in ("tcp", "rtu"):
-            raise ValueError(
-                f"modbus-tk slave spec: transport must be 'tcp' or 'rtu', not {self.transport!r}"
-            )
+            raise ValueError(f"modbus-tk slave spec: transport must be 'tcp' or 'rtu', not {self.transport!r}")
         if self.transport == "rtu" and not spec.get("device"):
             raise ValueError("modbus-tk slave spec: transport 'rtu' needs 'device' (e.g. SocatPtyPair().b)")
         self.port: int | None = None
         if self.transport == "tcp":
             self.port = int(spec["port"]) if spec.get("port") else free_port()
         self.device: str | None = str(spec["device"]) if self.transport == "rtu" else None
-        self._tmp = Path(tempfile.mkdtemp(prefix="emgate-modbus-tk-"))
-        self.record_path = self._tmp / "requests.jsonl"
+        super().__init__("modbus-tk", log_name=f"modbus-tk-{self.host}-{self.port}" if self.port else None)
+        self._where = f"{self.host}:{self.port}" if self.port else f"rtu-{self.tmp_dir.name}"
+        self.record_path = self.tmp_dir / "requests.jsonl"
         self.record_path.touch()
-        self._ready_path = self._tmp / "ready"
+        self._ready_path = self.tmp_dir / "ready"
+        self._spec_path = self.tmp_dir / "spec.json"
         full_spec = {
             **spec,
             "transport": self.transport,
@@ -83,49 +82,31 @@ class ModbusTkSlave:
             "record": str(self.record_path),
             "ready": str(self._ready_path),
         }
-        spec_path = self._tmp / "spec.json"
-        spec_path.write_text(json.dumps(full_spec, indent=2))
-        where = f"{self.host}:{self.port}" if self.port else f"rtu-{self._tmp.name}"
-        self.log_path = log_dir() / f"modbus-tk-{where.replace(':', '-')}.log"
-        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        self._process = ManagedProcess(
-            f"modbus-tk slave on {where}",
-            [sys.executable, "-m", "tests.services.modbus_tk_slave", "--spec", spec_path],
-            log_path=self.log_path,
-            env={**os.environ, "PYTHONPATH": pythonpath},
-            cwd=REPO_ROOT,
-        )
+        self._spec_path.write_text(json.dumps(full_spec, indent=2))
 
     @property
-    def running(self) -> bool:
-        return self._process.running
+    def name(self) -> str:
+        return f"modbus-tk slave on {self._where}"
 
-    def start(self) -> None:
-        """Start serving (again, on the same port or device, keeping the record)."""
-        self._ready_path.unlink(missing_ok=True)
-        self._process.start()
-        self._process.wait_ready(self._ready_path.exists, timeout_s=START_TIMEOUT_S, what="serving")
+    def command(self) -> list[str | os.PathLike[str]]:
+        return [sys.executable, "-m", "tests.services.modbus_tk_slave", "--spec", self._spec_path]
 
-    def stop(self) -> None:
-        self._process.stop()
+    def environment(self) -> dict[str, str]:
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        return {**os.environ, "PYTHONPATH": pythonpath}
 
-    def close(self) -> None:
-        """Stop and delete the temp dir (spec and record). The log stays."""
-        self.stop()
-        shutil.rmtree(self._tmp, ignore_errors=True)
+    def working_dir(self) -> Path:
+        return REPO_ROOT
 
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
+    @property
+    def readiness(self) -> str:
+        return "serving"
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+    def ready(self) -> bool:
+        return self._ready_path.exists()
+
+    def _before_start(self) -> None:
+        self._ready_path.unlink(missing_ok=True)  # the slave creates it again once it serves
 
     def requests(self) -> list[tuple[int, int]]:
         """(unit id, function code) of every request received so far, in order."""
@@ -170,9 +151,7 @@ def _build_server(spec: dict[str, Any]) -> Any:
         slave = server.add_slave(int(unit_id), unsigned=spec.get("unsigned", True))
         for kind, by_address in blocks.items():
             if kind not in BLOCK_KINDS:
-                raise ValueError(
-                    f"unit {unit_id}: unknown block kind {kind!r}; use one of {list(BLOCK_KINDS)}"
-                )
+                raise ValueError(f"unit {unit_id}: unknown block kind {kind!r}; use one of {list(BLOCK_KINDS)}")
             for address, values in by_address.items():
                 name = f"{kind}@{address}"
                 slave.add_block(name, BLOCK_KINDS[kind], int(address), len(values))
@@ -190,9 +169,7 @@ def serve(spec: dict[str, Any]) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    hooks.install_hook(
-        "modbus.Server.before_handle_request", _recorder(Path(spec["record"]), spec["transport"])
-    )
+    hooks.install_hook("modbus.Server.before_handle_request", _recorder(Path(spec["record"]), spec["transport"]))
     server = _build_server(spec)
     server.start()
     try:

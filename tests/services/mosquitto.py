@@ -3,21 +3,15 @@
 import os
 import pwd
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from tests.services.binaries import require_binary
 from tests.services.ports import free_port, tcp_accepts
-from tests.services.process import ManagedProcess, log_dir
-
-START_TIMEOUT_S = 10.0
+from tests.services.process import ServiceProcess
 
 
-class MosquittoService:
+class MosquittoService(ServiceProcess):
     """A mosquitto broker with its own config, persistence directory and log.
 
     The main listener is plain MQTT on 127.0.0.1:`port`. Anything else (TLS listeners,
@@ -32,7 +26,8 @@ class MosquittoService:
         )
 
     `restart()` keeps the port and the persistence directory, so retained messages and
-    persistent sessions survive it like a real broker restart.
+    persistent sessions survive it like a real broker restart; `stop()` saves the persistence
+    db (SIGTERM).
     """
 
     host = "127.0.0.1"
@@ -47,18 +42,25 @@ class MosquittoService:
     ) -> None:
         self.binary = require_binary("mosquitto")
         self.port = port if port is not None else free_port()
-        self._tmp = Path(tempfile.mkdtemp(prefix="emgate-mosquitto-"))
-        self.persistence_dir = self._tmp / "data"
+        super().__init__("mosquitto", log_name=f"mosquitto-{self.port}")
+        self.persistence_dir = self.tmp_dir / "data"
         self.persistence_dir.mkdir()
-        self.conf_path = self._tmp / "mosquitto.conf"
+        self.conf_path = self.tmp_dir / "mosquitto.conf"
         self.conf_path.write_text(self._config(config_extra, allow_anonymous, password_file))
-        self.log_path = log_dir() / f"mosquitto-{self.port}.log"
-        self._log_offset = 0
-        self._process = ManagedProcess(
-            f"mosquitto on {self.host}:{self.port}",
-            [self.binary, "-c", self.conf_path],
-            log_path=self.log_path,
-        )
+
+    @property
+    def name(self) -> str:
+        return f"mosquitto on {self.host}:{self.port}"
+
+    def command(self) -> list[str | os.PathLike[str]]:
+        return [self.binary, "-c", self.conf_path]
+
+    @property
+    def readiness(self) -> str:
+        return f"accepting connections on {self.host}:{self.port}"
+
+    def ready(self) -> bool:
+        return tcp_accepts(self.host, self.port)
 
     def _config(self, extra: str, allow_anonymous: bool, password_file: Path | None) -> str:
         lines = [
@@ -84,23 +86,6 @@ class MosquittoService:
             lines.append(f"password_file {password_file}")
         return "\n".join(lines) + "\n" + extra.rstrip("\n") + "\n"
 
-    @property
-    def running(self) -> bool:
-        return self._process.running
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid
-
-    def start(self) -> None:
-        self._process.start()
-        self._log_offset = self.log_path.stat().st_size
-        self._process.wait_ready(
-            lambda: tcp_accepts(self.host, self.port),
-            timeout_s=START_TIMEOUT_S,
-            what=f"accepting connections on {self.host}:{self.port}",
-        )
-
     def wait_for_subscription(self, topic: str, timeout_s: float = 10.0) -> None:
         """Block until some client subscribed to exactly `topic` since the last start.
 
@@ -112,39 +97,11 @@ class MosquittoService:
         pattern = re.compile(rf"^\S+: \S+ [0-2] {re.escape(topic)}$", re.MULTILINE)
         deadline = time.monotonic() + timeout_s
         while True:
-            with self.log_path.open("rb") as log:
-                log.seek(self._log_offset)
-                if pattern.search(log.read().decode(errors="replace")):
-                    return
+            if pattern.search(self.log_since_start()):
+                return
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no client subscribed to {topic!r} on {self.host}:{self.port} within {timeout_s}s; "
                     f"check the subscriber's topic filter and {self.log_path}"
                 )
             time.sleep(0.02)
-
-    def stop(self) -> None:
-        """Stop the broker (SIGTERM saves the persistence db); the port and data stay ours."""
-        self._process.stop()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        """Stop and delete the temp dir. The log stays in the log directory."""
-        self.stop()
-        shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

@@ -18,9 +18,11 @@ from gateway.core.model import MinuteResult
 from gateway.ledger.alerts_table import AlertStore
 from gateway.ledger.store import Ledger
 from gateway.settings.alerts import AlertsConfig, BudgetConfig
+from tests.factories import minute_result, results_of
 
 TZ = "Asia/Shanghai"
 T0 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+FACTOR_F = {"factor_id": "f", "ef_kg_per_unit": 0.0}  # the budget reads co2_kg only
 
 
 def row(
@@ -33,20 +35,8 @@ def row(
     activity: float = 0.0,
     coverage: float = 1.0,
 ) -> MinuteResult:
-    return MinuteResult(
-        T0 + 60.0 * i,
-        "w",
-        process,
-        stream,
-        scope,
-        "fuel_combustion",
-        activity,
-        "t",
-        co2_kg,
-        "f",
-        0.0,
-        coverage,
-        "measured",
+    return minute_result(
+        i, process, stream, co2_kg, start=T0, site="w", scope=scope, activity=activity, coverage=coverage, **FACTOR_F
     )
 
 
@@ -77,7 +67,7 @@ def test_spike_raised_after_its_minimum_duration_and_cleared(tmp_path: Path) -> 
     co2[100:102] += 200.0  # two minutes: too short
     co2[150:156] += 200.0  # six minutes: a spike
     for i, kg in enumerate(co2):
-        stage([row(i, "blast_furnace", float(kg)), row(i, "sinter", 100.0)])
+        stage(results_of([row(i, "blast_furnace", float(kg)), row(i, "sinter", 100.0)]))
     events = stage.store.events()
     assert [(e.kind, e.process, e.state) for e in events] == [
         ("spike", "blast_furnace", "raised"),
@@ -105,7 +95,7 @@ def test_intensity_alert_from_a_production_stream(tmp_path: Path) -> None:
     # 1 t of steel a minute; 1.7 t CO2 for an hour, then 2.0 t (11 % over the benchmark)
     for i in range(180):
         kg = 1700.0 if i < 60 else 2000.0
-        stage([row(i, "bf", kg), row(i, "bof", 0.0, stream="crude_steel", activity=1.0)])
+        stage(results_of([row(i, "bf", kg), row(i, "bof", 0.0, stream="crude_steel", activity=1.0)]))
     events = [e for e in stage.store.events() if e.kind == "intensity"]
     assert [e.state for e in events][:1] == ["raised"]
     assert events[0].details["benchmark_t_per_t"] == 1.8
@@ -131,14 +121,14 @@ def test_device_lost_and_influx_backlog(tmp_path: Path) -> None:
         health=health,
         influx_backlog=lambda: backlog[0],
     )
-    stage([row(0, "bf", 1.0)])
+    stage(results_of([row(0, "bf", 1.0)]))
     dev.failed("no reply to read_holding_registers(0, count=4) within 0.5s")
     backlog[0] = 20_000
     for i in range(1, 8):
-        stage([row(i, "bf", 1.0)])
+        stage(results_of([row(i, "bf", 1.0)]))
     dev.succeeded(T0)
     for i in range(8, 10):
-        stage([row(i, "bf", 1.0)])
+        stage(results_of([row(i, "bf", 1.0)]))
     got = [(e.subject, e.state, e.severity) for e in stage.store.events()]
     assert got == [
         ("device:modbus[bf-1]", "raised", "warning"),
@@ -153,7 +143,7 @@ def test_budget_restored_from_the_ledger_and_minutes_not_counted_twice(tmp_path:
     path = tmp_path / "ledger.sqlite"
     budget = BudgetConfig(years=[{"year": 2026, "allowance_t": 100.0}], carbon_price_cny_per_t=80.0, scope="direct+indirect")
     ledger = Ledger(path)
-    rows = [[row(i, "bf", 1000.0), row(i, "grid", 500.0, scope="indirect")] for i in range(10)]
+    rows = [results_of([row(i, "bf", 1000.0), row(i, "grid", 500.0, scope="indirect")]) for i in range(10)]
     first = AlertStage("w", TZ, budget, quiet_alerts(), AlertStore(path))
     for r in rows:
         ledger.append(r)
@@ -184,7 +174,8 @@ def test_year_rollover_starts_a_new_year(tmp_path: Path) -> None:
     new_year = year_month_edges(2026, TZ)[0]
     for k in range(-2, 2):
         m = new_year + 60.0 * k
-        stage([MinuteResult(m, "w", "bf", "s", "direct", "x", 0.0, "t", 1000.0, "f", 0.0, 1.0, "measured")])
+        one = minute_result(minute_start=m, site="w", process="bf", stream="s", method="x", activity=0.0, co2_kg=1e3, **FACTOR_F)
+        stage(results_of([one]))
     pos = stage.budget_position
     assert pos is not None
     assert pos["year"] == 2026 and pos["allowance_t"] == 20.0 and pos["actual_t"] == pytest.approx(2.0)
@@ -241,7 +232,7 @@ def test_budget_config_errors(budget: dict[str, object], match: str) -> None:
 
 
 def test_settings_from_toml(tmp_path: Path) -> None:
-    from gateway.settings.site import load_settings
+    from gateway.settings.load import load_settings
 
     site = tmp_path / "site.toml"
     site.write_text(
@@ -261,7 +252,7 @@ def test_settings_from_toml(tmp_path: Path) -> None:
 def test_opening_balance_for_a_gateway_started_mid_year(tmp_path: Path) -> None:
     budget = BudgetConfig(years=[{"year": 2026, "allowance_t": 100.0, "opening_t": 40.0}], carbon_price_cny_per_t=80.0)
     stage = AlertStage("w", TZ, budget, quiet_alerts(), AlertStore(tmp_path / "l.sqlite"))
-    stage([row(0, "bf", 1000.0)])
+    stage(results_of([row(0, "bf", 1000.0)]))
     pos = stage.budget_position
     assert pos is not None
     assert pos["actual_t"] == pytest.approx(41.0)
@@ -283,9 +274,9 @@ def test_store_failure_holds_events_and_keeps_the_pipeline_running(tmp_path: Pat
         return real_add(events)
 
     stage.store.add = failing_add  # type: ignore[method-assign]
-    stage([row(0, "bf", 1.0, coverage=0.2)])  # raise: the store refuses it
+    stage(results_of([row(0, "bf", 1.0, coverage=0.2)]))  # raise: the store refuses it
     assert stage.store.events() == []
-    stage([row(1, "bf", 1.0, coverage=0.2)])  # next minute: stored then
+    stage(results_of([row(1, "bf", 1.0, coverage=0.2)]))  # next minute: stored then
     assert [e.state for e in stage.store.events()] == ["raised"]
     assert calls == [1, 1]
 
@@ -303,8 +294,8 @@ def test_restore_uses_the_ledgers_current_view_with_corrections(tmp_path: Path) 
     budget = BudgetConfig(years=[{"year": 2026, "allowance_t": 100.0}], carbon_price_cny_per_t=80.0)
     ledger = Ledger(path)
     for i in range(3):
-        ledger.append([row(i, "bf", 1000.0)])
-    seq = ledger.current_seq(T0 + 60.0, "bf", "s")
+        ledger.append(results_of([row(i, "bf", 1000.0)]))
+    seq = ledger.reader.current_seq(T0 + 60.0, "bf", "s")
     assert seq is not None
     ledger.correct([(seq, row(1, "bf", 4000.0))], reason="lab NCV restated")
     stage = AlertStage("w", TZ, budget, quiet_alerts(), AlertStore(path))
@@ -332,20 +323,18 @@ def _plant_minutes(t0: float, n: int) -> list[MinuteResult]:
         for i in range(n):
             quality = "missing" if cov[i] < 1.0 and i % 3 == 0 else "measured"
             out.append(
-                MinuteResult(
-                    t0 + 60.0 * i,
-                    "w",
+                minute_result(
+                    i,
                     name,
                     stream,
-                    scope,
-                    "fuel_combustion",
-                    float(kg[i]) / 100.0,
-                    "t",
                     float(kg[i]),
-                    "f",
-                    0.0,
-                    float(cov[i]),
-                    quality,
+                    start=t0,
+                    site="w",
+                    scope=scope,
+                    activity=float(kg[i]) / 100.0,
+                    coverage=float(cov[i]),
+                    quality=quality,
+                    **FACTOR_F,
                 )
             )
     return out
@@ -380,7 +369,7 @@ def test_a_frame_of_many_minutes_raises_what_minute_by_minute_frames_raise(tmp_p
         stage = AlertStage("w", TZ, budget, alerts, AlertStore(tmp_path / f"{name}.sqlite"))
         stage.restore(t0)
         for frame in frames:
-            stage(frame)
+            stage(results_of(frame))
         events = [e.to_json() for e in stage.store.events()]
         events.append(str(stage.budget_position))
         stage.close()

@@ -17,6 +17,7 @@ from gateway.alerts.budget_tracker import year_month_edges
 from gateway.core.model import MinuteResult
 from gateway.ledger.alerts_table import AlertStore
 from gateway.settings.alerts import AlertsConfig, BudgetConfig
+from tests.factories import minute_result, results_of
 
 TZ = "Asia/Seoul"  # the UCI steel plant's zone (UTC+9, no DST)
 TOTAL_T = 440.0
@@ -37,20 +38,17 @@ def synthetic_year_kg(edges: np.ndarray, seed: int = 7) -> np.ndarray:
 
 def minute_rows(starts: np.ndarray, kg: np.ndarray) -> list[MinuteResult]:
     return [
-        MinuteResult(
-            float(m),
-            "uci",
-            "plant",
-            "grid",
-            "direct",
-            "electricity",
-            0.0,
-            "MWh",
-            float(c),
-            "f",
-            0.0,
-            1.0,
-            "measured",
+        minute_result(
+            minute_start=float(m),
+            site="uci",
+            process="plant",
+            stream="grid",
+            method="electricity",
+            activity=0.0,
+            activity_unit="MWh",
+            co2_kg=float(c),
+            factor_id="f",
+            ef_kg_per_unit=0.0,
         )
         for m, c in zip(starts, kg, strict=True)
     ]
@@ -71,7 +69,7 @@ def test_year_2018_projection_converges_and_alerts_once(stage: AlertStage) -> No
     errors: list[tuple[float, float]] = []  # (elapsed fraction, relative projection error)
     chunk = 1440  # a replay closes a day per frame
     for i in range(0, len(kg), chunk):
-        stage(minute_rows(starts[i : i + chunk], kg[i : i + chunk]))
+        stage(results_of(minute_rows(starts[i : i + chunk], kg[i : i + chunk])))
         pos = stage.budget_position
         assert pos is not None
         errors.append((pos["elapsed_fraction"], abs(pos["projected_year_end_t"] - TOTAL_T) / TOTAL_T))

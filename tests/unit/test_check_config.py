@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
 
 EXAMPLES = Path(__file__).parents[2] / "config" / "examples"
 

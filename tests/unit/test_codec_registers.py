@@ -1,4 +1,10 @@
-"""Register words <-> values, block decoding, and raw -> engineering value conversion."""
+"""Register words <-> values, checked against hand-checked vectors.
+
+`decode_registers` and `encode_value` are the product's (decoding runs the block decoder on one
+point); `decode_block`, `apply_point` and `apply_points` are the reference decoder's
+(tests/oracles/modbus_reference.py): an oracle is only worth what its own vectors show, so the
+same vectors and rules hold it here. tests/unit/test_codec_blocks.py holds the block decoder to it.
+"""
 
 from __future__ import annotations
 
@@ -16,15 +22,13 @@ from gateway.codec import (
     DataType,
     DecodeError,
     SampleQuality,
-    apply_point,
-    apply_points,
-    decode_block,
     decode_registers,
     encode_value,
     register_count,
 )
 from gateway.core import model
 from gateway.core.errors import GatewayError
+from tests.oracles.modbus_reference import apply_point, apply_points, decode_block
 
 ABCD, CDAB, BADC, DCBA = ByteOrder.ABCD, ByteOrder.CDAB, ByteOrder.BADC, ByteOrder.DCBA
 FAST = settings(database=None, deadline=None, max_examples=300)
@@ -333,7 +337,7 @@ def test_independent_struct_cross_check_for_word_swapped_float64():
     assert decode_registers(le_words, "FLOAT64", "DCBA") == 1234.5678
 
 
-# --- decode_block ---------------------------------------------------------------------------
+# --- the oracle's decode_block -------------------------------------------------------------
 
 NUMERIC = [t for t in DataType if t not in (DataType.STRING, DataType.BIT)]
 
@@ -422,7 +426,7 @@ def test_decode_block_handles_ten_thousand_points():
     assert_array_equal(out, values)
 
 
-# --- apply_point / apply_points ------------------------------------------------------------
+# --- the oracle's apply_point / apply_points: the point rules --------------------------------
 
 NAN = math.nan
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from gateway.cli import main
 from gateway.core.errors import ConfigError
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "config" / "examples").glob("*.toml"))
 FUZZ = settings(

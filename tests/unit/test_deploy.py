@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.commands.demo import DEMO_CONFIG
-from gateway.settings.site import load_settings
+from gateway.settings.load import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

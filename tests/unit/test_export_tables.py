@@ -5,7 +5,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from gateway.export.documents import ExportContext, build_summary, utc_time, utc_times
+from gateway.export.documents import ExportContext, build_summary
 from gateway.export.manifest import figures_g, restatement_entry
 from gateway.export.tables import (
     aggregate_month,
@@ -14,6 +14,7 @@ from gateway.export.tables import (
     month_rows_inside,
     rows_from_records,
 )
+from gateway.export.times import local_time, local_times, utc_time, utc_times
 
 TZ = "Asia/Shanghai"
 
@@ -278,6 +279,27 @@ def test_utc_times_match_utc_time() -> None:
     assert utc_times(ts) == [utc_time(float(t)) for t in ts]
 
 
+@pytest.mark.parametrize(
+    "zone",
+    ["Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Lord_Howe", "Asia/Kathmandu", "America/St_Johns", "UTC"],
+)
+def test_local_times_match_local_time(zone: str) -> None:
+    """The flagged-minutes sheet writes local times at once, the offset read once an hour and
+    found to the second where it changes: every minute of a year with daylight saving (Lord
+    Howe's is 30 minutes, at a half hour of UTC), and what it cannot do at once, one by one."""
+    from zoneinfo import ZoneInfo
+
+    tz = ZoneInfo(zone)
+    year = np.arange(1767196800.0, 1767196800.0 + 366 * 86400, 60.0)
+    assert local_times(year, tz) == [local_time(t, tz) for t in year.tolist()]
+    rng = np.random.default_rng(3)
+    scattered = np.sort(60.0 * rng.integers(0, 40_000_000, 2000).astype(np.float64))  # 1970-2046: beyond the span
+    odd = np.array([1767196800.5, 1767196859.999])  # not whole seconds
+    lmt = np.array([-2.5e9, 1e9])  # before 1970, in local mean time
+    for ts in (scattered, odd, lmt, np.zeros(0)):
+        assert local_times(ts, tz) == [local_time(t, tz) for t in ts.tolist()]
+
+
 # --------------------------------------------------------------------------- exact at any magnitude, or refused
 
 
@@ -327,7 +349,7 @@ def test_large_months_below_the_limit_are_exact() -> None:
 def test_exact_sum_is_nan_where_no_sum_exists() -> None:
     import math
 
-    from gateway.export.tables import exact_sum
+    from gateway.ledger.month import exact_sum
 
     assert exact_sum([0.1] * 10) == 1.0
     assert math.isnan(exact_sum([1e308, 1e308])) and math.isnan(exact_sum([float("inf"), float("-inf")]))

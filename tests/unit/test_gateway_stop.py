@@ -5,26 +5,28 @@ signals themselves, on real processes: tests/integration/test_gateway_stop.py.""
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
 from gateway.ledger.checkpoint import RESTART_FLAG, encode_window_state, recover_window, window_checkpoint
 from gateway.ledger.store import Ledger
 from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
-from tests.unit.test_ledger import T0
-from tests.unit.test_ledger_checkpoint import batch, window
+from tests.factories import T0, results_of
+from tests.support.windows import batch, window
 
 
 def test_a_stop_mark_is_resumed_from_without_a_crash_report(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite", clock=lambda: T0 + 50.0)
     w = window()
     w.ingest(batch(w, "a", [T0 + 1.0, T0 + 40.0]))
-    assert ledger.mark_stopped(window_checkpoint(w))
-    assert ledger.stopped_at() == T0 + 50.0
+    assert ledger.checkpoints.mark_stopped(window_checkpoint(w))
+    assert ledger.checkpoints.stopped_at() == T0 + 50.0
     rec = recover_window(ledger, window(), now=T0 + 200.0)
     assert rec is not None and rec.stopped_at == T0 + 50.0 and rec.buffered_readings == 2
     assert rec.describe().startswith("resumed after the stop of ") and "recovered" not in rec.describe()
@@ -33,11 +35,11 @@ def test_a_stop_mark_is_resumed_from_without_a_crash_report(tmp_path: Path) -> N
 
     # running again writes checkpoints, and the first one takes the mark away: a crash after it is a crash
     w.ingest(batch(w, "b", [T0 + 45.0]))
-    assert ledger.save_checkpoint(encode_window_state(w.export_new_readings(), w.signals.names), delta=True)
-    assert ledger.stopped_at() is None
-    assert ledger.mark_stopped(window_checkpoint(w))
-    ledger.append([], checkpoint=window_checkpoint(w))  # what a minute's close stores
-    assert ledger.stopped_at() is None
+    assert ledger.checkpoints.save(encode_window_state(w.export_new_readings(), w.signals.names), delta=True)
+    assert ledger.checkpoints.stopped_at() is None
+    assert ledger.checkpoints.mark_stopped(window_checkpoint(w))
+    ledger.append(results_of([]), checkpoint=window_checkpoint(w))  # what a minute's close stores
+    assert ledger.checkpoints.stopped_at() is None
     rec = recover_window(ledger, window(), now=T0 + 200.0)
     assert rec is not None and rec.stopped_at is None and rec.describe().startswith("recovered: ")
     ledger.close()
@@ -58,7 +60,7 @@ async def test_a_cancelled_gateway_saves_its_stop(tmp_path: Path, caplog: pytest
     task.cancel()  # what Ctrl-C and SIGTERM do to the main task (gateway/commands/common.py)
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert gw.ledger.stopped_at() is not None
+    assert gw.ledger.checkpoints.stopped_at() is not None
     gw.close()
     with caplog.at_level(logging.INFO, logger="gateway.ledger.checkpoint"):
         again = Gateway.build(settings)
@@ -68,15 +70,16 @@ async def test_a_cancelled_gateway_saves_its_stop(tmp_path: Path, caplog: pytest
     assert "resumed after the stop of" in text and "recovered:" not in text
 
 
-async def test_a_failed_gateway_leaves_no_stop_mark(tmp_path: Path) -> None:
+async def test_a_failed_gateway_leaves_no_stop_mark(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gw = Gateway.build(_settings(tmp_path))
 
     async def bug() -> None:
         await asyncio.sleep(0.1)
         raise RuntimeError("a bug in a task")
 
-    gw.extra_tasks.append(bug)
+    table = gw.show_live_table(console=Console(file=io.StringIO()))
+    monkeypatch.setattr(table, "run", bug)  # a view's task, one of the pipeline's group
     with pytest.raises(ExceptionGroup):
         await gw.run()
-    assert gw.ledger.stopped_at() is None  # the next start recovers as after a crash
+    assert gw.ledger.checkpoints.stopped_at() is None  # the next start recovers as after a crash
     gw.close()

@@ -8,6 +8,7 @@ import pytest
 from gateway.core.model import MinuteResult
 from gateway.http.history import MinuteHistory
 from gateway.ledger.store import Ledger
+from tests.factories import minute_result, results_of
 
 TZ = "Asia/Shanghai"
 
@@ -39,8 +40,16 @@ def result(
     scope: str = "direct",
     quality: str = "measured",
 ) -> MinuteResult:
-    return MinuteResult(
-        start, "works", process, stream, scope, "fuel_combustion", 1.0, "t", co2_kg, "f", co2_kg, 1.0, quality
+    return minute_result(
+        minute_start=start,
+        process=process,
+        stream=stream,
+        scope=scope,
+        activity=1.0,
+        co2_kg=co2_kg,
+        factor_id="f",
+        ef_kg_per_unit=co2_kg,
+        quality=quality,
     )
 
 
@@ -52,11 +61,13 @@ def test_minutes_sum_streams_per_process_and_keep_one_hour() -> None:
         start = t0 + 60 * i
         clock.t = start + 62.5
         h(
-            [
-                result(start, "bf", 10.0, stream="coke"),
-                result(start, "bf", 5.0, stream="pci"),
-                result(start, "lf", 2.0, scope="indirect", quality="partial"),
-            ]
+            results_of(
+                [
+                    result(start, "bf", 10.0, stream="coke"),
+                    result(start, "bf", 5.0, stream="pci"),
+                    result(start, "lf", 2.0, scope="indirect", quality="partial"),
+                ]
+            )
         )
     assert len(h.minutes) == 60
     assert next(iter(h.minutes)) == t0 + 60 * 15
@@ -75,11 +86,11 @@ def test_day_total_resets_at_local_midnight_and_year_total_at_new_year() -> None
     before = local(2026, 12, 31, 23, 59)
     clock = FixedClock(before + 61)
     h = MinuteHistory(TZ, clock)
-    h([result(before, "bf", 7.0)])
-    h([result(before + 60, "bf", 3.0)])
+    h(results_of([result(before, "bf", 7.0)]))
+    h(results_of([result(before + 60, "bf", 3.0)]))
     assert dict(h.day_kg) == {"bf": 3.0}
     assert dict(h.year_kg) == {"bf": 3.0}
-    h([result(before + 120, "bf", 4.0)])
+    h(results_of([result(before + 120, "bf", 4.0)]))
     assert dict(h.day_kg) == {"bf": 7.0}
     assert h.series()["co2_kg"]["bf"] == [7.0, 3.0, 4.0]
 
@@ -87,7 +98,7 @@ def test_day_total_resets_at_local_midnight_and_year_total_at_new_year() -> None
 def test_non_finite_co2_is_not_summed() -> None:
     t0 = local(2026, 11, 23, 10, 0)
     h = MinuteHistory(TZ, FixedClock(t0 + 70))
-    h([result(t0, "bf", float("nan")), result(t0, "lf", 1.0)])
+    h(results_of([result(t0, "bf", float("nan")), result(t0, "lf", 1.0)]))
     assert dict(h.day_kg) == {"lf": 1.0}
 
 
@@ -102,8 +113,8 @@ def test_seed_from_ledger_reads_current_rows_only(tmp_path) -> None:
         result(local(2026, 11, 23, 10, 1), "lf", 2.0, scope="indirect"),
         result(local(2025, 12, 31, 23, 0), "bf", 99999.0),
     ]  # last year
-    ledger.append(rows)
-    old = ledger.current_seq(local(2026, 11, 23, 10, 0), "bf", "s")
+    ledger.append(results_of(rows))
+    old = ledger.reader.current_seq(local(2026, 11, 23, 10, 0), "bf", "s")
     assert old is not None
     ledger.correct([(old, result(local(2026, 11, 23, 10, 0), "bf", 12.0))], "lab NCV arrived")
     ledger.close()
@@ -115,7 +126,7 @@ def test_seed_from_ledger_reads_current_rows_only(tmp_path) -> None:
     assert dict(h.scope_day_kg) == {"direct": 112.0, "indirect": 2.0}
     assert h.series()["co2_kg"] == {"bf": [12.0, None], "lf": [None, 2.0]}
     # live minutes then add on top of the seed
-    h([result(local(2026, 11, 23, 10, 2), "bf", 1.0)])
+    h(results_of([result(local(2026, 11, 23, 10, 2), "bf", 1.0)]))
     assert h.day_kg["bf"] == 113.0
 
 

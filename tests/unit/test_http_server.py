@@ -1,144 +1,25 @@
 """StatusServer on a real loopback socket: page, JSON, event stream, /metrics, shutdown, errors.
 
-The gateway is a stand-in with the same attributes the server reads (settings, clock, health,
-window counters, ledger, influx), so these tests do not depend on the pipeline's stages.
+The gateway is a stand-in with the attributes the server reads (tests/support/status_gateway.py),
+so these tests do not depend on the pipeline's stages.
 """
 
 import asyncio
 import json
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.alerts.model import Alert
 from gateway.core.errors import ConfigError
-from gateway.core.health import HealthRegistry
-from gateway.core.model import MinuteResult
 from gateway.http.server import StatusServer, parse_bind
 from gateway.http.sse import EventHub, format_event
 from gateway.http.status import alerts_view
-from gateway.sinks.influx import InfluxCounters
-from gateway.stages.minute import SourceCounts, WindowCounters
-
-T0 = 1_795_400_000.0  # a minute boundary (2026-11-22 22:13:20 UTC is not; fixed below)
-T0 -= T0 % 60
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def real_delay(self, t: float) -> float:
-        return t - self.t
-
-    async def sleep_until(self, t: float) -> None:  # pragma: no cover
-        self.t = max(self.t, t)
-
-
-class AlertStageStandIn:
-    """What the status page reads of gateway.alerts.budget_stage.AlertStage (a result listener)."""
-
-    def __init__(self) -> None:
-        self.alerts = [
-            Alert(
-                id="budget:-:year:20261122T2200Z",
-                seq=1,
-                kind="budget",
-                severity="critical",
-                state="raised",
-                at="2026-11-23T06:00:00+08:00",
-                at_s=T0,
-                process=None,
-                message="projected 1,120 t is 12 % over the 1,000 t allowance",
-                site="works-1",
-                details={"over_fraction": 0.12},
-            )
-        ]
-        self.budget_position: dict[str, Any] | None = {
-            "site": "works-1",
-            "budget": "works",
-            "scope": "direct",
-            "year": 2026,
-            "allowance_t": 1000.0,
-            "trajectory_t": 900.0,
-            "actual_t": 950.0,
-            "projected_year_end_t": 1120.0,
-            "shortfall_t": 120.0,
-            "shortfall_cny": 10200.0,
-            "elapsed_fraction": 0.9,
-            "processes": [{"process": "bf", "actual_t": 900.0}],
-        }
-
-    def __call__(self, results: list[MinuteResult]) -> None:
-        pass
-
-    def active(self) -> list[Alert]:
-        return self.alerts
-
-
-@dataclass
-class FakeGateway:
-    ledger_path: Path
-    clock: Clock = field(default_factory=lambda: Clock(T0 + 125.0))
-    health: HealthRegistry = field(default_factory=HealthRegistry)
-    listeners: list[Any] = field(default_factory=list)
-    extra_tasks: list[Any] = field(default_factory=list)
-    sources: list[Any] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.settings = SimpleNamespace(
-            site=SimpleNamespace(name="works-1", timezone="Asia/Shanghai"),
-            http=SimpleNamespace(bind="127.0.0.1:0"),
-        )
-        self.window = SimpleNamespace(
-            counters=WindowCounters(
-                samples=30,
-                late=2,
-                bad=1,
-                out_of_range=1,
-                minutes_closed=2,
-                sources={"bf-1": SourceCounts(samples=20, late=2), "lf-1": SourceCounts(samples=10)},
-            )
-        )
-        self.ledger = SimpleNamespace(head_seq=4, path=self.ledger_path)
-        self.influx = SimpleNamespace(counters=InfluxCounters(points_written=3, batches_failed=1, backlog=7))
-        self.sources = [SimpleNamespace(cfg=SimpleNamespace(name="bf-1", points=[1, 2]), dropped_batches=3)]
-        bf = self.health.get("modbus[bf-1]")
-        for latency_s in (0.004, 0.02, 0.02, 0.3):
-            bf.succeeded(T0 + 120, latency_s)
-        lf = self.health.get("modbus[lf-1]")
-        lf.succeeded(T0 + 100, 0.01)
-        lf.failed("modbus 'lf-1' 127.0.0.1:5020 unit 4: no reply within 1.0s")
-
-
-def minute(start: float, process: str, co2_kg: float) -> list[MinuteResult]:
-    return [
-        MinuteResult(
-            start,
-            "works-1",
-            process,
-            "s",
-            "direct",
-            "fuel_combustion",
-            1.0,
-            "t",
-            co2_kg,
-            "f",
-            1.0,
-            1.0,
-            "measured",
-        )
-    ]
+from tests.support.status_gateway import T0, AlertStageStandIn, FakeGateway, history, minute
 
 
 @pytest.fixture
@@ -181,7 +62,7 @@ def test_parse_bind_rejects_with_the_value_named(value: str) -> None:
 
 
 async def test_page_script_and_status_json(gw: FakeGateway) -> None:
-    async with StatusServer(gw, "127.0.0.1:0") as server, aiohttp.ClientSession() as http:
+    async with StatusServer(gw, "127.0.0.1:0", history(gw)) as server, aiohttp.ClientSession() as http:
         server.history(minute(T0, "bf", 12.5))
         async with http.get(server.url) as r:
             page = await r.text()
@@ -208,8 +89,8 @@ async def test_page_script_and_status_json(gw: FakeGateway) -> None:
 
 
 async def test_metrics_are_read_from_the_gateways_counters(gw: FakeGateway) -> None:
-    gw.listeners.append(AlertStageStandIn())
-    async with StatusServer(gw, "127.0.0.1:0") as server, aiohttp.ClientSession() as http:
+    gw.alerts = AlertStageStandIn()
+    async with StatusServer(gw, "127.0.0.1:0", history(gw)) as server, aiohttp.ClientSession() as http:
         gw.clock.t = T0 + 63.0
         server.history(minute(T0, "bf", 12.5))
         async with http.get(server.url + "metrics") as r:
@@ -244,7 +125,7 @@ async def test_metrics_are_read_from_the_gateways_counters(gw: FakeGateway) -> N
 async def test_alert_and_budget_sections_come_from_the_alert_stage(gw: FakeGateway) -> None:
     assert alerts_view(gw) == (None, None)  # no alert stage: the page hides both sections
     stage = AlertStageStandIn()
-    gw.listeners.append(stage)
+    gw.alerts = stage
     alerts, budgets = alerts_view(gw)
     assert alerts is not None and len(alerts) == 1
     assert alerts[0]["kind"] == "budget" and alerts[0]["severity"] == "critical"
@@ -256,7 +137,7 @@ async def test_alert_and_budget_sections_come_from_the_alert_stage(gw: FakeGatew
 
 
 async def test_event_stream_sends_a_snapshot_then_each_change(gw: FakeGateway) -> None:
-    async with StatusServer(gw, "127.0.0.1:0", interval_s=0.05) as server, aiohttp.ClientSession() as http:
+    async with StatusServer(gw, "127.0.0.1:0", history(gw), interval_s=0.05) as server, aiohttp.ClientSession() as http:
         publisher = asyncio.create_task(server.run(), name="http")
         try:
             async with http.get(server.url + "events") as r:
@@ -280,7 +161,7 @@ async def test_event_stream_sends_a_snapshot_then_each_change(gw: FakeGateway) -
 async def test_leaving_the_server_ends_open_streams_quickly(gw: FakeGateway) -> None:
     http = aiohttp.ClientSession()
     try:
-        server = StatusServer(gw, "127.0.0.1:0", interval_s=0.05)
+        server = StatusServer(gw, "127.0.0.1:0", history(gw), interval_s=0.05)
         async with server:
             server.hub.publish("snapshot", {"n": 1})
             resp = await http.get(server.url + "events")
@@ -301,7 +182,7 @@ async def test_a_busy_port_fails_at_start_with_what_to_do(gw: FakeGateway) -> No
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port}.*choose another --http"):
-            async with StatusServer(gw, f"127.0.0.1:{port}"):
+            async with StatusServer(gw, f"127.0.0.1:{port}", history(gw)):
                 pass
 
 

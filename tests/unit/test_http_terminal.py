@@ -13,6 +13,7 @@ from gateway.cli import build_parser, main
 from gateway.core.health import ComponentHealth
 from gateway.http.terminal_table import LiveTable, render_snapshot
 from gateway.logging_setup import JsonLineFormatter, setup_logging
+from tests.support.status_gateway import T0, FakeGateway, history, minute
 
 
 @pytest.fixture
@@ -127,16 +128,14 @@ def test_live_table_shows_processes_devices_and_units() -> None:
 
 
 async def test_live_table_task_redraws_from_the_gateway(tmp_path: Path) -> None:
-    from tests.unit.test_http_server import T0, FakeGateway, minute
-
     gw = FakeGateway(tmp_path / "ledger.sqlite")
     out = io.StringIO()
     table = LiveTable(
-        gw, console=Console(file=out, width=140, force_terminal=True, color_system=None), interval_s=0.02
+        gw, history(gw), console=Console(file=out, width=140, force_terminal=True, color_system=None), interval_s=0.02
     )
     task = asyncio.create_task(table.run())
     await asyncio.sleep(0.1)
-    gw.listeners[0](minute(T0, "blast_furnace", 3747.2))  # the table's history is a gateway listener
+    table.history(minute(T0, "blast_furnace", 3747.2))  # what the pipeline does with each closed minute
     await asyncio.sleep(0.2)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

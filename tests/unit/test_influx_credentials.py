@@ -21,9 +21,11 @@ import pytest
 from gateway.cli import main
 from gateway.core.errors import ConfigError
 from gateway.ledger.store import Ledger
-from gateway.settings.site import InfluxConfig, RetryConfig, load_settings
+from gateway.settings.load import load_settings
+from gateway.settings.site import InfluxConfig, RetryConfig
 from gateway.sinks.influx import CURSOR, InfluxSink
-from tests.unit.test_ledger import result
+from tests.factories import minute_result as result
+from tests.factories import results_of
 
 PASSWORD = "pw-in-url-5f3b9c"
 URL = f"http://emgate:{PASSWORD}@127.0.0.1:8086"
@@ -148,7 +150,7 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 async def test_the_client_gets_the_url_without_credentials_and_them_as_the_token(
     fake_client: type[FakeClient], ledger: Ledger
 ) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     async with InfluxSink(InfluxConfig(enabled=True, url=URL), ledger, RetryConfig()) as sink:
         assert await sink.drain_once() == 1
     (client,) = fake_client.built
@@ -159,7 +161,7 @@ async def test_the_client_gets_the_url_without_credentials_and_them_as_the_token
 async def test_no_write_error_ends_the_sink_and_none_is_logged_with_credentials(
     fake_client: type[FakeClient], ledger: Ledger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ledger.append([result(m) for m in range(3)])
+    ledger.append(results_of([result(m) for m in range(3)]))
     sink = InfluxSink(InfluxConfig(enabled=True, url=URL), ledger, RetryConfig(base_s=0.01, cap_s=0.05))
     with caplog.at_level(logging.DEBUG, logger="gateway"):
         async with sink:
@@ -172,7 +174,7 @@ async def test_no_write_error_ends_the_sink_and_none_is_logged_with_credentials(
             task = asyncio.create_task(sink.run(), name="influx-test")
             try:
                 async with asyncio.timeout(10):
-                    while ledger.cursor(CURSOR) < ledger.head_seq:
+                    while ledger.outbox.cursor(CURSOR) < ledger.head_seq:
                         assert not task.done(), task.exception()
                         await asyncio.sleep(0.01)
             finally:

@@ -7,34 +7,10 @@ from pathlib import Path
 import pytest
 
 from gateway.core.errors import SinkWriteError
-from gateway.core.model import MinuteResult
 from gateway.ledger.audit import verify_ledger
 from gateway.ledger.store import DELAYED_FLAG, GENESIS_HASH, Ledger
-
-T0 = 1_795_000_000.0 - 1_795_000_000.0 % 60
-
-
-def result(
-    minute: int, process: str = "sinter", stream: str = "coke_breeze", co2_kg: float = 10.0, **kw: object
-) -> MinuteResult:
-    base: dict[str, object] = dict(
-        minute_start=T0 + 60 * minute,
-        site="works",
-        process=process,
-        stream=stream,
-        scope="direct",
-        method="fuel_combustion",
-        activity=0.5,
-        activity_unit="t",
-        co2_kg=co2_kg,
-        factor_id="cn.coke",
-        ef_kg_per_unit=3040.0,
-        coverage=1.0,
-        quality="measured",
-        flags="",
-    )
-    base.update(kw)
-    return MinuteResult(**base)  # type: ignore[arg-type]
+from tests.factories import T0, results_of
+from tests.factories import minute_result as result
 
 
 @pytest.fixture
@@ -47,9 +23,9 @@ def ledger(tmp_path: Path) -> Ledger:
 def test_append_is_ordered_idempotent_and_chained(ledger: Ledger) -> None:
     assert ledger.head_hash == GENESIS_HASH
     first = [result(0), result(0, "bf", "coke"), result(1)]
-    assert ledger.append(first) == 3
-    assert ledger.append([result(1), result(2)]) == 1  # minute 1 again (a replayed checkpoint) is stored once
-    assert [r.key() for r in ledger.results()] == [r.key() for r in [*first, result(2)]]
+    assert ledger.append(results_of(first)) == 3
+    assert ledger.append(results_of([result(1), result(2)])) == 1  # minute 1 again (a replayed checkpoint) is stored once
+    assert [r.key() for r in ledger.reader.results()] == [r.key() for r in [*first, result(2)]]
     assert ledger.head_seq == 4
     report = verify_ledger(ledger.path)
     assert report.ok and report.rows == 4 and report.head_hash == ledger.head_hash
@@ -57,24 +33,24 @@ def test_append_is_ordered_idempotent_and_chained(ledger: Ledger) -> None:
 
 def test_negative_zero_and_integer_floats_verify(ledger: Ledger) -> None:
     # SQLite stores -0.0 as 0.0 and 5 as 5.0: the hash must cover what reads back.
-    ledger.append([result(0, co2_kg=-0.0, activity=5, minute_start=int(T0))])
+    ledger.append(results_of([result(0, co2_kg=-0.0, activity=5, minute_start=int(T0))]))
     assert verify_ledger(ledger.path).ok
 
 
 def test_nan_is_refused_not_stored(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="NaN"):
-        ledger.append([result(0, co2_kg=float("nan"))])
+        ledger.append(results_of([result(0, co2_kg=float("nan"))]))
     assert ledger.head_seq == 0
 
 
 def test_files_are_owner_only(ledger: Ledger) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     for p in ledger.path.parent.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
 
 
 def test_rows_cannot_be_updated_or_deleted(ledger: Ledger) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     db = sqlite3.connect(ledger.path)
     with pytest.raises(sqlite3.IntegrityError, match="never updated"):
         db.execute("UPDATE minutes SET co2_kg = 0")
@@ -84,15 +60,15 @@ def test_rows_cannot_be_updated_or_deleted(ledger: Ledger) -> None:
 
 
 def test_corrections_supersede_and_views_differ(ledger: Ledger) -> None:
-    ledger.append([result(0), result(1), result(0, "bf", "coke")])
-    seq = ledger.current_seq(T0, "sinter", "coke_breeze")
+    ledger.append(results_of([result(0), result(1), result(0, "bf", "coke")]))
+    seq = ledger.reader.current_seq(T0, "sinter", "coke_breeze")
     assert seq == 1
     [c1] = ledger.correct([(seq, result(0, co2_kg=11.0, flags="late_samples=3"))], "late samples arrived")
     [c2] = ledger.correct([(c1, result(0, co2_kg=12.5))], "lab NCV restated for November")
-    current = {r.key(): r.co2_kg for r in ledger.results()}
+    current = {r.key(): r.co2_kg for r in ledger.reader.results()}
     assert current[(T0, "sinter", "coke_breeze")] == 12.5
     assert len(current) == 3
-    history = list(ledger.history(process="sinter"))
+    history = list(ledger.reader.history(process="sinter"))
     assert [(h.seq, h.supersedes, h.result.co2_kg) for h in history] == [
         (1, None, 10.0),
         (2, None, 10.0),
@@ -105,7 +81,7 @@ def test_corrections_supersede_and_views_differ(ledger: Ledger) -> None:
 
 
 def test_correction_rules(ledger: Ledger) -> None:
-    ledger.append([result(0), result(1)])
+    ledger.append(results_of([result(0), result(1)]))
     with pytest.raises(ValueError, match="reason"):
         ledger.correct([(1, result(0))], " ")
     with pytest.raises(ValueError, match="sinter/coke_breeze"):
@@ -117,63 +93,64 @@ def test_correction_rules(ledger: Ledger) -> None:
 
 
 def test_current_view_filters(ledger: Ledger) -> None:
-    ledger.append([result(m, p, "s") for m in range(5) for p in ("a", "b")])
-    got = [r.key() for _, r in ledger.current(from_s=T0 + 60, to_s=T0 + 180, process="b")]
+    ledger.append(results_of([result(m, p, "s") for m in range(5) for p in ("a", "b")]))
+    got = [r.key() for _, r in ledger.reader.current(from_s=T0 + 60, to_s=T0 + 180, process="b")]
     assert got == [(T0 + 60, "b", "s"), (T0 + 120, "b", "s")]
 
 
 def test_outbox_rows_after_skips_superseded(ledger: Ledger) -> None:
-    ledger.append([result(0), result(1)])
+    ledger.append(results_of([result(0), result(1)]))
     ledger.correct([(1, result(0, co2_kg=1.0))], "fix")
-    assert [s for s, _ in ledger.rows_after(0, 10)] == [1, 2, 3]
-    assert [s for s, _ in ledger.rows_after(0, 10, current_only=True)] == [2, 3]
-    assert [s for s, _ in ledger.rows_after(0, 10, upto=2)] == [1, 2]
+    assert [s for s, _ in ledger.reader.rows_after(0, 10)] == [1, 2, 3]
+    assert [s for s, _ in ledger.reader.rows_after(0, 10, current_only=True)] == [2, 3]
+    assert [s for s, _ in ledger.reader.rows_after(0, 10, upto=2)] == [1, 2]
 
 
 def test_checkpoint_is_written_with_the_minute(ledger: Ledger) -> None:
-    ledger.append([result(0)], checkpoint=b"state-after-minute-0")
-    assert ledger.load_checkpoint()[1] == b"state-after-minute-0"  # type: ignore[index]
-    assert ledger.save_checkpoint(b"in-progress")
-    assert ledger.load_checkpoint()[1] == b"in-progress"  # type: ignore[index]
+    ledger.append(results_of([result(0)]), checkpoint=b"state-after-minute-0")
+    assert ledger.checkpoints.load()[1] == b"state-after-minute-0"  # type: ignore[index]
+    assert ledger.checkpoints.save(b"in-progress")
+    assert ledger.checkpoints.load()[1] == b"in-progress"  # type: ignore[index]
 
 
 def test_quarantine_moves_cursor_and_keeps_message(ledger: Ledger) -> None:
-    ledger.append([result(0), result(1)])
-    ledger.quarantine("influx", 1, 2, 2, 400, "partial write: field type conflict", cursors={"influx": 2})
-    assert ledger.cursor("influx") == 2
-    [q] = ledger.quarantined("influx")
+    ledger.append(results_of([result(0), result(1)]))
+    ledger.outbox.quarantine("influx", 1, 2, 2, 400, "partial write: field type conflict", cursors={"influx": 2})
+    assert ledger.outbox.cursor("influx") == 2
+    [q] = ledger.outbox.quarantined("influx")
     assert q["status"] == 400 and "field type conflict" in str(q["message"]) and q["rows"] == 2
 
 
-def _break_disk(ledger: Ledger) -> sqlite3.Connection:
+def _break_disk(ledger: Ledger) -> None:
     # A file system remounted read-only answers like a read-only connection: SQLITE_READONLY.
-    good = ledger._db
-    ledger._db = sqlite3.connect(f"{ledger.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-    return good
+    ledger._db.execute("PRAGMA query_only = ON")
+
+
+def _mend_disk(ledger: Ledger) -> None:
+    ledger._db.execute("PRAGMA query_only = OFF")
 
 
 def test_disk_failure_holds_results_in_order_then_writes_them_flagged(ledger: Ledger) -> None:
-    ledger.append([result(0)], checkpoint=b"c0")
-    good = _break_disk(ledger)
-    assert ledger.append([result(1)], checkpoint=b"c1") == 0
-    assert ledger.append([result(2)], checkpoint=b"c2") == 0
+    ledger.append(results_of([result(0)]), checkpoint=b"c0")
+    _break_disk(ledger)
+    assert ledger.append(results_of([result(1)]), checkpoint=b"c1") == 0
+    assert ledger.append(results_of([result(2)]), checkpoint=b"c2") == 0
     assert ledger.pending == 2 and ledger.counters.write_failures == 2
-    assert not ledger.save_checkpoint(b"newer")  # never ahead of rows that wait in memory
-    ledger._db.close()
-    ledger._db = good
-    assert ledger.load_checkpoint()[1] == b"c0"  # type: ignore[index]
-    assert ledger.append([result(3)], checkpoint=b"c3") == 3
-    rows = list(ledger.results())
+    assert not ledger.checkpoints.save(b"newer")  # never ahead of rows that wait in memory
+    _mend_disk(ledger)
+    assert ledger.checkpoints.load()[1] == b"c0"  # type: ignore[index]
+    assert ledger.append(results_of([result(3)]), checkpoint=b"c3") == 3
+    rows = list(ledger.reader.results())
     assert [r.minute_start for r in rows] == [T0 + 60 * m for m in range(4)]
     assert [DELAYED_FLAG in r.flags for r in rows] == [False, True, True, True]
-    assert ledger.load_checkpoint()[1] == b"c3"  # type: ignore[index]
+    assert ledger.checkpoints.load()[1] == b"c3"  # type: ignore[index]
     assert ledger.pending == 0 and verify_ledger(ledger.path).ok
 
 
 def test_disk_failure_beyond_bound_raises(tmp_path: Path) -> None:
     lg = Ledger(tmp_path / "l.sqlite", max_pending=2)
     _break_disk(lg)
-    lg.append([result(0)])
-    lg.append([result(1)])
+    lg.append(results_of([result(0)]))
+    lg.append(results_of([result(1)]))
     with pytest.raises(SinkWriteError, match="max_pending"):
-        lg.append([result(2)])
+        lg.append(results_of([result(2)]))

@@ -11,7 +11,8 @@ from gateway.core.errors import SinkWriteError
 from gateway.ledger import store as ledger_module
 from gateway.ledger.audit import verify_ledger
 from gateway.ledger.store import Ledger
-from tests.unit.test_ledger import result
+from tests.factories import minute_result as result
+from tests.factories import results_of
 
 SYNCHRONOUS_OFF, SYNCHRONOUS_FULL = 0, 2
 
@@ -20,12 +21,12 @@ def test_only_a_bulk_load_commits_without_fsync(tmp_path: Path) -> None:
     live = Ledger(tmp_path / "live.sqlite")
     bulk = Ledger(tmp_path / "bulk.sqlite")
     bulk.bulk_load()
-    assert live.connection.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_FULL
-    assert bulk.connection.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_OFF
+    assert live._db.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_FULL
+    assert bulk._db.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_OFF
     live.close()
     bulk.close()
     again = Ledger(tmp_path / "bulk.sqlite")  # the level is the connection's, not the file's
-    assert again.connection.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_FULL
+    assert again._db.execute("PRAGMA synchronous").fetchone()[0] == SYNCHRONOUS_FULL
     again.close()
 
 
@@ -34,7 +35,7 @@ def test_close_copies_the_wal_into_the_file_and_fsyncs_it(tmp_path: Path, monkey
     ledger = Ledger(path)
     ledger.bulk_load()
     for day in range(3):
-        ledger.append([result(day * 1440 + m) for m in range(1440)], checkpoint=b"window")
+        ledger.append(results_of([result(day * 1440 + m) for m in range(1440)]), checkpoint=b"window")
     synced: list[int] = []
     monkeypatch.setattr(ledger_module.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_ino))
     ledger.close()
@@ -48,12 +49,12 @@ def test_close_refuses_while_another_connection_holds_the_wal(tmp_path: Path) ->
     path = tmp_path / "ledger.sqlite"
     ledger = Ledger(path)
     ledger.bulk_load()
-    ledger.append([result(m) for m in range(10)])
+    ledger.append(results_of([result(m) for m in range(10)]))
     reader = Ledger(path, readonly=True)
-    reader.connection.execute("BEGIN")
-    reader.connection.execute("SELECT count(*) FROM minutes").fetchone()  # a read snapshot pins the WAL
-    ledger.append([result(m) for m in range(10, 20)])
-    ledger.connection.execute("PRAGMA busy_timeout = 0")
+    reader._db.execute("BEGIN")
+    reader._db.execute("SELECT count(*) FROM minutes").fetchone()  # a read snapshot pins the WAL
+    ledger.append(results_of([result(m) for m in range(10, 20)]))
+    ledger._db.execute("PRAGMA busy_timeout = 0")
     with pytest.raises(SinkWriteError, match="kept the WAL"):
         ledger.close()
     reader.close()
@@ -65,11 +66,11 @@ def test_a_killed_bulk_load_leaves_every_committed_append(tmp_path: Path) -> Non
 import os
 from pathlib import Path
 from gateway.ledger.store import Ledger
-from tests.unit.test_ledger import result
+from tests.factories import minute_result as result, results_of
 ledger = Ledger(Path({str(path)!r}))
 ledger.bulk_load()
-ledger.append([result(m) for m in range(1440)], checkpoint=b"day 1")
-ledger.append([result(m) for m in range(1440, 2880)], checkpoint=b"day 2")
+ledger.append(results_of([result(m) for m in range(1440)]), checkpoint=b"day 1")
+ledger.append(results_of([result(m) for m in range(1440, 2880)]), checkpoint=b"day 2")
 os._exit(9)  # no close: as kill -9 after the second commit
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parents[2], check=False, timeout=60)
@@ -77,5 +78,5 @@ os._exit(9)  # no close: as kill -9 after the second commit
     report = verify_ledger(path)
     assert report.ok and report.rows == 2880
     reopened = Ledger(path)
-    assert reopened.head_seq == 2880 and reopened.load_checkpoint()[1] == b"day 2"
+    assert reopened.head_seq == 2880 and reopened.checkpoints.load()[1] == b"day 2"
     reopened.close()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gateway.core.clock import ScaledClock
-from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
+from gateway.core.model import MinuteResult
 from gateway.core.signals import SignalTable
 from gateway.ledger.checkpoint import (
     RESTART_FLAG,
@@ -20,31 +20,15 @@ from gateway.ledger.checkpoint import (
 )
 from gateway.ledger.store import Ledger
 from gateway.settings.factors import factor_table_of
-from gateway.settings.site import GatewaySettings
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteWindow, WindowState
 from gateway.stages.minute_history import HistoryColumns
-from tests.unit.test_ledger import T0, result
-from tests.unit.test_minute_frame import T0 as T_PLANT
-from tests.unit.test_minute_frame import batches as plant_batches
-from tests.unit.test_minute_frame import settings as plant_settings
-
-
-def window(names: tuple[str, ...] = ("a", "b"), next_minute: float = T0) -> MinuteWindow:
-    settings = GatewaySettings(site={"name": "w"}, signals={n: {"kind": "rate", "unit": "t/h"} for n in names})
-    return MinuteWindow(SignalTable.from_settings(settings), settings.window, next_minute=next_minute)
-
-
-def batch(w: MinuteWindow, name: str, ts: list[float], value: float = 6.0) -> SampleBatch:
-    n = len(ts)
-    return SampleBatch(
-        "dev",
-        np.full(n, w.signals.id(name), np.int32),
-        np.array(ts),
-        np.full(n, value),
-        np.full(n, SampleQuality.GOOD, np.uint8),
-    )
-
+from tests.factories import T0, results_of
+from tests.factories import minute_result as result
+from tests.support.mixed_plant import T0 as T_PLANT
+from tests.support.mixed_plant import batches as plant_batches
+from tests.support.mixed_plant import settings as plant_settings
+from tests.support.windows import batch, window
 
 READINGS = (np.array([0, 1, 1], np.int32), np.array([T0 + 1, T0 + 2, T0 + 3]), np.array([1.0, 2.0, 3.0]), np.zeros(3, np.uint8))
 
@@ -73,8 +57,9 @@ def test_state_round_trips_and_remaps_signals_by_name() -> None:
         decode_window_state(encode_window_state(WindowState(T0, *READINGS, broken), ["a", "b"]), ["a", "b"])
 
 
-def test_a_checkpoint_of_the_first_format_is_still_read() -> None:
-    """emgate-window-1 (two arrays per signal's history): what a ledger written before holds."""
+def test_a_checkpoint_of_the_first_format_is_refused() -> None:
+    """emgate-window-1 (two arrays per signal's history) is no longer read: recovery treats it as
+    any unreadable checkpoint and resumes after the ledger's last minute."""
     header = {
         "format": "emgate-window-1",
         "next_minute": T0,
@@ -86,7 +71,8 @@ def test_a_checkpoint_of_the_first_format_is_still_read() -> None:
     arrays |= {"h1_slots": np.array([3, 5]), "header": np.frombuffer(json.dumps(header).encode(), np.uint8)}
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _check_remapped(decode_window_state(buf.getvalue(), ["b", "c", "a"]))
+    with pytest.raises(ValueError, match="'emgate-window-1', expected 'emgate-window-2'"):
+        decode_window_state(buf.getvalue(), ["b", "c", "a"])
 
 
 @pytest.mark.parametrize("rule", ["none", "last_good", "hour_average", "lookback_max", "as configured"])
@@ -107,7 +93,7 @@ def test_a_window_resumed_from_its_checkpoint_closes_the_same_minutes(rule: str)
         for b in plant_batches():
             w.ingest(b)
             if w.due(float(b.ts[0])):
-                results += calc.compute(w.close(1))
+                results += calc.compute(w.close(1)).rows()
                 if len(results) // len(s.streams) in restart_after:
                     saved = window_checkpoint(w)
                     w = MinuteWindow(table, s.window, next_minute=T_PLANT)
@@ -121,13 +107,13 @@ def test_recovery_from_full_and_delta_checkpoints(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
     w = window()
     w.ingest(batch(w, "a", [T0 + 1.0, T0 + 10.0]))
-    ledger.append([], checkpoint=window_checkpoint(w))  # what a close stores with its minutes
-    assert ledger.load_checkpoint_deltas() == []
+    ledger.append(results_of([]), checkpoint=window_checkpoint(w))  # what a close stores with its minutes
+    assert ledger.checkpoints.load_deltas() == []
     w.ingest(batch(w, "a", [T0 + 20.0, T0 + 30.0]))
     w.ingest(batch(w, "b", [T0 + 25.0]))
     new = w.export_new_readings()
     assert sorted(new.ts.tolist()) == [T0 + 20.0, T0 + 25.0, T0 + 30.0]  # only what came since
-    assert ledger.save_checkpoint(encode_window_state(new, w.signals.names), delta=True)
+    assert ledger.checkpoints.save(encode_window_state(new, w.signals.names), delta=True)
     assert len(w.export_new_readings().ts) == 0
 
     restarted = window()
@@ -136,7 +122,7 @@ def test_recovery_from_full_and_delta_checkpoints(tmp_path: Path) -> None:
     assert rec.flagged_until == T0 + 240.0  # the minute the restart happened in is flagged too
     frame = restarted.close(3)
     assert frame.starts.tolist() == [T0, T0 + 60, T0 + 120]
-    flagged = rec.flag([result(0), result(3), result(4)])
+    flagged = rec.flag(results_of([result(0), result(3), result(4)])).rows()
     assert [RESTART_FLAG in r.flags for r in flagged] == [True, True, False]
     ledger.close()
 
@@ -144,7 +130,7 @@ def test_recovery_from_full_and_delta_checkpoints(tmp_path: Path) -> None:
 def test_recovery_without_checkpoint_resumes_after_the_last_minute(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
     assert recover_window(ledger, window(), now=T0) is None  # fresh ledger: nothing to recover
-    ledger.append([result(0), result(1)])
+    ledger.append(results_of([result(0), result(1)]))
     w = window(next_minute=T0 + 600)
     rec = recover_window(ledger, w, now=T0 + 330.0)
     assert rec is not None and w.next_minute == T0 + 120 and rec.buffered_readings == 0
@@ -154,7 +140,7 @@ def test_recovery_without_checkpoint_resumes_after_the_last_minute(tmp_path: Pat
 
 def test_a_very_long_outage_is_reported_not_filled(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l.sqlite")
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     w = window()
     rec = recover_window(ledger, w, now=T0 + 60 * 1000 + 5, max_minutes=100)
     assert rec is not None and rec.skipped_minutes == 1000 - 100
@@ -174,8 +160,8 @@ async def test_checkpoint_loop_writes_full_then_deltas(tmp_path: Path) -> None:
     await asyncio.sleep(0.02)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    assert ledger.load_checkpoint() is not None
-    deltas = ledger.load_checkpoint_deltas()
+    assert ledger.checkpoints.load() is not None
+    deltas = ledger.checkpoints.load_deltas()
     assert len(deltas) == 1  # empty rounds write nothing
     assert decode_window_state(deltas[0][1], ["a", "b"]).ts.tolist() == [T0 + 40.0]
     ledger.close()

@@ -11,17 +11,19 @@ import pytest
 from gateway.core.errors import SinkWriteError
 from gateway.core.model import MinuteResult
 from gateway.ledger.audit import verify_ledger
-from gateway.ledger.store import (
+from gateway.ledger.errors import LedgerError
+from gateway.ledger.format import (
     FIELDS,
     GENESIS_HASH,
     INSERT_CHUNK,
-    Ledger,
     LedgerFormatError,
     canonical_row,
     chain_hash,
     result_values,
 )
-from tests.unit.test_ledger import T0, result
+from gateway.ledger.store import Ledger
+from tests.factories import T0, results_of
+from tests.factories import minute_result as result
 
 
 @pytest.fixture
@@ -34,8 +36,8 @@ def ledger(tmp_path: Path) -> Ledger:
 def test_bulk_append_spans_chunks_and_matches_the_public_encoding(ledger: Ledger) -> None:
     n = 3 * INSERT_CHUNK + 7  # whole multi-row statements and a remainder
     results = [result(m // 4, f"p{m % 4}", "s", co2_kg=m * 0.1) for m in range(n)]
-    assert ledger.append(results) == n
-    rows = list(ledger.history())
+    assert ledger.append(results_of(results)) == n
+    rows = list(ledger.reader.history())
     assert [r.seq for r in rows] == list(range(1, n + 1))
     assert [r.result for r in rows] == results
     prev = GENESIS_HASH
@@ -48,15 +50,15 @@ def test_bulk_append_spans_chunks_and_matches_the_public_encoding(ledger: Ledger
 
 
 def test_duplicates_inside_one_batch_are_stored_once(ledger: Ledger) -> None:
-    assert ledger.append([result(0), result(1), result(0), result(2), result(1)]) == 3
-    assert [r.minute_start for r in ledger.results()] == [T0, T0 + 60, T0 + 120]
-    assert ledger.append([result(2), result(3), result(3)]) == 1
+    assert ledger.append(results_of([result(0), result(1), result(0), result(2), result(1)])) == 3
+    assert [r.minute_start for r in ledger.reader.results()] == [T0, T0 + 60, T0 + 120]
+    assert ledger.append(results_of([result(2), result(3), result(3)])) == 1
     assert verify_ledger(ledger.path).ok and ledger.head_seq == 4
 
 
 def test_numpy_and_integer_values_are_stored_as_floats(ledger: Ledger) -> None:
-    ledger.append([result(0, co2_kg=np.float32(1.5), activity=np.int64(3)), result(1, coverage=np.float64(0.5))])
-    got = list(ledger.results())
+    ledger.append(results_of([result(0, co2_kg=np.float32(1.5), activity=np.int64(3)), result(1, coverage=np.float64(0.5))]))
+    got = list(ledger.reader.results())
     assert got[0].co2_kg == 1.5 and type(got[0].co2_kg) is float and got[0].activity == 3.0
     assert verify_ledger(ledger.path).ok
 
@@ -70,21 +72,21 @@ def test_numpy_and_integer_values_are_stored_as_floats(ledger: Ledger) -> None:
     ],
 )
 def test_unstorable_values_are_refused_and_nothing_is_written(ledger: Ledger, kw: dict, match: str) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     with pytest.raises(LedgerFormatError, match=match):
-        ledger.append([result(1), result(2, **kw)])
+        ledger.append(results_of([result(1), result(2, **kw)]))
     assert ledger.head_seq == 1 and ledger.pending == 0
-    assert ledger.append([result(1)]) == 1 and verify_ledger(ledger.path).ok
+    assert ledger.append(results_of([result(1)])) == 1 and verify_ledger(ledger.path).ok
 
 
 def test_a_reason_with_the_separator_is_refused(ledger: Ledger) -> None:
-    ledger.append([result(0)])
+    ledger.append(results_of([result(0)]))
     with pytest.raises(ValueError, match="U\\+001F"):
         ledger.correct([(1, result(0, co2_kg=2.0))], "late\x1fsamples")
 
 
 def test_many_corrections_at_once(ledger: Ledger) -> None:
-    ledger.append([result(m) for m in range(1200)])
+    ledger.append(results_of([result(m) for m in range(1200)]))
     seqs = ledger.correct([(s, result(s - 1, co2_kg=1.0 + s)) for s in range(1, 1201)], "restated factor")
     assert seqs == list(range(1201, 2401))
     report = verify_ledger(ledger.path)
@@ -102,7 +104,7 @@ def test_a_ledger_of_another_schema_is_refused_by_name(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(SinkWriteError, match="schema 2"):
         Ledger(path)
-    with pytest.raises(sqlite3.DatabaseError, match="schema 2"):
+    with pytest.raises(LedgerError, match="schema 2"):
         verify_ledger(path)
 
 
@@ -151,9 +153,9 @@ def test_every_append_path_writes_the_documented_chain(tmp_path: Path, path: str
     if path == "bulk_load":
         ledger.bulk_load()
     if path == "checked":  # a stored minute in the range sends the rest through the row-by-row path
-        assert ledger.append(results[:1]) == 1 and ledger.append(results) == 3
+        assert ledger.append(results_of(results[:1])) == 1 and ledger.append(results_of(results)) == 3
     else:
-        assert ledger.append(results[:2]) == 2 and ledger.append(results[2:], checkpoint=b"window") == 2
+        assert ledger.append(results_of(results[:2])) == 2 and ledger.append(results_of(results[2:]), checkpoint=b"window") == 2
     assert ledger.head_hash == PINNED_HEAD
     ledger.close()
     report = verify_ledger(tmp_path / "ledger.sqlite")

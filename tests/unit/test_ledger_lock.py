@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from gateway.commands.demo import DEMO_CONFIG, demo_settings
-from gateway.ledger.lock import LedgerLock, lock_path
-from gateway.ledger.store import Ledger, LedgerInUseError
+from gateway.ledger.lock import LedgerInUseError, LedgerLock, lock_path
+from gateway.ledger.store import Ledger
 from gateway.pipeline import Gateway
-from tests.unit.test_ledger import result
+from tests.factories import minute_result as result
+from tests.factories import results_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,16 +59,16 @@ def test_the_lock_goes_with_a_killed_process(tmp_path: Path) -> None:
 def test_readers_and_a_restatement_are_not_locked_out(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     gateway = Ledger(path, site="works", exclusive=True)
-    gateway.append([result(0), result(1)])
+    gateway.append(results_of([result(0), result(1)]))
     with pytest.raises(LedgerInUseError):
         Ledger(path, site="works", exclusive=True)
     reader = Ledger(path, readonly=True)  # export, ledger verify/show
     assert reader.head_seq == 2
     reader.close()
     restate = Ledger(path, site="works")  # ledger restate: chains on the real head (test_ledger_two_writers)
-    assert restate.append([result(2)]) == 1
+    assert restate.append(results_of([result(2)])) == 1
     restate.close()
-    assert gateway.append([result(3)]) == 1
+    assert gateway.append(results_of([result(3)])) == 1
     gateway.close()
     Ledger(path, site="works", exclusive=True).close()  # close() released it
 

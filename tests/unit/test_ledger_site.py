@@ -11,9 +11,11 @@ import pytest
 
 from gateway.cli import main
 from gateway.commands.demo import DEMO_CONFIG
-from gateway.ledger.store import Ledger, LedgerSiteError, SiteRecord, read_site_record
+from gateway.ledger.site import LedgerSiteError, SiteRecord, read_site_record
+from gateway.ledger.store import Ledger
 from gateway.pipeline import Gateway
-from tests.unit.test_ledger import T0, result
+from tests.factories import T0, results_of
+from tests.factories import minute_result as result
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
 UCI = EXAMPLES / "uci-steel.toml"  # site "uci-steel"
@@ -23,7 +25,7 @@ LF = "ladle-furnace"  # the site of config/examples/ladle-furnace.toml
 def lf_ledger(path: Path, minutes: int = 3) -> Path:
     """A ladle furnace's ledger as a replay of ladle-furnace.toml writes it."""
     lg = Ledger(path, site=LF)
-    lg.append([dataclasses.replace(result(i), site=LF) for i in range(minutes)])
+    lg.append(results_of([dataclasses.replace(result(i), site=LF) for i in range(minutes)]))
     lg.close()
     return path
 
@@ -31,7 +33,7 @@ def lf_ledger(path: Path, minutes: int = 3) -> Path:
 def old_ledger(path: Path, *sites: str) -> Path:
     """A ledger as an earlier version wrote it: rows, and no site in `meta`."""
     lg = Ledger(path)
-    lg.append([dataclasses.replace(result(i), site=s) for i, s in enumerate(sites)])
+    lg.append(results_of([dataclasses.replace(result(i), site=s) for i, s in enumerate(sites)]))
     lg.close()
     return path
 
@@ -73,8 +75,8 @@ def test_an_old_ledger_of_several_sites_is_refused_but_still_read(tmp_path: Path
         assert "several sites ('north', 'south')" in exc.value.message(Path("site.toml"))
         assert "this site file (site.toml)" in exc.value.message(Path("site.toml"))
     lg = Ledger(path, readonly=True)
-    assert lg.site_record() == SiteRecord(("north", "south"), recorded=False)
-    assert len(list(lg.current())) == 3
+    assert lg.reader.site_record() == SiteRecord(("north", "south"), recorded=False)
+    assert len(list(lg.reader.current())) == 3
     lg.close()
 
 

@@ -14,9 +14,11 @@ import pytest
 from gateway.cli import main
 from gateway.ledger import audit as ledger_audit
 from gateway.ledger.audit import verify_ledger
+from gateway.ledger.errors import LedgerError
 from gateway.ledger.format import INSERT_COLUMNS, TEXT_FIELDS, chain_checked, result_values
 from gateway.ledger.store import Ledger
-from tests.unit.test_ledger import T0, result
+from tests.factories import T0, results_of
+from tests.factories import minute_result as result
 
 
 @pytest.fixture(params=["native", "python"])
@@ -36,7 +38,7 @@ def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 def ledger_file(tmp_path: Path, walk: str) -> Path:
     path = tmp_path / "ledger.sqlite"
     lg = Ledger(path)
-    lg.append([result(m, p, "s", co2_kg=float(m)) for m in range(5) for p in ("a", "b")])  # seq 1..10
+    lg.append(results_of([result(m, p, "s", co2_kg=float(m)) for m in range(5) for p in ("a", "b")]))  # seq 1..10
     lg.correct([(3, result(1, "a", "s", co2_kg=99.0))], "late samples")  # seq 11
     lg.close()
     return path
@@ -189,7 +191,7 @@ def test_rewritten_chain_loses_recorded_head(ledger_file: Path, capsys: pytest.C
     db.close()
     forged = ledger_file.with_name("forged.sqlite")
     lg = Ledger(forged)
-    lg.append([result(int((m - T0) // 60), p, s, co2_kg=(c if (m, p) != (T0, "a") else 0.0)) for m, p, s, c in rows])
+    lg.append(results_of([result(int((m - T0) // 60), p, s, co2_kg=(c if (m, p) != (T0, "a") else 0.0)) for m, p, s, c in rows]))
     lg.close()
     assert main(["ledger", "verify", str(forged)]) == 0
     assert main(["ledger", "verify", str(forged), "--expect-head", head]) == 1
@@ -234,7 +236,7 @@ def test_show_current_and_history(ledger_file: Path, capsys: pytest.CaptureFixtu
 
 def test_show_quarantine(ledger_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lg = Ledger(ledger_file)
-    lg.quarantine("influx", 4, 4, 1, 400, "partial write: field type conflict", cursors={"influx": 4})
+    lg.outbox.quarantine("influx", 4, 4, 1, 400, "partial write: field type conflict", cursors={"influx": 4})
     lg.close()
     assert main(["ledger", "show", str(ledger_file), "--quarantine"]) == 0
     out = capsys.readouterr().out
@@ -255,7 +257,7 @@ def test_text_beyond_ascii_is_walked_and_summed(tmp_path: Path, walk: str) -> No
     """Chinese process names are plain rows for either walk; the native one sums them itself."""
     path = tmp_path / "ledger.sqlite"
     lg = Ledger(path)
-    lg.append([result(m, "烧结", "焦粉 №2") for m in range(6)])
+    lg.append(results_of([result(m, "烧结", "焦粉 №2") for m in range(6)]))
     lg.close()
     window = ledger_audit.MonthWindow((T0, T0 + 86400.0), head=6)
     report, sums = ledger_audit.walk_ledger(path, month=window)
@@ -273,7 +275,7 @@ def test_text_that_is_not_utf8_fails_alike(ledger_file: Path) -> None:
     walk hands the row to it rather than hash bytes the Python walk would refuse, even when the
     row's hash covers those bytes (a forger who rehashed the chain's last row)."""
     lg = Ledger(ledger_file)
-    lg.append([result(5, "a", "s")])  # row 12, a plain one, the native walk's to hash
+    lg.append(results_of([result(5, "a", "s")]))  # row 12, a plain one, the native walk's to hash
     lg.close()
     tamper(ledger_file, "UPDATE minutes SET stream = CAST(x'73c0af' AS TEXT) WHERE seq = 12")
     db = sqlite3.connect(ledger_file, isolation_level=None)
@@ -288,5 +290,5 @@ def test_text_that_is_not_utf8_fails_alike(ledger_file: Path) -> None:
     db.execute("UPDATE minutes SET digest = ? WHERE seq = 12", (digest,))
     db.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (digest.hex(),))
     db.close()
-    with pytest.raises(sqlite3.OperationalError, match="UTF-8"):
+    with pytest.raises(LedgerError, match="UTF-8"):
         verify_ledger(ledger_file)

@@ -10,13 +10,14 @@ from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.site import GatewaySettings, WindowConfig
 from gateway.stages.minute import MinuteWindow
+from tests.factories import site_settings
 
 T0 = 1_700_000_040.0  # a minute boundary
 
 
 def settings() -> GatewaySettings:
-    return GatewaySettings(
-        site={"name": "t"},
+    return site_settings(
+        "t",
         signals={
             "fuel": {"kind": "rate", "unit": "t/h", "max_gap_s": 3.0},
             "meter": {"kind": "counter", "unit": "kWh", "counter_bits": 16},

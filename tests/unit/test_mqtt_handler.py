@@ -16,13 +16,13 @@ from gateway.core.clock import ScaledClock
 from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
-from gateway.settings.site import GatewaySettings
 from gateway.sources.mqtt import MqttSource
+from tests.factories import site_settings
 
 
 def make_source(queue_size: int = 100) -> tuple[MqttSource, asyncio.Queue[SampleBatch], SignalTable]:
-    settings = GatewaySettings(
-        site={"name": "t"},
+    settings = site_settings(
+        "t",
         signals={
             "flow": {"unit": "t/h"},
             "temp": {"unit": "t/h"},

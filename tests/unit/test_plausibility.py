@@ -20,16 +20,19 @@ from pydantic import ValidationError
 from analytics import units
 from analytics.aggregate import counter_deltas, minute_edges
 from gateway.alerts.budget_stage import AlertStage
-from gateway.codec import apply_point, decode_registers, parse_payload
+from gateway.codec import decode_registers, parse_payload
 from gateway.core.errors import ConfigError
 from gateway.core.model import MinuteResult, SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.ledger.alerts_table import AlertStore
 from gateway.settings.alerts import BudgetConfig
 from gateway.settings.factors import factor_table_of
-from gateway.settings.site import GatewaySettings, SignalConfig, load_settings
+from gateway.settings.load import load_settings
+from gateway.settings.site import GatewaySettings, SignalConfig
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteFrame, MinuteWindow
+from tests.factories import minute_result, results_of, site_settings
+from tests.oracles.modbus_reference import apply_point
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00Z
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38: what a FLOAT32 register holds at most
@@ -38,8 +41,8 @@ GOOD, OUT, NO = SampleQuality.GOOD, SampleQuality.OUT_OF_RANGE, SampleQuality.NO
 
 
 def site(**coke: object) -> GatewaySettings:
-    return GatewaySettings(
-        site={"name": "t"},
+    return site_settings(
+        "t",
         window={"delay_s": 2.0},
         signals={
             "coke": {"unit": "t/h", "max_gap_s": 3.0, **coke},
@@ -89,7 +92,7 @@ def run(
             )
         )
     frame = window.close(minutes)
-    return frame, EmissionCalculator(s, factor_table_of(s.factors)).compute(frame), window
+    return frame, EmissionCalculator(s, factor_table_of(s.factors)).compute(frame).rows(), window
 
 
 def coke_rate(value_at: dict[int, tuple[float, int]] | None = None, seconds: int = 125) -> list[tuple[float, float, int]]:
@@ -322,14 +325,12 @@ def test_absurd_minutes_never_reach_the_budget(tmp_path: Path, caplog: pytest.Lo
     stage = AlertStage("w", "UTC", budget, _no_alerts(), AlertStore(tmp_path / "l.sqlite"))
 
     def minute(i: int, co2_kg: float) -> MinuteResult:
-        return MinuteResult(
-            T0 + 60.0 * i, "w", "bf", "coke", "direct", "fuel_combustion", 1.0, "t", co2_kg, "f", 0.0, 1.0, "measured"
-        )
+        return minute_result(i, "bf", "coke", co2_kg, start=T0, site="w", activity=1.0, factor_id="f", ef_kg_per_unit=0.0)
 
     with caplog.at_level(logging.WARNING, logger="gateway.alerts.budget_stage"):
         for i in range(10):
-            stage([minute(i, 3.4e38 * 3000.0 if i == 4 else 1000.0)])
-        stage([minute(10, math.inf)])
+            stage(results_of([minute(i, 3.4e38 * 3000.0 if i == 4 else 1000.0)]))
+        stage(results_of([minute(10, math.inf)]))
     pos = stage.budget_position
     assert pos is not None and pos["actual_t"] == pytest.approx(9.0)
     assert math.isfinite(pos["shortfall_cny"]) and abs(pos["shortfall_cny"]) < 1e9
