@@ -137,8 +137,8 @@ class AlertStage:
             else:  # processes listed in a different order in some minute: keep each minute's own
                 for m in frame.starts.tolist():
                     events += self._evaluate(
-                        _Minutes.of(results.take(results.minute_start == m), m - 60.0, frame.scopes, self.budget_cfg)
-                    )  # type: ignore[arg-type]
+                        _Minutes.of(results.take(results.minute_start == m), m - 60.0, frame.scopes, self.budget_cfg)  # type: ignore[arg-type]  # m is one of frame's minutes: it has rows
+                    )
         if events:
             self.events_total += len(events)
             self.active_version += 1
@@ -302,7 +302,7 @@ class AlertStage:
             at, rows = at_s[rows[scored]], rows[scored]
             kgs, zs, meds, ms = kg_all[scored], scores[scored], medians[scored], mads[scored]
 
-            def spike_at(i: int, process: str = process, kgs=kgs, zs=zs, meds=meds, ms=ms) -> Observation:  # type: ignore[no-untyped-def]
+            def spike_at(i: int, process: str = process, kgs=kgs, zs=zs, meds=meds, ms=ms) -> Observation:
                 kg, score, median, mad = float(kgs[i]), float(zs[i]), float(meds[i]), float(ms[i])
 
                 def describe() -> tuple[str, dict[str, Any]]:
@@ -376,7 +376,7 @@ class AlertStage:
                         constant,
                         at,
                         dq.device,
-                        lambda i, device=device: device,
+                        lambda i, device=device: device,  # type: ignore[misc]  # mypy infers no lambda with a default argument
                         figures=constant,
                     )
                 ]
@@ -448,20 +448,20 @@ class _Minutes:
         shape = (len(self.starts), n_proc)
         count = np.bincount(cell, minlength=cells)
         self.present = (count > 0).reshape(shape)
-        self.co2_kg = np.bincount(cell, weights=rows.co2_kg, minlength=cells).reshape(shape)
+        self.co2_kg = np.bincount(cell, weights=rows.co2_kg, minlength=cells).reshape(shape)  # type: ignore[assignment]  # with weights bincount returns float64; numpy's stub says intp
         cov = np.where(rows.quality == MinuteQuality.MISSING, 0.0, rows.coverage)
         with np.errstate(invalid="ignore", divide="ignore"):
             self.coverage = (np.bincount(cell, weights=cov, minlength=cells) / count).reshape(shape)
         # which streams count toward the budget, and which one is the production, once per stream
         streams = rows.streams
         in_scope = np.array([s in scopes for s in streams.column("scope").tolist()], dtype=bool)[rows.stream_ids]
-        self.scoped_t = np.bincount(cell[in_scope], weights=rows.co2_kg[in_scope] / 1000.0, minlength=cells).reshape(shape)
+        self.scoped_t = np.bincount(cell[in_scope], weights=rows.co2_kg[in_scope] / 1000.0, minlength=cells).reshape(shape)  # type: ignore[assignment]  # with weights bincount returns float64; numpy's stub says intp
         self.has_scoped = (np.bincount(cell[in_scope], minlength=cells) > 0).reshape(shape)
         prod = budget.production if budget is not None else None
         if prod is not None:
             made_by = (streams.column("process") == prod.process) & (streams.column("stream") == prod.stream)
             made = made_by.astype(bool)[rows.stream_ids]
-            self.production_t = np.bincount(minute[made], weights=rows.activity[made], minlength=len(self.starts))
+            self.production_t = np.bincount(minute[made], weights=rows.activity[made], minlength=len(self.starts))  # type: ignore[assignment]  # with weights bincount returns float64; numpy's stub says intp
         else:
             self.production_t = np.zeros(len(self.starts))
         # each minute's processes in order of their first row there

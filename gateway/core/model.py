@@ -273,7 +273,8 @@ class MinuteResults:
         if name == "quality":
             return _QUALITY_TEXT[self.quality]
         if name in ("factor_id", "flags"):
-            return getattr(self, name)  # type: ignore[no-any-return]
+            column: NDArray[np.object_] = getattr(self, name)
+            return column
         return self.streams.column(name)[self.stream_ids]
 
     def codes(self, name: str) -> tuple[list[str], NDArray[np.intp]]:

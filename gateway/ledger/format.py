@@ -230,7 +230,8 @@ def chain_originals(results: MinuteResults, seq: int, prev_hash: str, recorded_a
 def _reals(column: NDArray[np.float64]) -> list[float]:
     """A REAL column as Python floats (a numpy scalar would bind as a BLOB), -0.0 as 0.0 (as it
     reads back from SQLite)."""
-    return (np.asarray(column, dtype=np.float64) + 0.0).tolist()
+    reals: list[float] = (np.asarray(column, dtype=np.float64) + 0.0).tolist()
+    return reals
 
 
 def chain_checked(

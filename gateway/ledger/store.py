@@ -377,7 +377,7 @@ class Ledger:
             existing = set(self._db.execute(queries.ORIGINAL_KEYS_BETWEEN, (lo, hi)))
         fresh: list[tuple[tuple[object, ...], None, None]] = []
         for values in zip(*results.columns(), strict=True):  # rows, in RESULT_FIELDS order
-            k = (float(values[_MINUTE_START]), values[_PROCESS], values[_STREAM])  # type: ignore[arg-type]  # a float column
+            k = (float(values[_MINUTE_START]), values[_PROCESS], values[_STREAM])
             if k not in existing:
                 existing.add(k)
                 fresh.append((values, None, None))
