@@ -33,6 +33,7 @@ from gateway.core.health import ComponentHealth, HealthRegistry
 from gateway.core.model import MinuteResults, SampleBatch
 from gateway.core.signals import SignalTable
 from gateway.ledger.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
+from gateway.ledger.evidence import EvidenceStore
 from gateway.ledger.store import Ledger
 from gateway.settings.factors import factor_table_of
 from gateway.settings.site import GatewaySettings, RetryConfig
@@ -159,12 +160,15 @@ class Gateway:
             first = math.ceil(clock.now() / 60.0) * 60.0
             window = MinuteWindow(signals, settings.window, next_minute=first)
             gw = cls(settings, clock, signals, ledger, calculator, window)
+            # lab results imported into this ledger (emgate lab import), even while we run
+            calculator.attach_evidence(EvidenceStore(settings.ledger.path, readonly=True))
             gw.recovery = recover_window(ledger, window, clock.now())
             if settings.influx.enabled:
                 gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
             if settings.budget is not None or settings.alerts.enabled:
                 gw._add_alerts()
         except BaseException:
+            calculator.close()
             ledger.close()  # and its lock: a caller in this process may build again
             raise
         return gw
@@ -349,4 +353,5 @@ class Gateway:
         """Release files: the alert stage's connection to the alerts table, then the ledger and its lock."""
         if self.alerts is not None:
             self.alerts.close()
+        self.calculator.close()
         self.ledger.close()

@@ -22,8 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from analytics.evidence import LabResult, labs_in_force
 from gateway.core.errors import SinkWriteError
 from gateway.ledger.errors import LedgerError
+from gateway.ledger.evidence import EvidenceStore, verify_evidence
 from gateway.ledger.format import LedgerRow
 from gateway.ledger.outbox import Outbox
 from gateway.ledger.reader import LedgerReader
@@ -71,7 +73,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "restate",
         help="recompute CO2 of a time range with the factors the config resolves now; append corrections",
         description="For current rows with minute in [--from, --to): recompute co2_kg from the stored activity "
-        "with the factor the config resolves for that minute (library, site overrides, validity) and append "
+        "with the factor the config resolves for that minute (library, site overrides, validity), or the stream's lab "
+        "result of the ledger's evidence valid then (emgate lab import), and append "
         "a correction row where it changed. It may run while the gateway writes the same ledger.",
     )
     r.add_argument("--config", type=Path, required=True, help="site TOML file (its streams and [factors])")
@@ -105,6 +108,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     try:
         report = verify_ledger(args.file, expect_head=args.expect_head, processes=cpus())
+        evidence = verify_evidence(args.file)
         site = read_site_record(args.file).describe()
     except LedgerError as exc:
         print(f"emgate ledger verify: {args.file}: cannot read as a ledger: {exc}", file=sys.stderr)
@@ -115,6 +119,10 @@ def run_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         print(f"  rows 1..{report.rows} are intact; their head is {report.head_hash}", file=sys.stderr)
+        return 1
+    if not evidence.ok:
+        for problem in evidence.problems:
+            print(f"emgate ledger verify: {args.file}: BROKEN evidence: {problem}", file=sys.stderr)
         return 1
     if report.expected_head_found is False:
         print(
@@ -127,6 +135,8 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{args.file}: ok — {site}, {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
         f"head {report.head_hash}; {'native' if native_walk() else 'Python'} walk"
     )
+    if evidence.rows:
+        print(f"evidence: ok — {evidence.rows} record(s), {evidence.files} report copy(ies) intact, head {evidence.head_hash}")
     return 0
 
 
@@ -194,6 +204,12 @@ def _show_quarantine(outbox: Outbox, out: TextIO) -> int:
     return 0
 
 
+def stored_labs(path: Path) -> dict[tuple[str, str], list[LabResult]]:
+    """The lab results in force in the ledger at `path` (its evidence table), per (process, stream)."""
+    with EvidenceStore(path, readonly=True) as store:
+        return labs_in_force(store.lab_records())
+
+
 def run_restate(args: argparse.Namespace) -> int:
     from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
     from gateway.core.errors import ConfigError
@@ -221,7 +237,9 @@ def run_restate(args: argparse.Namespace) -> int:
         print(f"emgate ledger restate: {args.file}: cannot open as a ledger: {exc}", file=sys.stderr)
         return 2
     try:
-        plan = plan_restatement(settings, factors, ledger.reader.current(from_s=args.from_, to_s=args.to), args.from_, args.to)
+        plan = plan_restatement(
+            settings, factors, ledger.reader.current(from_s=args.from_, to_s=args.to), args.from_, args.to, stored_labs(args.file)
+        )
         print(f"{args.file}: minutes {_fmt_time(args.from_)} to {_fmt_time(args.to)} (exclusive), factors of {args.config}")
         print(format_plan(plan))
         if args.dry_run:

@@ -25,6 +25,25 @@ def factor_info(settings: GatewaySettings) -> dict[str, dict[str, Any]]:
     return {fid: table.get(fid).to_dict() for fid in table.ids()}
 
 
+def lab_info(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """"lab:<sample_id>" -> the lab result as a factor entry (the keys `factor_info` gives), for the
+    minutes that used it: source (lab, accreditation, report and its SHA-256), validity, values."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        out[f"lab:{r['sample_id']}"] = {
+            "source": f"lab result {r['sample_id']}: {r['lab']} ({r['accreditation']}), report {r['report_file']} "
+            f"sha256 {r['report_sha256']}",
+            "year": int(str(r["sampled_from"])[:4]),
+            "status": "confirmed",
+            "overrides": r.get("factor"),
+            "valid_from": r["valid_from"],
+            "valid_to": r["valid_to"],
+            **{k: v for k, v in (("ncv_gj_per_unit", r.get("ncv_gj_per_unit")), ("cc_tc_per_gj", r.get("carbon_tc_per_gj")),
+                                 ("c_tc_per_unit", r.get("carbon_fraction"))) if v is not None},
+        }
+    return out
+
+
 def stream_sources(settings: GatewaySettings) -> dict[tuple[str, str], StreamSource]:
     """(process, stream) -> its signal and the devices or topics that measure it."""
     where: dict[str, list[str]] = {}

@@ -38,6 +38,7 @@ from gateway import __version__
 from gateway.core.errors import GatewayError
 from gateway.export import chart, context, documents, manifest, tables, times, workbook
 from gateway.ledger import month as ledger_month
+from gateway.ledger.evidence import EvidenceStore
 from gateway.ledger.month import LedgerHead, MonthRead
 from gateway.settings.site import GatewaySettings
 
@@ -100,7 +101,9 @@ def export_month(
         agg = _aggregate(read, period, ledger_path, head)
     with phases.run("tables", then="workbook"):
         budget = context.month_budget(settings, period)
-        docs = _tables(settings, agg, read, head, budget, previous)
+        with EvidenceStore(ledger_path, readonly=True) as evidence:
+            labs = evidence.lab_records()
+        docs = _tables(settings, agg, read, head, budget, previous, labs)
         files = _table_files(docs)
     with phases.run("workbook", then="chart"):
         files[WORKBOOK] = _workbook(docs, f"emgate {settings.site.name} {month}")
@@ -205,13 +208,14 @@ def _tables(
     head: LedgerHead,
     budget: dict[str, Any] | None,
     previous: dict[str, Any],
+    labs: list[dict[str, Any]],
 ) -> _Documents:
     """The documents of the month, compared with the previous export in the directory."""
     corrections = _corrections(read, agg.period)
     ctx = documents.ExportContext(
         site=settings.site.name,
         sources=context.stream_sources(settings),
-        factors=context.factor_info(settings),
+        factors={**context.factor_info(settings), **context.lab_info(labs)},
         ledger={
             "head_seq": head.seq,
             "head_hash": head.hash,

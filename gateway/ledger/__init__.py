@@ -10,8 +10,9 @@
                  window's saved state, delivery cursors and quarantine, the current view and sums
 - queries.py     the named queries on the minutes table (the current view, sums), written once
 - alerts_table.py  the alert events table (event log and MQTT outbox)
+- evidence.py    evidence records (lab results), their own chain, the report copies beside the file
 - checkpoint.py  the minute window's checkpoint encoding and the recovery at startup
-- restate.py     corrections from the factors a site file resolves now
+- restate.py     corrections from the factors a site file (and the ledger's lab evidence) resolves now
 - audit.py       walking the hash chain (and _walk.c, the native walk, with _walk_layout.h
                  generated from format.py by scripts/gen_walk_layout.py)
 - month.py       a month's cells for the export, read as of a pinned head

@@ -13,7 +13,9 @@ the live emission stage does (gateway/stages/emissions.py), and
     ef_kg_per_unit = ef_tco2_per_unit x 1000;   co2_kg = activity x ef_kg_per_unit x sign
 
 from the row's stored activity. Activity, coverage, quality and flags are kept: only the factor
-changed. A row changes when its co2_kg, ef_kg_per_unit or factor id differ. Rows that cannot be
+changed. A stream's minute covered by a lab result of that stream in force (the ledger's
+evidence, gateway/ledger/evidence.py) uses it and names "lab:<sample_id>"; the resolution is
+analytics.evidence.resolve_stream, the one the live stage uses. A row changes when its co2_kg, ef_kg_per_unit or factor id differ. Rows that cannot be
 recomputed from the configuration (another site, a stream no longer configured, a factor now
 per another activity unit) are left alone and counted.
 """
@@ -22,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from analytics.evidence import LabResult, resolve_stream
 from analytics.factors import FactorTable, UnknownFactorError
 from gateway.core.errors import ConfigError
 from gateway.core.model import MinuteResult
@@ -70,7 +73,12 @@ class RestatePlan:
 
 
 def plan_restatement(
-    settings: GatewaySettings, factors: FactorTable, rows: Iterable[tuple[int, MinuteResult]], from_s: float, to_s: float
+    settings: GatewaySettings,
+    factors: FactorTable,
+    rows: Iterable[tuple[int, MinuteResult]],
+    from_s: float,
+    to_s: float,
+    labs: Mapping[tuple[str, str], Sequence[LabResult]] | None = None,
 ) -> RestatePlan:
     """Recompute current ledger rows (seq, result) with the factors of `settings`.
 
@@ -79,6 +87,8 @@ def plan_restatement(
         factors: the site's factor table (library plus overrides, as `site_factor_table` builds it).
         rows: current rows, e.g. `ledger.reader.current(from_s=..., to_s=...)`.
         from_s, to_s: the range the rows were read for (reported only).
+        labs: the lab results in force per (process, stream) (`analytics.evidence.labs_in_force`
+            of the ledger's lab records); None or empty: factors only.
 
     Returns:
         The plan: corrections for rows whose value changes, and totals per process.
@@ -88,7 +98,8 @@ def plan_restatement(
     """
     plan = RestatePlan(from_s, to_s)
     streams: dict[tuple[str, str], StreamConfig] = {(s.process, s.stream): s for s in settings.streams}
-    by_factor: dict[str, list[tuple[int, MinuteResult, StreamConfig]]] = {}
+    labs = labs or {}
+    by_factor: dict[tuple[str, str, str], list[tuple[int, MinuteResult, StreamConfig]]] = {}
     for seq, r in rows:
         plan.rows_checked += 1
         totals = plan.by_process.setdefault(r.process, ProcessTotals())
@@ -105,11 +116,13 @@ def plan_restatement(
             plan.skipped[why] = plan.skipped.get(why, 0) + 1
             continue
         assert cfg is not None  # else `why` says so
-        by_factor.setdefault(cfg.factor, []).append((seq, r, cfg))
-    for factor_id, items in by_factor.items():
+        by_factor.setdefault((cfg.factor, cfg.process, cfg.stream), []).append((seq, r, cfg))
+    for (factor_id, process, stream), items in by_factor.items():
         try:
             unit = factors.get(factor_id).unit
-            resolved = factors.resolve_many(factor_id, np.array([r.minute_start for _, r, _ in items]))
+            resolved = resolve_stream(
+                factors, factor_id, np.array([r.minute_start for _, r, _ in items]), labs.get((process, stream), ())
+            )
         except (UnknownFactorError, ValueError) as exc:
             raise ConfigError(
                 f"restatement: factor {factor_id!r}: {exc}; check [factors] of the site file and config/factors/"

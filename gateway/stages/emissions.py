@@ -4,16 +4,24 @@ For every configured stream: activity = the signal's minute amount converted to 
 unit (t, 10^4 Nm3, MWh, GJ); co2_kg = activity x the factor's tCO2 per unit x 1000 x sign. The
 factor is resolved per minute, so a lab value with a validity period takes over exactly from
 its first minute. The arithmetic itself lives in analytics; this stage only wires it.
+
+Lab evidence: with an `EvidenceSource` attached (the ledger's evidence table), a stream's minute
+uses the lab result of that stream valid then, else its factor (analytics/evidence.py,
+`resolve_stream`, the one resolution `ledger restate` and `lab import` use too). The source's
+head (one indexed row) is read at every compute, so a result imported while the gateway runs
+is used from the next minute that closes, without a restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from analytics.evidence import LabResult, labs_in_force, resolve_stream
 from analytics.factors import FactorTable, UnknownFactorError
 from analytics.substitution import MinuteQuality
 from analytics.units import conversion
@@ -34,6 +42,16 @@ _METHOD_KINDS = {
     "electricity": {"grid"},
     "heat": {"heat"},
 }
+
+
+class EvidenceSource(Protocol):
+    """Where the lab records come from: the ledger's evidence table (gateway/ledger/evidence.py)."""
+
+    def head(self) -> tuple[int, str]: ...
+
+    def lab_records(self) -> list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -86,6 +104,28 @@ class EmissionCalculator:
         self._by_factor: dict[str, list[int]] = {}
         for k, st in enumerate(self._streams):
             self._by_factor.setdefault(st.cfg.factor, []).append(k)
+        self.evidence: EvidenceSource | None = None
+        self._evidence_head: tuple[int, str] | None = None
+        self._labs: dict[tuple[str, str], list[LabResult]] = {}
+
+    def attach_evidence(self, source: EvidenceSource) -> None:
+        """Use the lab results of `source` from the next compute on (and re-read them when its head moves)."""
+        self.evidence = source
+        self._evidence_head = None
+
+    def close(self) -> None:
+        if self.evidence is not None:
+            self.evidence.close()
+            self.evidence = None
+
+    def labs(self) -> Mapping[tuple[str, str], Sequence[LabResult]]:
+        """The lab results in force per (process, stream), re-read when the evidence head moved."""
+        if self.evidence is not None:
+            head = self.evidence.head()
+            if head != self._evidence_head:
+                self._labs = labs_in_force(self.evidence.lab_records())
+                self._evidence_head = head
+        return self._labs
 
     def compute(self, frame: MinuteFrame) -> MinuteResults:
         """All streams' minute results, computed as (stream x minute) arrays in one pass.
@@ -99,10 +139,19 @@ class EmissionCalculator:
         activity = frame.amount[rows] * self._to_unit[:, None]
         ef_kg = np.empty_like(activity)
         ids = np.empty(activity.shape, dtype=object)
+        labs = self.labs()
         for factor_id, streams in self._by_factor.items():  # one lookup per factor per frame
-            ef_t, used = self.factors.resolve_many(factor_id, starts)
-            ef_kg[streams] = np.asarray(ef_t) * 1000.0
-            ids[streams] = used.astype(object)
+            plain = [k for k in streams if (self._streams[k].cfg.process, self._streams[k].cfg.stream) not in labs]
+            if plain:
+                ef_t, used = resolve_stream(self.factors, factor_id, starts)
+                ef_kg[plain] = np.asarray(ef_t) * 1000.0
+                ids[plain] = used.astype(object)
+            for k in streams:  # a stream with lab results: its own values (streams never share them)
+                key = (self._streams[k].cfg.process, self._streams[k].cfg.stream)
+                if key in labs:
+                    ef_t, used = resolve_stream(self.factors, factor_id, starts, labs[key])
+                    ef_kg[k] = np.asarray(ef_t) * 1000.0
+                    ids[k] = used.astype(object)
         co2_kg = activity * ef_kg * self._sign[:, None]
         quality = frame.quality[rows].astype(np.uint8)
         estimated = quality[self._estimated]
