@@ -420,6 +420,9 @@ class _Minutes:
     @classmethod
     def of(cls, results: MinuteResults, after_s: float, scopes: tuple[str, ...], budget: BudgetConfig | None) -> _Minutes | None:
         later = results.minute_start > after_s  # earlier: counted already (a re-delivered frame)
+        # production minutes (scope production, CO2 0) are no emission: they would dilute a
+        # process's coverage and feed its spike baseline with zeros, so no rule sees them
+        later &= (results.streams.column("scope") != "production")[results.stream_ids]
         rows = results if later.all() else results.take(later)
         plausible = np.abs(rows.co2_kg) <= MAX_MINUTE_CO2_KG  # NaN fails it
         if not plausible.all():

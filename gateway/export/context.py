@@ -63,6 +63,16 @@ def stream_sources(settings: GatewaySettings) -> dict[tuple[str, str], StreamSou
             signal_unit=sig.unit if sig else "",
             measured_by="; ".join(where.get(s.signal, [])),
         )
+    for p in settings.production:  # production minutes: stream `production.<product>`
+        if p.signal is None:
+            continue
+        sig = settings.signals.get(p.signal)
+        out[(p.process, f"production.{p.product}")] = StreamSource(
+            signal=p.signal,
+            signal_kind=sig.kind if sig else "",
+            signal_unit=sig.unit if sig else "",
+            measured_by="; ".join([*([p.source] if p.source else []), *where.get(p.signal, [])]),
+        )
     return out
 
 

@@ -214,7 +214,8 @@ def _factor_use(tables: MonthTables, u: Any, ctx: ExportContext, tz: ZoneInfo) -
         else [kg_to_t_factor(u.ef_kg_per_unit_min), kg_to_t_factor(u.ef_kg_per_unit_max)],
         "first_minute": local_time(u.first_minute_s, tz),
         "last_minute": local_time(u.last_minute_s, tz),
-        "in_factor_library": info is not None and not fid.startswith("lab:"),  # a lab result: the ledger's evidence
+        # a lab result is the ledger's evidence; `production` (production minutes) is no factor
+        "in_factor_library": info is not None and not fid.startswith("lab:") and fid != "production",
     }
     if info is not None:
         for k in _FACTOR_KEYS:

@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.core.errors import GatewayError
-from gateway.export import chart, context, documents, manifest, tables, times, workbook
+from gateway.export import balance, chart, context, documents, manifest, tables, times, workbook
 from gateway.ledger import month as ledger_month
 from gateway.ledger.evidence import EvidenceStore
 from gateway.ledger.month import LedgerHead, MonthRead
@@ -215,7 +215,7 @@ def _tables(
     ctx = documents.ExportContext(
         site=settings.site.name,
         sources=context.stream_sources(settings),
-        factors={**context.factor_info(settings), **context.lab_info(labs)},
+        factors={**context.factor_info(settings), **context.lab_info(labs), **balance.PRODUCTION_FACTOR},
         ledger={
             "head_seq": head.seq,
             "head_hash": head.hash,
@@ -232,7 +232,17 @@ def _tables(
     summary = documents.build_summary(agg, ctx)
     summary["data_quality"]["corrections"] = len(corrections)
     summary["corrections"] = corrections  # domain 7: manual corrections, with why (the ledger's reason)
+    try:
+        summary["production"] = balance.production_of(summary, settings, agg.period.month)
+    except balance.ProductionEvidenceError as exc:
+        raise ExportInputError(str(exc)) from None
+    summary["balance"] = balance.balance_of(summary, settings)
     sheets = documents.build_sheets(agg, ctx)
+    if settings.declares_balance():  # sheets (and CSV files) only for a site that asks for them: others' files stay as they were
+        evidence_sheet = next(sh for sh in sheets if sh.filename == "evidence.csv")
+        evidence_sheet.rows += balance.evidence_rows(summary["production"], agg.period.month, len(evidence_sheet.columns))
+        sheets.append(balance.production_sheet(summary["production"]))
+        sheets.append(balance.balance_sheet(summary["balance"]))
     history = previous.get("restatement")
     restated = False
     if previous.get("summary") is not None:

@@ -81,6 +81,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         ("Period end (exclusive)", s["period"]["end"], "local"),
     ]
     for scope, block in s["scopes"].items():
+        if scope == "production":  # production minutes carry no CO2: their own sheet
+            continue
         label = "compliance" if block["compliance"] else "not in the compliance total"
         rows.append((f"CO2 {scope} (t)", block["co2_t"], f"{scope} ({label})"))
         for process, t in block["by_process"].items():

@@ -231,7 +231,8 @@ async def replay(
     def tally(results: MinuteResults) -> None:
         # row by row, as the summary has always added them (a sum per frame would round differently)
         for scope, co2_kg in zip(results.text("scope").tolist(), results.co2_kg.tolist(), strict=True):
-            totals[scope] += co2_kg
+            if scope in totals:  # production minutes (scope production) carry no CO2
+                totals[scope] += co2_kg
 
     with (out_dir / "minutes.csv").open("w", encoding="utf-8", newline="") as fh:
         gw.listeners.extend([MinutesCsv(fh, settings.site.timezone), tally, *listeners])

@@ -129,6 +129,7 @@ def settings_from_data(data: dict[str, Any], path: Path, text: str) -> GatewaySe
             for key in private
         ]
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
+    _evidence_beside_site_file(data, path)
     try:
         settings = GatewaySettings(**data)
     except ValidationError as exc:
@@ -144,7 +145,7 @@ def settings_from_data(data: dict[str, Any], path: Path, text: str) -> GatewaySe
             text_ = f"{at}: {where}: {msg}" + (f" ({hint})" if hint and hint not in msg else "")
             problems.append(text_)
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
-    factor_problems = site_factor_problems(settings)
+    factor_problems: list[tuple[tuple[Any, ...], str]] = [*site_factor_problems(settings), *settings.balance_problems()]
     if factor_problems:
         lines = _KeyLines(text)
         problems = []
@@ -153,3 +154,13 @@ def settings_from_data(data: dict[str, Any], path: Path, text: str) -> GatewaySe
             problems.append(f"{path}:{line}: {_format_loc(loc)}: {msg}" if line else f"{path}: {_format_loc(loc)}: {msg}")
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
     return settings
+
+
+def _evidence_beside_site_file(data: dict[str, Any], path: Path) -> None:
+    """A relative `[[production]] evidence` path is relative to the site file, as a reader expects."""
+    entries = data.get("production")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("evidence"), str) and not Path(entry["evidence"]).is_absolute():
+            entry["evidence"] = str(Path(path).parent / entry["evidence"])

@@ -362,12 +362,80 @@ class StreamConfig(Section):
         False,
         description="The method is a proxy (e.g. converter oxygen for decarburisation): measured minutes are flagged 'estimated'.",
     )
+    balance: Literal["input", "output", "none"] | None = Field(
+        None,
+        description="Role in the monthly carbon balance (docs/export.md): input (carbon in), output (carbon out: crude steel, "
+        "sold by-products, gas sent out) or none (left out). Default: none for electricity and heat, output for sign = -1, "
+        "else input.",
+    )
+    transfer: Name | None = Field(
+        None,
+        description="Names a by-product gas moved between the works' own processes (e.g. BFG): the producer's output and "
+        "the consumers' inputs with the same name cancel in the enterprise balance and are reconciled per name.",
+    )
+
+    @property
+    def balance_role(self) -> str:
+        if self.balance is not None:
+            return self.balance
+        if self.method in ("electricity", "heat") or self.effective_scope != "direct":
+            return "none"
+        return "output" if self.sign < 0 else "input"
 
     @property
     def effective_scope(self) -> str:
         if self.scope is not None:
             return self.scope
         return "indirect" if self.method in ("electricity", "heat") else "direct"
+
+
+ProductName = Literal["coke", "sinter", "hot_metal", "crude_steel", "rolled_steel"]
+
+
+class ProductionConfig(Section):
+    """Production of one product by one process (domain reference 7): from a weighing signal,
+    stored per minute in the ledger (method and scope `production`, CO2 0), or monthly entries
+    measured outside the gateway with an evidence file."""
+
+    process: Name
+    product: ProductName
+    signal: Name | None = Field(
+        None,
+        description="A [signals.X] of kind counter or interval_total in t, or a rate in t/h: its minutes go to the ledger.",
+    )
+    source: str | None = Field(None, max_length=200, description="What weighs it, e.g. the weighbridge id.")
+    monthly_t: dict[str, float] | None = Field(
+        None,
+        description='Production measured outside the gateway, t per month: { "2026-11" = 123456.0 }; needs evidence.',
+    )
+    evidence: Path | None = Field(
+        None, description="The file behind monthly_t (a stamped ledger or report), hashed into the export's evidence."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ProductionConfig:
+        if (self.signal is None) == (self.monthly_t is None):
+            raise ValueError("give either signal (weighed by the gateway) or monthly_t with evidence, not both or neither")
+        if self.monthly_t is not None:
+            if self.evidence is None:
+                raise ValueError("monthly_t needs evidence = \"path/to/file\" (the document the figures come from)")
+            for month, t in self.monthly_t.items():
+                if not (len(month) == 7 and month[4] == "-" and month[:4].isdigit() and month[5:].isdigit() and 1 <= int(month[5:]) <= 12):
+                    raise ValueError(f"monthly_t key {month!r} is not a month YYYY-MM")
+                if not (math.isfinite(t) and t >= 0):
+                    raise ValueError(f"monthly_t[{month!r}] = {t!r} is not a finite, non-negative tonnage")
+        elif self.evidence is not None:
+            raise ValueError("evidence goes with monthly_t; a weighed signal's evidence is its ledger minutes")
+        return self
+
+
+class ProcessConfig(Section):
+    """Per-process settings (`[processes.<name>]`)."""
+
+    captive_power: bool = Field(
+        False,
+        description="The works' captive power plant (burning by-product gas): shown on its own line in the balance.",
+    )
 
 
 class FactorOverrideConfig(BaseModel):
@@ -563,6 +631,8 @@ class GatewaySettings(BaseSettings):
     mqtt: MqttConfig = MqttConfig()
     signals: dict[Name, SignalConfig] = Field(default_factory=dict)
     streams: list[StreamConfig] = Field(default_factory=list)
+    production: list[ProductionConfig] = Field(default_factory=list)
+    processes: dict[Name, ProcessConfig] = Field(default_factory=dict)
     factors: FactorsConfig = FactorsConfig()
     ledger: LedgerConfig = LedgerConfig()
     influx: InfluxConfig = InfluxConfig()
@@ -631,6 +701,61 @@ class GatewaySettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def declares_balance(self) -> bool:
+        """The site uses production or balance keys: `[[production]]`, `[processes.*]`, a stream's `balance` or `transfer`."""
+        return bool(self.production or self.processes) or any(
+            s.balance is not None or s.transfer is not None for s in self.streams
+        )
+
+    def balance_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Production and carbon-balance rules, each with the key path it concerns (for its line)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        processes = {s.process for s in self.streams} | set(self.processes)
+        seen: set[tuple[str, str]] = set()
+        for i, p in enumerate(self.production):
+            if (p.process, p.product) in seen:
+                problems.append((("production", i), f"production {p.process}/{p.product} is declared twice"))
+            seen.add((p.process, p.product))
+            if p.process not in processes:
+                problems.append(
+                    (
+                        ("production", i, "process"),
+                        f"process {p.process!r} is not a process of [[streams]] or [processes.<name>]; known: {sorted(processes)}",
+                    )
+                )
+            if p.signal is None:
+                continue
+            sig = self.signals.get(p.signal)
+            if sig is None:
+                problems.append((("production", i, "signal"), f"signal {p.signal!r} is not declared under [signals]"))
+            elif sig.kind not in ("counter", "interval_total", "rate") or sig.amount_unit != "t":
+                problems.append(
+                    (
+                        ("production", i, "signal"),
+                        f"signal {p.signal!r} is a {sig.kind} in {sig.unit}; production needs a counter or interval total "
+                        "in t, or a rate in t/h",
+                    )
+                )
+        by_transfer: dict[str, set[str]] = {}
+        for i, s in enumerate(self.streams):
+            if s.transfer is None:
+                continue
+            if s.balance_role == "none":
+                problems.append(
+                    (("streams", i, "transfer"), f"stream {s.process}/{s.stream}: a transfer must be a balance input or output")
+                )
+            by_transfer.setdefault(s.transfer, set()).add(s.balance_role)
+        for i, s in enumerate(self.streams):
+            if s.transfer is not None and by_transfer[s.transfer] != {"input", "output"}:
+                problems.append(
+                    (
+                        ("streams", i, "transfer"),
+                        f"stream {s.process}/{s.stream}: transfer {s.transfer!r} needs a producing process (balance output) "
+                        "and a consuming one (balance input) naming it",
+                    )
+                )
+        return problems
 
     def signal_poll_s(self) -> dict[str, float]:
         """Fastest poll interval feeding each signal (MQTT signals: none)."""

@@ -31,6 +31,8 @@ from gateway.settings.factors import unknown_factor_message
 from gateway.settings.site import GatewaySettings, StreamConfig
 from gateway.stages.minute import MinuteFrame
 
+PRODUCTION = "production"  # method, scope and factor id of production minutes
+
 # Which factor kinds each method may use.
 _METHOD_KINDS = {
     "fuel_combustion": {"fuel"},
@@ -59,6 +61,7 @@ class _Stream:
     cfg: StreamConfig
     to_factor_unit: float
     factor_unit: str
+    production: bool = False  # a `[[production]]` signal: t per minute, no CO2
 
 
 class EmissionCalculator:
@@ -88,6 +91,19 @@ class EmissionCalculator:
                 )
                 continue
             self._streams.append(_Stream(s, k, factor.unit))
+        # Production (`[[production]]` with a signal): one row per minute like a stream, in t, with
+        # method and scope `production`, factor id `production` and CO2 0, so that it is chained,
+        # flagged and restated with the minutes; every CO2 total, budget and alert adds 0 for it.
+        for p in settings.production:
+            if p.signal is None:
+                continue
+            # model_construct skips validation: method and scope `production` are no stream's choice in a site file
+            fields: dict[str, Any] = {
+                "process": p.process, "stream": f"production.{p.product}", "signal": p.signal, "method": PRODUCTION,
+                "factor": PRODUCTION, "scope": PRODUCTION, "sign": 1, "estimated": False, "balance": "none", "transfer": None,
+            }
+            pseudo = StreamConfig.model_construct(**fields)
+            self._streams.append(_Stream(pseudo, conversion(settings.signals[p.signal].amount_unit, "t"), "t", True))
         if problems:
             raise ConfigError(f"{len(problems)} stream problem(s)", problems)
         self._to_unit = np.array([st.to_factor_unit for st in self._streams])
@@ -102,8 +118,10 @@ class EmissionCalculator:
         self._rows_of: Mapping[str, int] | None = None
         self._rows = np.empty(0, dtype=np.intp)
         self._by_factor: dict[str, list[int]] = {}
+        self._production = [k for k, st in enumerate(self._streams) if st.production]
         for k, st in enumerate(self._streams):
-            self._by_factor.setdefault(st.cfg.factor, []).append(k)
+            if not st.production:
+                self._by_factor.setdefault(st.cfg.factor, []).append(k)
         self.evidence: EvidenceSource | None = None
         self._evidence_head: tuple[int, str] | None = None
         self._labs: dict[tuple[str, str], list[LabResult]] = {}
@@ -152,6 +170,9 @@ class EmissionCalculator:
                     ef_t, used = resolve_stream(self.factors, factor_id, starts, labs[key])
                     ef_kg[k] = np.asarray(ef_t) * 1000.0
                     ids[k] = used.astype(object)
+        if self._production:
+            ef_kg[self._production] = 0.0
+            ids[self._production] = PRODUCTION
         co2_kg = activity * ef_kg * self._sign[:, None]
         quality = frame.quality[rows].astype(np.uint8)
         estimated = quality[self._estimated]
