@@ -1,6 +1,6 @@
 """The monthly registry export: one month of the ledger into its files, in named phases.
 
-    read -> aggregate -> tables -> workbook -> chart -> write (manifest last)
+    read -> aggregate -> tables -> workbook -> chart -> deposit -> write (manifest last)
 
 1. read (`_read`): pin the ledger's head (its last row now) and read the month as of that head
    through the ledger package (gateway/ledger/month.py): the month's cells, flagged minutes and
@@ -12,7 +12,10 @@
 3. tables (`_tables`): summary.json, the CSV tables, and the restatement against the previous
    export in the directory (documents.py, manifest.py).
 4. workbook (`_workbook`) and 5. chart (`_chart`): the same tables as XLSX, the days as PNG.
-6. write (`_write`): every file atomically (temporary name, then rename), manifest.json last, so
+6. deposit (`_deposit`): deposit.json and deposit.xlsx (deposit.py, docs/deposit.md) from the
+   summary, its balance and production and the lab records, and the month's evidence files
+   (lab report copies, monthly production evidence) as evidence-<sha256><suffix>.
+7. write (`_write`): every file atomically (temporary name, then rename), manifest.json last, so
    a manifest always describes files that are complete. Nothing is written before this phase.
 
 Nothing written depends on the clock, the machine or the output path: no timestamps, no absolute
@@ -36,7 +39,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.core.errors import GatewayError
-from gateway.export import balance, chart, context, documents, manifest, tables, times, workbook
+from gateway.export import balance, chart, context, deposit, documents, manifest, tables, times, workbook
 from gateway.ledger import month as ledger_month
 from gateway.ledger.evidence import EvidenceStore
 from gateway.ledger.month import LedgerHead, MonthRead
@@ -107,8 +110,10 @@ def export_month(
         files = _table_files(docs)
     with phases.run("workbook", then="chart"):
         files[WORKBOOK] = _workbook(docs, f"emgate {settings.site.name} {month}")
-    with phases.run("chart", then="write files"):
+    with phases.run("chart", then="deposit"):
         files[CHART] = _chart(agg, budget, f"{settings.site.name} — {month} ({period.timezone})")
+    with phases.run("deposit", then="write files"):
+        files.update(_deposit(settings, docs.summary, labs, ledger_path))
     with phases.run("write", then="done"):
         _write(out_dir, files, _manifest_header(settings, config_bytes, period, head, agg))
     phases.seconds["verify"] = read.seconds["walk"]
@@ -121,7 +126,7 @@ class _Phases:
 
     def __init__(self, days: int, progress: Progress | None) -> None:
         self.days = days
-        self.total = days + 6  # open, the days, aggregate, tables, workbook, chart, write
+        self.total = days + 7  # open, the days, aggregate, tables, workbook, chart, deposit, write
         self.done = 0
         self.seconds: dict[str, float] = {}
         self._report = progress or (lambda _what, _done, _total: None)
@@ -286,6 +291,28 @@ def _table_files(docs: _Documents) -> dict[str, bytes]:
 def _workbook(docs: _Documents, title: str) -> bytes:
     """workbook.xlsx: the Summary sheet, then the tables."""
     return workbook.build_workbook(workbook.summary_rows(docs.summary), docs.sheets, title=title)
+
+
+def _deposit(
+    settings: GatewaySettings, summary: dict[str, Any], labs: list[dict[str, Any]], ledger_path: Path
+) -> dict[str, bytes]:
+    """deposit.json, deposit.xlsx and the month's evidence files (evidence-<sha256><suffix>)."""
+    roles = {f"{s.process}/{s.stream}": str(s.balance_role) for s in settings.streams}
+    doc, copies = deposit.build_deposit(summary, settings.site.model_dump(), roles, labs)
+    production_paths = {}
+    for p in settings.production:
+        if p.evidence is not None:
+            try:
+                production_paths[hashlib.sha256(Path(p.evidence).read_bytes()).hexdigest()] = Path(p.evidence)
+            except OSError:
+                pass
+    try:
+        files = deposit.evidence_files(copies, ledger_path, production_paths)
+    except (OSError, KeyError, ValueError) as exc:
+        raise ExportInputError(f"deposit: an evidence file cannot be copied: {exc}") from None
+    files[deposit.DEPOSIT_JSON] = manifest.json_bytes(doc)
+    files[deposit.DEPOSIT_XLSX] = deposit.build_workbook(doc)
+    return files
 
 
 def _chart(agg: tables.MonthTables, budget: dict[str, Any] | None, title: str) -> bytes:

@@ -71,6 +71,18 @@ def build_workbook(summary_rows: Sequence[tuple[str, Any, str]], sheets: Sequenc
     return _normalise_zip(buf.getvalue(), tostring(props.to_tree()), rows)
 
 
+def build_tables_workbook(sheets: Sequence[Sheet], *, title: str) -> bytes:
+    """XLSX bytes of the tables alone (no Summary sheet), by build_workbook's rules."""
+    wb = Workbook(write_only=True)
+    rows = {_placeholder_row(i): _table_sheet(wb, sheet, i) for i, sheet in enumerate(sheets)}
+    props = DocumentProperties(creator="emgate", title=title, created=FIXED_TIME, modified=FIXED_TIME)
+    wb.properties = props
+    buf = io.BytesIO()
+    wb.save(buf)
+    props.modified = FIXED_TIME
+    return _normalise_zip(buf.getvalue(), tostring(props.to_tree()), rows)
+
+
 def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     """The Summary sheet's (label, value, unit or scope) rows, from summary.json's document."""
     rows: list[tuple[str, Any, str]] = [

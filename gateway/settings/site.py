@@ -36,6 +36,16 @@ class Section(BaseModel):
 class SiteConfig(Section):
     name: Name = Field(description="Site name; tags every record and topic (emgate/<site>/...).")
     timezone: str = Field("UTC", description="IANA time zone of the site's wall clock, e.g. Asia/Shanghai.")
+    legal_name: str | None = Field(
+        None, description="The enterprise's registered name (企业名称), for the deposit workbook's 企业基本信息表."
+    )
+    credit_code: str | None = Field(
+        None, description="Unified social credit code (统一社会信用代码) of the enterprise, for the deposit workbook."
+    )
+    address: str | None = Field(None, description="The site's address (生产经营场所地址), for the deposit workbook.")
+    contact: str | None = Field(
+        None, description="Who answers for the deposit (填报联系人: name, phone), for the deposit workbook."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -34,6 +34,8 @@ MONTH_START = datetime(2026, 11, 1, tzinfo=TZ).timestamp()
 RECORDED_AT = 1_800_000_000.0
 FILES = {
     "summary.json",
+    "deposit.json",
+    "deposit.xlsx",
     "daily.csv",
     "daily_by_process.csv",
     "evidence.csv",
@@ -389,7 +391,7 @@ def test_rows_appended_after_the_head_is_pinned_are_left_out(
     assert result.summary["scopes"]["direct"]["co2_t"] == round(864 * 1.4265, 6)  # the late row is not in
     assert result.summary["ledger"]["rows_verified"] == pinned[0]  # the walk saw one more row; not written
     done = [c[1] for c in calls]
-    assert done == sorted(done) and done[-1] == calls[-1][2] == 6 + 30 and calls[-1][0] == "done"
+    assert done == sorted(done) and done[-1] == calls[-1][2] == 7 + 30 and calls[-1][0] == "done"
 
 
 def exported(config: Path, ledger: Path, out: Path) -> dict[str, bytes]:
