@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, SinkWriteError
 from gateway.ledger.lock import LedgerInUseError
 from gateway.ledger.site import LedgerSiteError
 from gateway.settings.load import load_settings
 from gateway.settings.site import GatewaySettings
+
+if TYPE_CHECKING:  # the pipeline (pymodbus, numpy stages) loads only for the commands that run it
+    from gateway.pipeline import Gateway
 
 _T = TypeVar("_T")
 
@@ -40,6 +43,22 @@ def report_ledger_error(command: str, exc: LedgerSiteError | LedgerInUseError, s
     text = exc.message(site_file) if isinstance(exc, LedgerSiteError) else str(exc)
     print(f"emgate {command}: {text}", file=sys.stderr)
     return 2
+
+
+def build_or_report(command: str, site_file: Path, build: Callable[[], Gateway]) -> Gateway | int:
+    """`build()` the gateway of `emgate COMMAND`, or print why it cannot start and return the exit
+    code: 2 for a configuration problem, another site's ledger or a ledger another gateway holds
+    (restarting fixes none of them), 1 when the ledger cannot be opened."""
+    try:
+        return build()
+    except ConfigError as exc:
+        report_config_error(exc)
+        return 2
+    except (LedgerSiteError, LedgerInUseError) as exc:
+        return report_ledger_error(command, exc, site_file)
+    except SinkWriteError as exc:
+        print(f"emgate {command}: {exc}", file=sys.stderr)
+        return 1
 
 
 class _Terminated(Exception):

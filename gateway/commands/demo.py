@@ -10,17 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
-import sys
 import tempfile
 import tomllib
 from pathlib import Path
 
-from gateway.commands.common import report_config_error, report_ledger_error, run_stoppable
+from gateway.commands.common import build_or_report, report_config_error, run_stoppable
 from gateway.core.clock import ScaledClock
-from gateway.core.errors import ConfigError, SinkWriteError
+from gateway.core.errors import ConfigError
 from gateway.http import add_http_argument, http_bind
-from gateway.ledger.lock import LedgerInUseError
-from gateway.ledger.site import LedgerSiteError
 from gateway.pipeline import Gateway
 from gateway.settings.load import settings_from_data
 from gateway.settings.shipped import example_site
@@ -92,16 +89,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
         report_config_error(ConfigError(f"{args.config}: {exc}"))
         return 2
-    try:
-        gw = Gateway.build(settings, clock=ScaledClock(args.speed))
-    except ConfigError as exc:
-        report_config_error(exc)
-        return 2
-    except (LedgerSiteError, LedgerInUseError) as exc:  # another site's ledger, or another gateway on it
-        return report_ledger_error("demo", exc, args.config)
-    except SinkWriteError as exc:
-        print(f"emgate demo: {exc}", file=sys.stderr)
-        return 1
+    gw = build_or_report("demo", args.config, lambda: Gateway.build(settings, clock=ScaledClock(args.speed)))
+    if isinstance(gw, int):
+        return gw
     print(f"emgate demo: simulated plant on 127.0.0.1:{port}, speed x{args.speed:g}, ledger {ledger}", flush=True)
     try:
         # Ctrl-C and SIGTERM stop it in order (KeyboardInterrupt, exit 130, after the final checkpoint)

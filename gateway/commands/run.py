@@ -7,12 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
-from gateway.commands.common import load_or_report, report_config_error, report_ledger_error, run_stoppable
-from gateway.core.errors import ConfigError, SinkWriteError
+from gateway.commands.common import build_or_report, load_or_report, report_config_error, run_stoppable
+from gateway.core.errors import ConfigError
 from gateway.core.memory import disable_huge_pages, pin_mmap_threshold
 from gateway.http import add_http_argument, http_bind
-from gateway.ledger.lock import LedgerInUseError
-from gateway.ledger.site import LedgerSiteError
 from gateway.pipeline import Gateway
 
 log = logging.getLogger("gateway")
@@ -33,16 +31,9 @@ def run(args: argparse.Namespace) -> int:
     settings = load_or_report(args.config)
     if settings is None:
         return 2
-    try:
-        gw = Gateway.build(settings)
-    except ConfigError as exc:
-        report_config_error(exc)
-        return 2
-    except (LedgerSiteError, LedgerInUseError) as exc:  # another site's ledger, or another gateway on it
-        return report_ledger_error("run", exc, args.config)
-    except SinkWriteError as exc:
-        log.error("%s", exc)
-        return 1
+    gw = build_or_report("run", args.config, lambda: Gateway.build(settings))
+    if isinstance(gw, int):
+        return gw
     if not args.quiet and sys.stdout.isatty():  # a terminal gets a live table, a pipe or journal gets lines
         gw.show_live_table()
     elif not args.quiet:
