@@ -4,6 +4,7 @@ them in one TaskGroup; `supervise()` is their restart policy.
     sources --SampleBatch--> queue --> MinuteStage --MinuteFrame--> EmissionCalculator
         --MinuteResults--> Ledger --cursor--> InfluxSink
                              \\-> AlertStage --alerts table--> AlertMqttSink
+                                   ^-- deposit clock (the watched months, from the ledger, hourly)
                              \\-> MinuteHistory (status page, live table), ConsoleListener, listeners
 
 This module is the only one that wires. A stage, sink or view gets what it needs through its
@@ -311,6 +312,11 @@ class Gateway:
             if self.alert_publisher is not None:
                 publisher = reenter(self.alert_publisher)
                 tg.create_task(supervise(publisher, s.retry, self.health.get("alerts-mqtt"), self.clock), name="alerts-mqtt")
+            if self.alerts is not None and s.alerts.deposit.enabled:
+                from gateway.alerts.deposit import deposit_loop
+
+                deposits = deposit_loop(self.alerts, s.ledger.path, s.site.timezone, s.alerts.deposit, self.clock)
+                tg.create_task(deposits, name="deposit-clock")
             if self.terminal is not None:
                 tg.create_task(self.terminal.run(), name="live-table")
             if self.status is not None:

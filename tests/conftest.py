@@ -13,6 +13,7 @@ from tests.services.influxd import InfluxService
 from tests.services.modbus_tk_slave import ModbusTkSlave
 from tests.services.mosquitto import MosquittoService
 from tests.services.socat import SocatPtyPair
+from tests.support.mqtt_alerts import Subscriber
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +75,12 @@ def unique_topic(request: pytest.FixtureRequest) -> str:
     """An MQTT topic prefix no other test uses, e.g. "emgate-test/test_x/1f2e3d4c"."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)
     return f"emgate-test/{name}/{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def subscribers() -> Iterator[list[Subscriber]]:
+    """mosquitto_sub processes a test starts (tests/support/mqtt_alerts.py); closed after it."""
+    subs: list[Subscriber] = []
+    yield subs
+    for s in subs:
+        s.close()

@@ -25,6 +25,7 @@ from analytics.budget import BudgetPosition
 from analytics.spikes import RollingBaseline
 from analytics.substitution import MinuteQuality
 from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
+from gateway.alerts.deposit import MonthDeposit
 from gateway.alerts.model import Alert, iso_at
 from gateway.alerts.rules import AlertRules, Observation
 from gateway.core.errors import SinkWriteError
@@ -85,6 +86,8 @@ class AlertStage:
         self.events_total = 0
         self._pending: list[Alert] = []  # events the store refused, retried at the next minute
         self._store_failing = False
+        self.deposit_months: list[MonthDeposit] = []  # the last deposit check's findings (status page, /metrics)
+        self.deposit_version = 0
 
     def close(self) -> None:
         """Close the alert store's connection (Gateway.close calls this)."""
@@ -103,6 +106,10 @@ class AlertStage:
 
     def active(self) -> list[Alert]:
         return self.rules.active()
+
+    @property
+    def deposits(self) -> list[dict[str, Any]]:
+        return [m.details(self.cfg.deposit) for m in self.deposit_months]
 
     @property
     def budget_position(self) -> dict[str, Any] | None:
@@ -139,6 +146,36 @@ class AlertStage:
                     events += self._evaluate(
                         _Minutes.of(results.take(results.minute_start == m), m - 60.0, frame.scopes, self.budget_cfg)  # type: ignore[arg-type]  # m is one of frame's minutes: it has rows
                     )
+        self._publish(events, notify=bool(events) or self._position is not None)
+
+    def observe_deposit(self, months: list[MonthDeposit], at_s: float) -> None:
+        """Feed the findings of a deposit check (gateway/alerts/deposit.py) taken at `at_s`.
+
+        One key per month; a month with an active alert that is no longer among `months` (its
+        watch ended, or its minutes are gone) is cleared with reason "unwatched".
+        """
+        cfg = self.cfg.deposit
+        events: list[Alert] = []
+        seen = set()
+        for month in months:
+            seen.add(month.month)
+
+            def describe(month: MonthDeposit = month) -> tuple[str, dict[str, Any]]:
+                return month.message(cfg), month.details(cfg)
+
+            obs = Observation(month.measure(cfg), figure=month.figure(cfg), describe=describe)
+            events += self.rules.observe(("deposit", None, month.month), obs, at_s, cfg, span_s=0.0)
+        for alert in self.rules.active():
+            if alert.kind == "deposit" and alert.subject not in seen:
+                message = f"Deposit {alert.subject}: no longer watched (watch_days_after_due passed, or no minutes of it left)"
+                gone = Observation(0.0, message, {"month": alert.subject, "reason": "unwatched"}, figure=0.0)
+                events += self.rules.observe(("deposit", None, alert.subject), gone, at_s, cfg, span_s=0.0)
+        self.deposit_months = months
+        self.deposit_version += 1
+        self._publish(events, notify=True)
+
+    def _publish(self, events: list[Alert], *, notify: bool) -> None:
+        """Store the events (and any the store refused before), then wake the publisher."""
         if events:
             self.events_total += len(events)
             self.active_version += 1
@@ -160,7 +197,7 @@ class AlertStage:
                     )
                 self._pending.clear()
                 self._store_failing = False
-        if events or self._position is not None:
+        if notify:
             self.notify()
 
     def _evaluate(self, frame: _Minutes) -> list[Alert]:

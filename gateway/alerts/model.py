@@ -11,7 +11,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 AlertState = Literal["raised", "updated", "cleared"]
-AlertKind = Literal["budget", "intensity", "spike", "data_quality"]
+AlertKind = Literal["budget", "intensity", "spike", "data_quality", "deposit"]
 
 
 def json_safe(value: Any) -> Any:
@@ -90,6 +90,12 @@ class AlertsView(Protocol):
 
     @property
     def budget_position(self) -> dict[str, Any] | None: ...
+
+    @property
+    def deposits(self) -> list[dict[str, Any]]:
+        """The watched months as of the last deposit check (gateway/alerts/deposit.py
+        MonthDeposit.details: month, due_date, days_left, open, ...); [] before the first."""
+        ...
 
 
 class VersionedAlertsView(AlertsView, Protocol):

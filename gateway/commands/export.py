@@ -3,8 +3,10 @@
     emgate export --config site.toml --ledger var/ledger.sqlite --month 2026-11 --out exports/2026-11
 
 writes summary.json, daily.csv, daily_by_process.csv, evidence.csv, flagged_minutes.csv,
-workbook.xlsx, chart.png, manifest.json (and restatement.json/.csv once figures change after a
-first export) directly into --out. See docs/export.md.
+workbook.xlsx, chart.png, deposit.json, deposit.xlsx, the month's evidence files, manifest.json
+(and restatement.json/.csv once figures change after a first export) directly into --out. See
+docs/export.md. Each export is noted in the ledger's export log (gateway/ledger/exports.py): the
+deposit alert counts a month exported once an export is as of its last change.
 
 Exit codes: 0 written; 2 bad arguments, configuration or input (month, missing ledger, a file
 that cannot be read as a ledger, a ledger of another site, --out holding another month); 1 the
@@ -14,15 +16,21 @@ ledger fails verification (as `emgate ledger verify`), or a file cannot be writt
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.commands.common import load_or_report, report_config_error, report_ledger_error
-from gateway.core.errors import ConfigError
+from gateway.core.errors import ConfigError, SinkWriteError
 from gateway.ledger.errors import LedgerError
+from gateway.ledger.exports import ExportRecord, record_export
 from gateway.ledger.site import LedgerSiteError
+
+if TYPE_CHECKING:
+    from gateway.export.monthly import ExportResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     s = result.summary
+    _record(ledger, result)
     if result.rows == 0:
         print(
             f"emgate export: warning: the ledger has no minute rows in {s['month']} ({s['timezone']}); "
@@ -129,3 +138,29 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.__exit__(None, None, None)
+
+
+def _record(ledger: Path, result: ExportResult) -> None:
+    """Note the export in the ledger's export log, for the deposit alert (gateway/alerts/deposit.py).
+
+    The export is complete whether or not this works: a ledger the user may only read is told
+    about on stderr, and the deposit alert then still counts the month as not exported.
+    """
+    from gateway.export.deposit import DEPOSIT_JSON
+
+    deposit = result.out_dir / DEPOSIT_JSON
+    record = ExportRecord(
+        month=result.summary["month"],
+        head_seq=int(result.summary["ledger"]["head_seq"]),
+        deposit_sha256=hashlib.sha256(deposit.read_bytes()).hexdigest(),
+        out_dir=str(result.out_dir.resolve()),
+        exported_at=time.time(),
+    )
+    try:
+        record_export(ledger, record)
+    except (LedgerError, SinkWriteError) as exc:
+        print(
+            f"emgate export: warning: the export was not recorded in the ledger's export log ({exc}); "
+            "the deposit alert still counts the month as not exported",
+            file=sys.stderr,
+        )

@@ -23,13 +23,12 @@ Chinese header row and an English second header row. `工序/生产线…` canno
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from analytics import deposit_calendar
 from analytics.balance import C_TO_CO2
 from gateway.export import workbook
 from gateway.export.documents import T3, T6, Column, Sheet
@@ -38,16 +37,13 @@ from gateway.ledger.evidence import evidence_dir
 DEPOSIT_JSON = "deposit.json"
 DEPOSIT_XLSX = "deposit.xlsx"
 EVIDENCE_PREFIX = "evidence-"  # evidence files sit flat in the export folder: evidence-<sha256><suffix>
-DUE_DAYS = 40
 TAG_ZH = {"measured": "实测值", "default": "缺省值", "calculated": "计算值"}
 PROCESS_SHEET = "工序或生产线生产数据及排放量表"  # 工序/生产线…: `/` is not allowed in a sheet name
 
 
 def due_date(month: str) -> str:
     """The month's last day (site calendar) + 40 days, as an ISO date."""
-    y, m = (int(x) for x in month.split("-"))
-    last = date(y, m, calendar.monthrange(y, m)[1])
-    return (last + timedelta(days=DUE_DAYS)).isoformat()
+    return deposit_calendar.due_date(month).isoformat()
 
 
 def tag_of(factor_id: str) -> str:

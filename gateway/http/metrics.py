@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
@@ -182,10 +183,40 @@ class GatewayCollector(Collector):
         )
         active = len(gw.alerts.active()) if gw.alerts is not None else 0
         yield GaugeMetricFamily("emgate_alerts_active", "Alerts currently active.", value=active)
+        if gw.alerts is not None:
+            yield from _deposit_metrics(gw.alerts.deposits)
         if self._sse_clients is not None:
             yield GaugeMetricFamily(
                 "emgate_status_page_clients", "Open status page event streams.", value=self._sse_clients()
             )
+
+
+def _deposit_metrics(deposits: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
+    """The watched months of the deposit clock (gateway/alerts/deposit.py), one sample each."""
+    families = (
+        ("emgate_deposit_days_left", "Days until the month's deposit is due (negative: overdue).", lambda d: d["days_left"]),
+        ("emgate_deposit_open", "1 while the month's deposit is not complete.", lambda d: 1 if d["open"] else 0),
+        (
+            "emgate_deposit_default_fuel_minutes",
+            "Minute rows of fuels needing a lab result computed on default factors.",
+            lambda d: d["default_fuel_minutes"],
+        ),
+        (
+            "emgate_deposit_low_coverage_minutes",
+            "Substituted or missing minute rows of the month.",
+            lambda d: d["low_coverage_minutes"],
+        ),
+        (
+            "emgate_deposit_exported",
+            "1 when an export as of the month's last change is recorded.",
+            lambda d: 1 if d["export_current"] else 0,
+        ),
+    )
+    for name, doc, value in families:
+        family = GaugeMetricFamily(name, doc, labels=["month"])
+        for d in deposits:
+            family.add_metric([d["month"]], value(d))
+        yield family
 
 
 def gateway_registry(

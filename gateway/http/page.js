@@ -155,6 +155,17 @@ function render(s) {
       fmtNum((b.elapsed_fraction || 0) * 100, 1) + " % of the year elapsed" : "";
   });
 
+  $("deposit-section").hidden = !(s.deposits && s.deposits.length);
+  fillTable("deposits", s.deposits || [], (tr, d) => {
+    cell(tr, d.month);
+    cell(tr, d.due_date);
+    cell(tr, String(d.days_left), d.days_left < 0 ? "n bad" : "n");
+    cell(tr, fmtNum(d.default_fuel_minutes, 0), d.default_fuel_minutes ? "n warn" : "n");
+    cell(tr, fmtNum(d.low_coverage_minutes, 0), d.low_coverage_minutes > d.max_low_coverage_minutes ? "n warn" : "n");
+    cell(tr, d.export_current ? "yes" : (d.exported ? "before its last change" : "no"), d.export_current ? "ok" : "warn");
+    cell(tr, d.open.length ? "open: " + d.open.join(", ") : "complete", d.open.length ? "warn" : "ok");
+  });
+
   $("alerts-section").hidden = s.alerts === null;
   const alerts = s.alerts || [];
   $("alerts-none").hidden = alerts.length > 0;

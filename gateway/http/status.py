@@ -125,6 +125,7 @@ def build_snapshot(gw: GatewayView, history: MinuteHistory) -> dict[str, Any]:
         "ledger_rows": gw.ledger.head_seq,
         "alerts": alerts,
         "budgets": budgets,
+        "deposits": None if gw.alerts is None else [_plain(d) for d in gw.alerts.deposits],
     }
     plain: dict[str, Any] = finite(snap)
     return plain

@@ -140,3 +140,16 @@ def co2_and_production_by_minute_sql(scopes: int) -> str:
         "SUM(CASE WHEN m.process = ? AND m.stream = ? THEN m.activity ELSE 0 END) FROM minutes m "
         f"WHERE {CURRENT} AND m.minute_start >= ? AND m.minute_start < ? GROUP BY m.minute_start ORDER BY m.minute_start"
     )
+
+
+# -- the month as the deposit alert sees it (gateway/alerts/deposit.py) --------------------------
+
+#: (process, stream, method, factor_id, quality, minute rows, SUM(activity)) of current rows with
+#: minute_start in [?, ?).
+FACTORS_AND_QUALITY_BETWEEN = (
+    "SELECT m.process, m.stream, m.method, m.factor_id, m.quality, COUNT(*), SUM(m.activity) FROM minutes m "
+    f"WHERE m.minute_start >= ? AND m.minute_start < ? AND {CURRENT} "
+    "GROUP BY m.process, m.stream, m.method, m.factor_id, m.quality"
+)
+#: MAX(seq) of every row, original or correction, with minute_start in [?, ?): the month's last change.
+LAST_CHANGE_BETWEEN = "SELECT MAX(seq) FROM minutes WHERE minute_start >= ? AND minute_start < ?"

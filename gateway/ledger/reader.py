@@ -16,6 +16,7 @@ from pathlib import Path
 from gateway.core.model import MinuteResult
 from gateway.ledger import queries
 from gateway.ledger.database import Connection, open_ledger_db, reading
+from gateway.ledger.exports import ExportRecord, latest_export
 from gateway.ledger.format import LedgerRow, ledger_row
 from gateway.ledger.site import SiteRecord, site_record
 
@@ -145,3 +146,21 @@ class LedgerReader:
         with reading(self.path, "reading the first minute"):
             row = self._db.execute(queries.FIRST_MINUTE_BETWEEN, (since_s, until_s)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
+
+    # -- the month as the deposit alert sees it ---------------------------------------------
+    def factors_and_quality_between(self, since_s: float, until_s: float) -> list[tuple[str, str, str, str, str, int, float]]:
+        """(process, stream, method, factor_id, quality, minute rows, activity) of the current rows
+        in [since_s, until_s), one tuple per distinct (process, stream, method, factor_id, quality)."""
+        with reading(self.path, "counting minutes by factor and quality"):
+            cur = self._db.execute(queries.FACTORS_AND_QUALITY_BETWEEN, (since_s, until_s))
+            return [(str(p), str(s), str(me), str(f), str(q), int(n), float(a or 0.0)) for p, s, me, f, q, n, a in cur]
+
+    def last_change_between(self, since_s: float, until_s: float) -> int | None:
+        """The seq of the latest row (original or correction) of a minute in [since_s, until_s), or None."""
+        with reading(self.path, "reading the last change of a month"):
+            row = self._db.execute(queries.LAST_CHANGE_BETWEEN, (since_s, until_s)).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def latest_export(self, month: str) -> ExportRecord | None:
+        """The month's last recorded export (gateway/ledger/exports.py), or None."""
+        return latest_export(self._db, self.path, month)

@@ -271,6 +271,64 @@ def _backlog_default() -> ThresholdConfig:
     )
 
 
+def _deposit_levels() -> dict[Severity, float]:
+    return {"warning": 1.0, "critical": 2.0}
+
+
+StreamKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+/[A-Za-z0-9_.\-]+$")]
+
+
+class DepositAlertConfig(ThresholdConfig):
+    """The 40-day clock of the monthly deposit (docs/alerts.md, "The deposit alert").
+
+    A month is watched from `warn_days_before_due` days before its due date (the month's end
+    + 40 days, site time) until `watch_days_after_due` days after it. While watched and not
+    complete it has an alert of kind `deposit`, subject the month: measure 1 (warning), 2 from
+    `critical_days_before_due` days before the due date and after it (critical), 0 once the
+    month is complete (cleared). Complete: no fuel stream needing a lab result ran on a default
+    factor in any minute, at most `max_low_coverage_minutes` minute rows substituted or
+    missing, and an export recorded after the month's last change.
+    """
+
+    raise_at: dict[Severity, float] = Field(default_factory=_deposit_levels)
+    clear_at: float = 0.5
+    material_change: float = Field(
+        0.1, ge=0, description="Relative change of the month's open items (minutes) that makes an update."
+    )
+    min_update_interval_s: float = 21600.0
+    warn_days_before_due: int = Field(
+        10, ge=0, le=40, description="Watch a month from this many days before its due date."
+    )
+    critical_days_before_due: int = Field(
+        3, ge=0, le=40, description="From this many days before the due date (and after it) the alert is critical."
+    )
+    watch_days_after_due: int = Field(
+        60,
+        ge=0,
+        le=366,
+        description="Stop watching a month this many days after its due date (its alert clears, reason 'unwatched').",
+    )
+    max_low_coverage_minutes: int = Field(
+        0, ge=0, description="Minute rows substituted or missing that a month may keep and still be complete."
+    )
+    lab_not_required: list[StreamKey] = Field(
+        default_factory=list,
+        description='Fuel streams ("process/stream") whose default factor is accepted: no lab result is awaited.',
+    )
+    check_interval_s: float = Field(
+        3600.0, gt=0, le=86400, description="How often the gateway checks the watched months in the ledger (each check reads the months: seconds for a large works)."
+    )
+
+    @model_validator(mode="after")
+    def _days(self) -> DepositAlertConfig:
+        if self.critical_days_before_due > self.warn_days_before_due:
+            raise ValueError(
+                f"critical_days_before_due {self.critical_days_before_due} is more than "
+                f"warn_days_before_due {self.warn_days_before_due}: the alert turns critical after it warns"
+            )
+        return self
+
+
 class DataQualityConfig(_Section):
     coverage: ThresholdConfig = Field(default_factory=_coverage_default)
     device: ThresholdConfig = Field(default_factory=_device_default)
@@ -301,3 +359,4 @@ class AlertsConfig(_Section):
     intensity: ThresholdConfig = Field(default_factory=_intensity_default)
     spike: SpikeConfig = Field(default_factory=SpikeConfig)
     data_quality: DataQualityConfig = Field(default_factory=DataQualityConfig)
+    deposit: DepositAlertConfig = Field(default_factory=DepositAlertConfig)

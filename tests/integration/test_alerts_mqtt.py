@@ -10,12 +10,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from gateway.settings.site import GatewaySettings, RetryConfig
 from gateway.sinks.alerts_mqtt import AlertMqttSink
 from tests import factories
 from tests.services.mosquitto import MosquittoService
+from tests.support.mqtt_alerts import FixedClock, Subscriber, retained, retained_is, wait_until
 
 pytestmark = [
     pytest.mark.integration,
@@ -45,93 +43,6 @@ pytestmark = [
 SITE = "works"
 T0 = datetime(2026, 3, 1, tzinfo=UTC).timestamp()
 FAST_RETRY = RetryConfig(base_s=0.05, cap_s=0.5)
-
-
-class Subscriber:
-    """mosquitto_sub in its own process, writing '<retain> <topic> <payload>' lines to a file."""
-
-    def __init__(
-        self, broker: MosquittoService, topic: str, out: Path, *, session: str | None = None
-    ) -> None:
-        self.out = out
-        cmd = [
-            shutil.which("mosquitto_sub") or "mosquitto_sub",
-            "-h",
-            broker.host,
-            "-p",
-            str(broker.port),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-F",
-            "%r %t %p",
-        ]
-        if session:  # a persistent session: QoS 1 messages wait for us across our reconnects
-            cmd += ["-c", "-i", session]
-        self._fh = out.open("w")
-        self.proc = subprocess.Popen(cmd, stdout=self._fh, stderr=subprocess.STDOUT)
-
-    def messages(self) -> list[tuple[bool, str, Any]]:
-        out = []
-        for line in self.out.read_text().splitlines():
-            retain, topic, payload = line.split(" ", 2)
-            out.append((retain == "1", topic, json.loads(payload)))
-        return out
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
-        self._fh.close()
-
-
-def retained(broker: MosquittoService, topic: str) -> Any:
-    """The retained message on `topic`, read by a fresh mosquitto_sub (None if there is none)."""
-    run = subprocess.run(
-        [
-            shutil.which("mosquitto_sub") or "mosquitto_sub",
-            "-h",
-            broker.host,
-            "-p",
-            str(broker.port),
-            "-t",
-            topic,
-            "-C",
-            "1",
-            "-W",
-            "3",
-            "-F",
-            "%r %p",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    )
-    if not run.stdout.strip():
-        return None
-    flag, payload = run.stdout.strip().split(" ", 1)
-    assert flag == "1", "expected a retained message"
-    return json.loads(payload)
-
-
-async def wait_until(check: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition") -> None:
-    """Poll `check` (a function, or one returning an awaitable) until it is true."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        ok = check()
-        if asyncio.iscoroutine(ok):
-            ok = await ok
-        if ok:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def retained_is(broker: MosquittoService, topic: str, check: Callable[[Any], bool]) -> bool:
-    # in a thread: mosquitto_sub blocks, and the sink must keep running meanwhile
-    value = await asyncio.to_thread(retained, broker, topic)
-    return value is not None and check(value)
 
 
 def minute(i: int, coverage: float, co2_kg: float = 50.0) -> list[MinuteResult]:
@@ -166,14 +77,6 @@ def coverage_alerts(prefix: str, port: int, **dq: float) -> AlertsConfig:
         spike={"enabled": False},
         data_quality={"coverage": coverage},
     )
-
-
-@pytest.fixture
-def subscribers(tmp_path: Path) -> Iterator[list[Subscriber]]:
-    subs: list[Subscriber] = []
-    yield subs
-    for s in subs:
-        s.close()
 
 
 async def test_each_raise_and_clear_once_across_a_broker_restart(
@@ -231,22 +134,6 @@ async def test_each_raise_and_clear_once_across_a_broker_restart(
     active = retained(broker, f"{unique_topic}/{SITE}/alerts/active")
     assert [a["id"] for a in active] == [events[2]["id"]]
     store.close()
-
-
-class FixedClock:
-    """The site clock stands still (the test feeds minutes itself); sleeps are real."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def real_delay(self, t: float) -> float:
-        return t - self.t
-
-    async def sleep_until(self, t: float) -> None:
-        await asyncio.sleep(max(0.0, t - self.t))
 
 
 def site_settings(tmp_path: Path, prefix: str, port: int) -> GatewaySettings:

@@ -13,11 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from gateway.alerts.deposit import MonthDeposit, StreamMinutes
 from gateway.alerts.model import Alert
 from gateway.core.health import HealthRegistry
 from gateway.core.model import MinuteResults
 from gateway.http.history import MinuteHistory
 from gateway.ledger.store import LedgerCounters
+from gateway.settings.alerts import DepositAlertConfig
 from gateway.sinks.influx import InfluxCounters
 from gateway.sources.modbus import ModbusCounters
 from gateway.stages.minute import SourceCounts, WindowCounters
@@ -76,6 +78,17 @@ class AlertStageStandIn:
             "elapsed_fraction": 0.9,
             "processes": [{"process": "bf", "actual_t": 900.0}],
         }
+
+        # one watched month of the deposit clock, open: coke awaits its lab result, not exported
+        self.deposits: list[dict[str, Any]] = [
+            MonthDeposit(
+                month="2026-10",
+                due_date="2026-12-10",
+                days_left=5,
+                minute_rows=44_640,
+                default_fuel=(StreamMinutes("bf", "coke", 1_440, ("cn.coke",), 2_880.0),),
+            ).details(DepositAlertConfig())
+        ]
 
     def active(self) -> list[Alert]:
         return self.alerts

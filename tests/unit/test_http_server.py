@@ -13,12 +13,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.errors import ConfigError
+from gateway.http.metrics import gateway_registry
 from gateway.http.server import StatusServer, parse_bind
 from gateway.http.sse import EventHub, format_event
-from gateway.http.status import alerts_view
+from gateway.http.status import alerts_view, build_snapshot
 from tests.support.status_gateway import T0, AlertStageStandIn, FakeGateway, history, minute
 
 
@@ -134,6 +136,19 @@ async def test_alert_and_budget_sections_come_from_the_alert_stage(gw: FakeGatew
     assert budgets[0]["processes"] == [{"process": "bf", "actual_t": 900.0}]
     stage.budget_position, stage.alerts = None, []
     assert alerts_view(gw) == ([], [])  # a stage with nothing to report: sections shown, empty
+
+
+async def test_the_deposit_clock_is_in_the_snapshot_and_the_metrics(gw: FakeGateway) -> None:
+    assert build_snapshot(gw, history(gw))["deposits"] is None  # no alert stage
+    gw.alerts = AlertStageStandIn()
+    [month] = build_snapshot(gw, history(gw))["deposits"]
+    assert (month["month"], month["due_date"], month["days_left"]) == ("2026-10", "2026-12-10", 5)
+    assert month["open"] == ["lab results", "export"] and month["default_fuel_minutes"] == 1440
+    text = generate_latest(gateway_registry(gw)).decode()
+    assert 'emgate_deposit_days_left{month="2026-10"} 5.0' in text
+    assert 'emgate_deposit_open{month="2026-10"} 1.0' in text
+    assert 'emgate_deposit_default_fuel_minutes{month="2026-10"} 1440.0' in text
+    assert 'emgate_deposit_exported{month="2026-10"} 0.0' in text
 
 
 async def test_event_stream_sends_a_snapshot_then_each_change(gw: FakeGateway) -> None:
