@@ -11,8 +11,10 @@
 The ledger is built with gateway.ledger.store.Ledger (a real hash chain), one row per stream per
 minute, about 1 % of minutes substituted and flagged. The export runs in-process (export_month)
 so each phase is timed: read (the month through gateway/ledger/month.py, chain verified),
-aggregate, tables, workbook, chart, write; verify is the walk's part of read (wall time from the
-read's start to the chain's verdict). `walk` says which chain walk ran: "native" (the extension
+aggregate, tables, workbook, chart, deposit, write; verify is the walk's part of read (wall time
+from the read's start to the chain's verdict). `deposit_check_s` is what the gateway's deposit clock
+(gateway/alerts/deposit.py) reads of the month at its first check, `deposit_recheck_unchanged_s`
+at the next one (the month unchanged: its findings are kept). `walk` says which chain walk ran: "native" (the extension
 setup.py builds: it checks the chain and sums the month in one pass, on every CPU) or "python"
 (worker processes check the chain while SQLite sums the month's days).
 `extrapolated_s` scales the per-row phases to `target_streams` (10,000 by default: a plant where
@@ -85,9 +87,20 @@ def build_ledger(path: Path, streams: int, days: int) -> int:
     return rows
 
 
+def deposit_check_at(tz: str) -> float:
+    """Noon of the month's due date (site time): the day the deposit clock watches it most closely."""
+    from datetime import time as day_time
+
+    from analytics.deposit_calendar import due_date
+
+    return datetime.combine(due_date(MONTH), day_time(12), ZoneInfo(tz)).timestamp()
+
+
 def run(quick: bool, *, streams: int | None = None, days: int | None = None, target_streams: int = 10_000) -> dict[str, Any]:
     """Build a synthetic ledger, export one month from it, print and return the figures."""
+    from gateway.alerts.deposit import DepositChecker
     from gateway.export.monthly import export_month
+    from gateway.settings.alerts import DepositAlertConfig
 
     streams = streams or (20 if quick else PLANT_STREAMS)
     days = days or (2 if quick else 31)
@@ -101,6 +114,15 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
         result = export_month(settings, b"bench", ledger, MONTH, Path(tmp) / "out")
         export_s = time.perf_counter() - t0
         sizes = {p.name: p.stat().st_size for p in (Path(tmp) / "out").iterdir()}
+        # what the gateway's deposit clock reads of the month at each check (gateway/alerts/deposit.py)
+        checker = DepositChecker(ledger, settings.site.timezone, DepositAlertConfig())
+        t0 = time.perf_counter()
+        watched = checker.check(deposit_check_at(settings.site.timezone))
+        deposit_check_s = time.perf_counter() - t0
+        assert [m.month for m in watched] == [MONTH], watched
+        t0 = time.perf_counter()
+        checker.check(deposit_check_at(settings.site.timezone) + 3600.0)  # the next hour: the month unchanged
+        deposit_recheck_s = time.perf_counter() - t0
         ledger_mb = sum(p.stat().st_size for p in Path(tmp).glob("ledger.sqlite*")) / 1e6
     from gateway.ledger.audit import native_walk
 
@@ -125,6 +147,8 @@ def run(quick: bool, *, streams: int | None = None, days: int | None = None, tar
         "target_streams": target_streams,
         "target_rows": target_streams * 31 * 1440,
         "extrapolated_s": round(export_s + per_row_s * (scale - 1), 1),
+        "deposit_check_s": round(deposit_check_s, 3),
+        "deposit_recheck_unchanged_s": round(deposit_recheck_s, 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
     # The goal (export_month_s <= 5 s) is for a whole month of the 10,000-signal plant; a smaller

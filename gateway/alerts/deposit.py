@@ -14,8 +14,8 @@ while it is not complete (docs/alerts.md, "The deposit alert"). A month is compl
 3. an export was recorded (gateway/ledger/exports.py) as of a ledger row at or after the month's
    last change: a late lab result restates minutes, and the deposit must be exported again.
 
-`check_months` runs the ledger queries (a few GROUP BYs over the month's rows: seconds for a
-10,000-signal month) and is meant for a worker thread; `MonthDeposit` turns its findings into the
+`DepositChecker` runs the ledger queries in a worker thread: a GROUP BY over the month's rows
+when the month changed (seconds for a 10,000-signal month), an index range scan when it did not; `MonthDeposit` turns its findings into the
 alert's measure, headline figure, message and details.
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -153,58 +153,83 @@ class DepositListener(Protocol):
     def observe_deposit(self, months: list[MonthDeposit], at_s: float) -> None: ...
 
 
-def check_month(reader: LedgerReader, month: str, tz: str, today_days_left: int, cfg: DepositAlertConfig) -> MonthDeposit | None:
-    """The month's findings, or None when the ledger has no minute of it (a gateway installed later)."""
-    start_s, end_s = deposit_calendar.month_bounds_s(month, tz)
-    groups = reader.factors_and_quality_between(start_s, end_s)
-    if not groups:
-        return None
-    exempt = set(cfg.lab_not_required)
-    fuel: dict[tuple[str, str], tuple[int, set[str], float]] = {}
-    low: dict[tuple[str, str], int] = {}
-    rows = 0
-    for process, stream, method, factor_id, quality, n, activity in groups:
-        rows += n
-        if quality in LOW_COVERAGE:
-            low[(process, stream)] = low.get((process, stream), 0) + n
-        if (
-            method in LAB_METHODS
-            and not factor_id.startswith("lab:")
-            and f"{process}/{stream}" not in exempt
-            and activity != 0.0
-        ):
-            minutes, ids, total = fuel.get((process, stream), (0, set(), 0.0))
-            ids.add(factor_id)
-            fuel[(process, stream)] = (minutes + n, ids, total + activity)
-    last_change = reader.last_change_between(start_s, end_s) or 0
-    export = reader.latest_export(month)
-    return MonthDeposit(
-        month=month,
-        due_date=deposit_calendar.due_date(month).isoformat(),
-        days_left=today_days_left,
-        minute_rows=rows,
-        default_fuel=tuple(
-            StreamMinutes(p, s, n, tuple(sorted(ids)), a) for (p, s), (n, ids, a) in sorted(fuel.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        ),
-        low_coverage=tuple(StreamMinutes(p, s, n) for (p, s), n in sorted(low.items(), key=lambda kv: (-kv[1], kv[0]))),
-        exported=export is not None,
-        export_current=export is not None and export.head_seq >= last_change,
-        last_export_at=export.exported_at if export is not None else None,
-    )
+class DepositChecker:
+    """Checks the watched months of one ledger; what a month's minutes say is kept between checks
+    and read again only when the month changed (its last row's seq moved: a late row, a
+    restatement). A check of an unchanged month is then one index range scan and the export log.
+    Used from one thread at a time."""
+
+    def __init__(self, ledger_path: Path, tz: str, cfg: DepositAlertConfig) -> None:
+        self.ledger_path, self.tz, self.cfg = ledger_path, tz, cfg
+        self._minutes: dict[str, tuple[int, MonthDeposit]] = {}  # month -> (last change seq, findings)
+
+    def check(self, now_s: float) -> list[MonthDeposit]:
+        """Every watched month with minutes in the ledger at `now_s`, oldest first (one read-only
+        connection). Raises LedgerError when the ledger cannot be read."""
+        today = deposit_calendar.site_date(now_s, self.tz)
+        months = deposit_calendar.watched_months(today, self.cfg.warn_days_before_due, self.cfg.watch_days_after_due)
+        out: list[MonthDeposit] = []
+        with LedgerReader.open(self.ledger_path) as reader:
+            for month in months:
+                found = self._month(reader, month, (deposit_calendar.due_date(month) - today).days)
+                if found is not None:
+                    out.append(found)
+        self._minutes = {m: v for m, v in self._minutes.items() if m in months}
+        return out
+
+    def _month(self, reader: LedgerReader, month: str, days_left: int) -> MonthDeposit | None:
+        """The month's findings, or None when the ledger has no minute of it (a gateway installed later)."""
+        start_s, end_s = deposit_calendar.month_bounds_s(month, self.tz)
+        last_change = reader.last_change_between(start_s, end_s)
+        if last_change is None:
+            return None
+        kept = self._minutes.get(month)
+        if kept is not None and kept[0] == last_change:
+            minutes = kept[1]
+        else:
+            minutes = self._read_minutes(reader, month, start_s, end_s)
+            self._minutes[month] = (last_change, minutes)
+        export = reader.latest_export(month)
+        return replace(
+            minutes,
+            days_left=days_left,
+            exported=export is not None,
+            export_current=export is not None and export.head_seq >= last_change,
+            last_export_at=export.exported_at if export is not None else None,
+        )
+
+    def _read_minutes(self, reader: LedgerReader, month: str, start_s: float, end_s: float) -> MonthDeposit:
+        exempt = set(self.cfg.lab_not_required)
+        fuel: dict[tuple[str, str], tuple[int, set[str], float]] = {}
+        low: dict[tuple[str, str], int] = {}
+        rows = 0
+        for process, stream, method, factor_id, quality, n, activity in reader.factors_and_quality_between(start_s, end_s):
+            rows += n
+            if quality in LOW_COVERAGE:
+                low[(process, stream)] = low.get((process, stream), 0) + n
+            if (
+                method in LAB_METHODS
+                and not factor_id.startswith("lab:")
+                and f"{process}/{stream}" not in exempt
+                and activity != 0.0
+            ):
+                minutes, ids, total = fuel.get((process, stream), (0, set(), 0.0))
+                ids.add(factor_id)
+                fuel[(process, stream)] = (minutes + n, ids, total + activity)
+        by_minutes = sorted(fuel.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return MonthDeposit(
+            month=month,
+            due_date=deposit_calendar.due_date(month).isoformat(),
+            days_left=0,
+            minute_rows=rows,
+            default_fuel=tuple(StreamMinutes(p, s, n, tuple(sorted(ids)), a) for (p, s), (n, ids, a) in by_minutes),
+            low_coverage=tuple(StreamMinutes(p, s, n) for (p, s), n in sorted(low.items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
 
 
 def check_months(ledger_path: Path, tz: str, now_s: float, cfg: DepositAlertConfig) -> list[MonthDeposit]:
-    """Every watched month with minutes in the ledger at `now_s`, oldest first (one read-only
-    connection; for a worker thread). Raises LedgerError when the ledger cannot be read."""
-    today = deposit_calendar.site_date(now_s, tz)
-    months = deposit_calendar.watched_months(today, cfg.warn_days_before_due, cfg.watch_days_after_due)
-    out: list[MonthDeposit] = []
-    with LedgerReader.open(ledger_path) as reader:
-        for month in months:
-            found = check_month(reader, month, tz, (deposit_calendar.due_date(month) - today).days, cfg)
-            if found is not None:
-                out.append(found)
-    return out
+    """One check without a kept state (`emgate` commands, the benchmark): DepositChecker.check."""
+    return DepositChecker(ledger_path, tz, cfg).check(now_s)
 
 
 async def deposit_loop(
@@ -213,11 +238,12 @@ async def deposit_loop(
     """Check the watched months now and every `check_interval_s` on the gateway's clock, each
     check in a worker thread (the event loop keeps closing minutes), and hand the findings to
     the alert stage. A ledger that cannot be read is logged and tried again at the next check."""
+    checker = DepositChecker(ledger_path, tz, cfg)
     failing = False
     while True:
         now = clock.now()
         try:
-            months = await asyncio.to_thread(check_months, ledger_path, tz, now, cfg)
+            months = await asyncio.to_thread(checker.check, now)
         except LedgerError as exc:
             if not failing:
                 log.warning("deposit check: %s; trying again in %g s", exc, cfg.check_interval_s)

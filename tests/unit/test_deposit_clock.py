@@ -11,9 +11,10 @@ import pytest
 
 from analytics import deposit_calendar as cal
 from gateway.alerts.budget_stage import AlertStage
-from gateway.alerts.deposit import MonthDeposit, StreamMinutes, check_months
+from gateway.alerts.deposit import DepositChecker, MonthDeposit, StreamMinutes, check_months
 from gateway.ledger.alerts_table import AlertStore
 from gateway.ledger.exports import ExportRecord, record_export
+from gateway.ledger.reader import LedgerReader
 from gateway.ledger.store import Ledger
 from gateway.settings.alerts import AlertsConfig, DepositAlertConfig
 from tests import factories
@@ -124,6 +125,28 @@ def test_an_export_counts_until_the_month_changes(ledger: Path) -> None:
     assert oct_.exported and not oct_.export_current
     assert oct_.default_fuel[0].minutes == 29
     assert "exported before its last change" in oct_.message(cfg)
+
+
+def test_an_unchanged_month_is_not_read_again(ledger: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[float] = []
+    original = LedgerReader.factors_and_quality_between
+
+    def counted(self: LedgerReader, since_s: float, until_s: float) -> list:
+        reads.append(since_s)
+        return original(self, since_s, until_s)
+
+    monkeypatch.setattr(LedgerReader, "factors_and_quality_between", counted)
+    checker = DepositChecker(ledger, TZ, DepositAlertConfig())
+    first = checker.check(at("2026-12-05T12:00:00"))
+    second = checker.check(at("2026-12-06T12:00:00"))
+    assert len(reads) == 1  # the second check kept the month's findings
+    assert (first[0].days_left, second[0].days_left) == (5, 4)
+    assert second[0].default_fuel == first[0].default_fuel
+    lg = Ledger(ledger, site="w", exclusive=False)
+    lg.append(factories.results_of(_rows(at("2026-10-25T00:00:00"), 1)))  # a late minute changes the month
+    lg.close()
+    third = checker.check(at("2026-12-06T13:00:00"))
+    assert len(reads) == 2 and third[0].default_fuel[0].minutes == first[0].default_fuel[0].minutes + 1
 
 
 def test_a_month_without_minutes_is_not_watched(tmp_path: Path, ledger: Path) -> None:
