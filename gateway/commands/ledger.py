@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from analytics.evidence import LabResult, labs_in_force
+from gateway.commands import ledger_files
 from gateway.core.errors import SinkWriteError
 from gateway.ledger.errors import LedgerError
 from gateway.ledger.evidence import EvidenceStore, verify_evidence
@@ -34,7 +35,7 @@ from gateway.ledger.store import Ledger
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("ledger", help="verify or show a ledger file")
+    p = sub.add_parser("ledger", help="verify, show, restate, back up or migrate a ledger file")
     lsub = p.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     v = lsub.add_parser("verify", help="check the hash chain; print the head hash and row count")
     v.add_argument("file", type=Path, help="ledger SQLite file")
@@ -84,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--reason", required=True, help="why, stored with every correction (e.g. 'lab NCV report PCI-2026-11')")
     r.add_argument("--dry-run", action="store_true", help="print what would change; write nothing")
     r.set_defaults(func=run_restate)
+    ledger_files.add_parsers(lsub)
 
 
 def parse_time(text: str) -> float:

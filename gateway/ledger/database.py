@@ -48,8 +48,8 @@ def open_ledger_db(path: Path, *, readonly: bool = False, busy_timeout_s: float 
 
     `busy_timeout_s`: how long a statement waits for another process's write lock.
     Raises LedgerError when the file cannot be opened as a ledger: missing (readonly), not a
-    database, or a ledger of another schema version (there is no migration: a new version
-    starts a new file).
+    database, or a ledger of another schema version (`emgate ledger migrate` writes a schema-2
+    ledger into a new file of this schema: gateway/ledger/migrate.py).
     """
     conn: sqlite3.Connection | None = None
     try:
@@ -94,7 +94,8 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
         raise LedgerError(
             path,
             f"a ledger of schema {row[0]}; this version reads and writes schema {SCHEMA_VERSION} (see gateway/ledger/format.py)",
-            "there is no migration: keep the old file with the version that wrote it and start a new ledger file",
+            "migrate it into a new file with `emgate ledger migrate OLD NEW` (schema 2), or keep it with the version "
+            "that wrote it and start a new ledger file",
         )
 
 

@@ -29,6 +29,12 @@ as bytes, and replaces the JSON with this encoding, which is several times cheap
 to check. A ledger is about 40 % smaller on disk (174 bytes a row with its indexes, against 285).
 The virtual column needs SQLite 3.31 or later (Debian 12 and the Docker image have 3.40).
 
+Changing the format. A released ledger must open in the next version or be migrated by
+`emgate ledger migrate` (gateway/ledger/migrate.py, which reads schema 2). Before changing this
+encoding, the schema or the checkpoint, build a fixture with the last release's own code
+(`scripts/make-ledger-fixture.sh REV NAME`, tests/fixtures/ledgers) so that
+tests/integration/test_ledger_upgrade.py opens it with the new code.
+
 Indexes. `minutes_key` is unique over (minute_start, process, stream, ifnull(supersedes, 0)):
 for original rows (supersedes NULL) that is the "each minute, process and stream once" rule,
 and since minute_start leads it, it also serves every time-range read (one index, not two).
