@@ -281,6 +281,7 @@ async def _source_mqtt(port: int, topic: str, n: int) -> tuple[float, int]:
         queue,
         SystemClock(),
         ComponentHealth("mqtt"),
+        site=settings.site.name,
     )
     received = 0
     first = last = 0.0

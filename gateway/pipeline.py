@@ -6,6 +6,7 @@ them in one TaskGroup; `supervise()` is their restart policy.
                              \\-> AlertStage --alerts table--> AlertMqttSink
                                    ^-- deposit clock (the watched months, from the ledger, hourly)
                              \\-> MinuteHistory (status page, live table), ConsoleListener, listeners
+                             \\-> DailySealer --seals table--> AlertMqttSink, InfluxSink (witnesses)
 
 This module is the only one that wires. A stage, sink or view gets what it needs through its
 constructor (the alert stage the InfluxDB backlog as a function, the MQTT sink the alert stage
@@ -23,6 +24,7 @@ import asyncio
 import logging
 import math
 import random
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from gateway.core.model import MinuteResults, SampleBatch
 from gateway.core.signals import SignalTable
 from gateway.ledger.checkpoint import Recovery, checkpoint_loop, recover_window, window_checkpoint
 from gateway.ledger.evidence import EvidenceStore
+from gateway.ledger.seals import SealStore
 from gateway.ledger.store import Ledger
 from gateway.settings.factors import factor_table_of
 from gateway.settings.site import GatewaySettings, RetryConfig
@@ -44,6 +47,7 @@ from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.stages.emissions import EmissionCalculator
 from gateway.stages.minute import MinuteFrame, MinuteStage, MinuteWindow
+from gateway.stages.seal import DailySealer
 
 # Imported where they are built, so that a site without them never loads them: the alert stage
 # and its analytics (half a MB resident), the views (aiohttp, prometheus_client, rich), aiomqtt.
@@ -143,6 +147,7 @@ class Gateway:
     mqtt_sources: list[MqttSource] = field(default_factory=list)
     minutes_closed: int = 0
     recovery: Recovery | None = None  # what startup restored from the ledger's checkpoint
+    sealer: DailySealer | None = None  # seals the ledger's head when a site day has ended
 
     @classmethod
     def build(cls, settings: GatewaySettings, *, clock: Clock | None = None, exclusive: bool = True) -> Gateway:
@@ -157,6 +162,7 @@ class Gateway:
         factors = factor_table_of(settings.factors)
         calculator = EmissionCalculator(settings, factors)
         ledger = Ledger(settings.ledger.path, site=settings.site.name, exclusive=exclusive)
+        sealer: DailySealer | None = None
         try:
             first = math.ceil(clock.now() / 60.0) * 60.0
             window = MinuteWindow(signals, settings.window, next_minute=first)
@@ -164,11 +170,14 @@ class Gateway:
             # lab results imported into this ledger (emgate lab import), even while we run
             calculator.attach_evidence(EvidenceStore(settings.ledger.path, readonly=True))
             gw.recovery = recover_window(ledger, window, clock.now())
+            gw.sealer = sealer = DailySealer(SealStore(settings.ledger.path), settings.site.name, settings.site.timezone, clock.now)
             if settings.influx.enabled:
-                gw.influx = InfluxSink(settings.influx, ledger, settings.retry)
+                gw.influx = InfluxSink(settings.influx, ledger, settings.retry, health=gw.health.get("influx"), clock=clock)
             if settings.budget is not None or settings.alerts.enabled:
                 gw._add_alerts()
         except BaseException:
+            if sealer is not None:
+                sealer.close()
             calculator.close()
             ledger.close()  # and its lock: a caller in this process may build again
             raise
@@ -189,14 +198,19 @@ class Gateway:
             AlertStore(s.ledger.path),
             health=self.health,
             influx_backlog=(lambda: influx.counters.backlog) if influx is not None else None,
+            disk_free_bytes=lambda: shutil.disk_usage(s.ledger.path.resolve().parent).free,
+            ledger_pending=lambda: self.ledger.pending,
         )
         self.alerts = stage
         stage.restore(self.window.next_minute)
         if s.alerts.mqtt is not None:
             from gateway.sinks.alerts_mqtt import AlertMqttSink  # imports aiomqtt, only when configured
 
-            publisher = AlertMqttSink(s.alerts.mqtt, s.site.name, stage.store, stage, self.health.get("alerts-mqtt"), self.clock)
+            seals = self.sealer.store if self.sealer is not None else None
+            publisher = AlertMqttSink(s.alerts.mqtt, s.site.name, stage.store, stage, self.health.get("alerts-mqtt"), self.clock, seals)
             stage.notify = publisher.notify
+            if self.sealer is not None:
+                self.sealer.notify = publisher.notify
             self.alert_publisher = publisher
 
     # -- views: what a command shows of the running pipeline --------------------------------------
@@ -247,6 +261,8 @@ class Gateway:
             results = self.recovery.flag(results)
         # the window's state after this close is stored in the same transaction as its minutes
         self.ledger.append(results, checkpoint=window_checkpoint(self.window))
+        if self.sealer is not None:
+            self.sealer(results, self.ledger.head_seq, self.ledger.head_hash, self.ledger.pending)
         if self.influx is not None:
             self.influx.notify()
         self.announce(results)
@@ -303,7 +319,7 @@ class Gateway:
                 from gateway.sources.mqtt import MqttSource  # here: a site without MQTT never loads aiomqtt
 
                 hb = self.health.get(f"mqtt[{broker.name}]")
-                msrc = MqttSource(broker, self.signals, queue, self.clock, hb)
+                msrc = MqttSource(broker, self.signals, queue, self.clock, hb, site=s.site.name)
                 self.mqtt_sources.append(msrc)
                 tg.create_task(supervise(reenter(msrc), s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
             tg.create_task(stage.run(), name="minute")
@@ -359,5 +375,7 @@ class Gateway:
         """Release files: the alert stage's connection to the alerts table, then the ledger and its lock."""
         if self.alerts is not None:
             self.alerts.close()
+        if self.sealer is not None:
+            self.sealer.close()
         self.calculator.close()
         self.ledger.close()

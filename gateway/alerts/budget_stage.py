@@ -61,10 +61,13 @@ class AlertStage:
         *,
         health: HealthRegistry | None = None,
         influx_backlog: Callable[[], int] | None = None,
+        disk_free_bytes: Callable[[], int] | None = None,
+        ledger_pending: Callable[[], int] | None = None,
     ) -> None:
         self.site, self.tz = site, tz
         self.budget_cfg, self.cfg, self.store = budget, alerts, store
         self.health, self.influx_backlog = health, influx_backlog
+        self.disk_free_bytes, self.ledger_pending = disk_free_bytes, ledger_pending
         self.rules = AlertRules(site, tz)
         self.tracker = BudgetTracker(budget, tz) if budget is not None else None
         sp = alerts.spike
@@ -418,6 +421,8 @@ class AlertStage:
                     )
                 ]
                 rank += 1
+        out += self._ledger_disk_rules(lo, at, rank)
+        rank += 2
         if self.influx_backlog is not None:
             backlog = float(self.influx_backlog())
             msg = f"InfluxDB backlog: {backlog:,.0f} minute rows not yet written (kept in the ledger)"
@@ -430,6 +435,45 @@ class AlertStage:
                     at,
                     dq.influx_backlog,
                     lambda i: rows_obs,
+                )
+            ]
+        return out
+
+
+    def _ledger_disk_rules(self, lo: int, at: NDArray[np.float64], rank: int) -> list[tuple[int, int, Alert]]:
+        """The ledger's disk: free space against its budget, and results the disk refused (held in memory)."""
+        dq = self.cfg.data_quality
+        out: list[tuple[int, int, Alert]] = []
+        if self.disk_free_bytes is not None:
+            try:
+                free_mb = self.disk_free_bytes() / 1e6
+            except OSError as exc:
+                log.warning("alerts: cannot read the free space of the ledger's disk: %s", exc)
+            else:
+                budget = dq.disk.min_free_mb
+                short = (budget - free_mb) / budget
+                msg = f"Ledger disk: {free_mb:,.0f} MB free, below the {budget:,.0f} MB budget" if short >= 0 else (
+                    f"Ledger disk: {free_mb:,.0f} MB free again (budget {budget:,.0f} MB)"
+                )
+                disk = Observation(short, msg, {"free_mb": free_mb, "min_free_mb": budget}, figure=round(free_mb))
+                out += [
+                    (lo + i, rank, e)
+                    for i, e in self.rules.observe_many(
+                        ("data_quality", None, "ledger_disk"), np.full(len(at), short), at, dq.disk, lambda i: disk
+                    )
+                ]
+        if self.ledger_pending is not None:
+            held = float(self.ledger_pending())
+            msg = (
+                f"Ledger: the disk refuses writes; {held:,.0f} minute result(s) held in memory, written when it takes them again"
+                if held
+                else "Ledger: writing again; the results held in memory are stored"
+            )
+            pending = Observation(held, msg, {"held_rows": held})
+            out += [
+                (lo + i, rank + 1, e)
+                for i, e in self.rules.observe_many(
+                    ("data_quality", None, "ledger_write"), np.full(len(at), held), at, dq.ledger_pending, lambda i: pending
                 )
             ]
         return out

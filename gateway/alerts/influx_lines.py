@@ -1,4 +1,4 @@
-"""Alert events as InfluxDB points: which tags and fields an event becomes.
+"""Alert events (and the ledger's daily seals) as InfluxDB points: which tags and fields they become.
 
 The alerts table is an outbox like the minutes table: the InfluxDB sink reads events past its
 `influx_alerts` cursor (Outbox.alert_events, gateway/ledger/outbox.py) and moves the cursor after
@@ -36,3 +36,23 @@ def alert_lines(events: Sequence[AlertEventRow]) -> str:
         )
         for e in events
     )
+
+
+SEAL_MEASUREMENT = "emgate_seals"
+
+
+def seal_lines(seals: Sequence[str]) -> str:
+    """Daily seals (their JSON payloads, gateway/ledger/seals.py) as points keyed by site and day,
+    at the second they were sealed: a witness of the ledger's head outside the box."""
+    lines = []
+    for payload in seals:
+        s = json.loads(payload)
+        lines.append(
+            point_line(
+                SEAL_MEASUREMENT,
+                (("site", s["site"]), ("day", s["day"])),
+                (("head_seq", float(s["head_seq"])), ("head_hash", s["head_hash"]), ("seal", payload)),
+                float(s["sealed_at_s"]),
+            )
+        )
+    return "\n".join(lines)

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Annotated, Any, Literal
+from warnings import catch_warnings, simplefilter
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
@@ -237,7 +239,10 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 2 for missing, malformed or impossible input (one line on stderr).
     """
-    text = sys.stdin.read()
+    try:
+        text = sys.stdin.read()
+    except UnicodeDecodeError as exc:
+        return _fail(f"stdin is not UTF-8 text (byte {exc.start}: {exc.reason}); pipe one JSON object in UTF-8")
     if not text.strip():
         return _fail(
             "stdin is empty; pipe one JSON object with a 'method' key, e.g. "
@@ -247,6 +252,10 @@ def run(args: argparse.Namespace) -> int:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         return _fail(f"stdin is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        return _fail("stdin nests JSON arrays or objects too deeply; a request is one flat object with a 'method' key")
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        return _fail(f"stdin holds a number that cannot be read: {exc}; give amounts as JSON numbers of ordinary size")
     if not isinstance(doc, dict):
         return _fail(f"stdin must hold one JSON object with a 'method' key, got a JSON {type(doc).__name__}")
     try:
@@ -254,9 +263,16 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         return _fail(f"invalid input: {_describe(exc)}")
     try:
-        co2_t = float(req.co2_t())
+        with catch_warnings():
+            simplefilter("ignore", RuntimeWarning)  # numpy's overflow warning: checked below
+            co2_t = float(req.co2_t())
     except ValueError as exc:  # the analytics checks; the models should have caught it already
         return _fail(f"invalid input: {exc}")
+    if not math.isfinite(co2_t) or not math.isfinite(co2_t * 1000.0):
+        return _fail(
+            f"the result overflows a float (co2_t {co2_t!r}): the amounts and factors given are too large "
+            "to multiply; check their units and magnitude"
+        )
 
     result: dict[str, Any] = {"method": req.method, "co2_t": co2_t, "co2_kg": co2_t * 1000.0}
     if isinstance(req, Carbonate):
@@ -273,5 +289,5 @@ def run(args: argparse.Namespace) -> int:
         )
     result["warnings"] = warnings
     result["inputs"] = req.model_dump(exclude={"method"}, exclude_none=True)
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2, allow_nan=False))
     return EXIT_OK

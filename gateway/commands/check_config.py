@@ -1,13 +1,21 @@
-"""`emgate check-config FILE`: validate a site file, factors and streams without running."""
+"""`emgate check-config FILE`: validate a site file, factors and streams without running.
+
+Beyond the file itself it checks what the file asks of this machine
+(gateway.settings.host_checks): the files it names, the ledger's path and the status page's
+address are errors, and a secret file others can read is a warning (printed, exit still 0).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gateway.commands.common import load_or_report, report_config_error
 from gateway.core.errors import ConfigError
 from gateway.settings.factors import factor_table_of
+from gateway.settings.host_checks import host_problems
+from gateway.settings.load import key_locator
 from gateway.stages.emissions import EmissionCalculator
 
 
@@ -28,6 +36,16 @@ def run(args: argparse.Namespace) -> int:
         problems = None if exc.problems == [str(exc)] else exc.problems
         report_config_error(ConfigError(f"{args.config}: {exc}", problems))
         return 2
+    found = host_problems(settings)
+    if found:
+        where = key_locator(args.config)
+        errors = [f"{where(p.loc)}: {p.message}" for p in found if p.severity == "error"]
+        for p in found:
+            if p.severity == "warning":
+                print(f"emgate: warning: {where(p.loc)}: {p.message}", file=sys.stderr)
+        if errors:
+            report_config_error(ConfigError(f"{args.config}: {len(errors)} problem(s) on this machine", errors))
+            return 2
     n_points = sum(len(d.points) for d in settings.modbus.devices)
     print(
         f"{args.config}: ok — site {settings.site.name} ({settings.site.timezone}), "

@@ -81,12 +81,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     s = result.summary
     _record(ledger, result)
-    if result.rows == 0:
-        print(
-            f"emgate export: warning: the ledger has no minute rows in {s['month']} ({s['timezone']}); "
-            "check --month and --ledger",
-            file=sys.stderr,
-        )
+    if not s["complete"]:
+        print(f"emgate export: warning: {s['month']} is INCOMPLETE: {s['incomplete_reason']}", file=sys.stderr)
     direct, indirect = s["scopes"]["direct"]["co2_t"], s["scopes"]["indirect"]["co2_t"]
     print(
         f"{args.out}: {len(result.files)} file(s) for {s['site']} {s['month']} ({s['timezone']}): "

@@ -17,6 +17,7 @@ on the last row it finds inside its write transaction), so it does not take the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="HASH",
         help="a head hash recorded earlier; fail if it is no longer in the chain",
+    )
+    v.add_argument(
+        "--witness",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="seals a witness kept (JSON lines, as published on <prefix>/<site>/seals): fail naming the first day "
+        "whose sealed head the ledger no longer has",
     )
     v.set_defaults(func=run_verify)
     s = lsub.add_parser("show", help="print minute results (current view, or --history)")
@@ -139,6 +148,9 @@ def run_verify(args: argparse.Namespace) -> int:
     )
     if evidence.rows:
         print(f"evidence: ok — {evidence.rows} record(s), {evidence.files} report copy(ies) intact, head {evidence.head_hash}")
+    if args.witness is not None:
+        record = read_site_record(args.file)
+        return ledger_files.check_witness_or_report(args.file, args.witness, record.sites[0] if len(record.sites) == 1 else None)
     return 0
 
 
@@ -160,11 +172,29 @@ def run_show(args: argparse.Namespace) -> int:
         if args.quarantine:
             return _show_quarantine(ledger.outbox, sys.stdout)
         return _show_rows(ledger.reader, args, sys.stdout)
+    except BrokenPipeError:  # the reader went away (`| head`): what it wanted it has
+        _silence_stdout()
+        return 0
     except LedgerError as exc:
         print(f"emgate ledger show: {exc}", file=sys.stderr)
         return 2
     finally:
         ledger.close()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe raises nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters (escape codes, line ends) written as escapes: a
+    reason or name stored in the ledger is shown, never executed by the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _show_rows(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> int:
@@ -186,11 +216,12 @@ def _show_rows(reader: LedgerReader, args: argparse.Namespace, out: TextIO) -> i
             break
         r = row.result
         out.write(
-            f"{row.seq:>8} {_fmt_time(r.minute_start):17} {r.process:16} {r.stream:22} {r.scope:8} "
-            f"{r.quality:11} {r.activity:>12.4f} {r.activity_unit:8} {r.co2_kg:>12.3f}  {r.flags}\n"
+            f"{row.seq:>8} {_fmt_time(r.minute_start):17} {printable(r.process):16} {printable(r.stream):22} "
+            f"{printable(r.scope):8} {printable(r.quality):11} {r.activity:>12.4f} {printable(r.activity_unit):8} "
+            f"{r.co2_kg:>12.3f}  {printable(r.flags)}\n"
         )
         if row.supersedes is not None:
-            out.write(f"{'':8}   supersedes row {row.supersedes}: {row.reason}\n")
+            out.write(f"{'':8}   supersedes row {row.supersedes}: {printable(row.reason or '')}\n")
         shown += 1
     return 0
 

@@ -83,3 +83,33 @@ def run_migrate(args: argparse.Namespace) -> int:
         f"carried: {', '.join(r.tables) or 'nothing else'}; {checkpoint}; {r.seconds:.2f} s. {r.source} is unchanged."
     )
     return 0
+
+
+def check_witness_or_report(ledger: Path, witness: Path, site: str | None) -> int:
+    """`emgate ledger verify --witness FILE`, after the chain verified: 0 when every witnessed
+    seal matches, 1 naming the first day that no longer does, 2 for a file that is not seals."""
+    from gateway.ledger.seals import check_witness, read_witness_file
+
+    try:
+        seals = read_witness_file(witness)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        print(f"emgate ledger verify: --witness {witness}: {exc}", file=sys.stderr)
+        return 2
+    if not seals:
+        print(f"emgate ledger verify: --witness {witness}: no seal in it; each line is one seal's JSON", file=sys.stderr)
+        return 2
+    try:
+        report = check_witness(ledger, seals, site)
+    except LedgerError as exc:
+        print(f"emgate ledger verify: {exc}", file=sys.stderr)
+        return 2
+    if not report.ok:
+        print(f"emgate ledger verify: {ledger}: no longer matches its witness: {report.problem}", file=sys.stderr)
+        return 1
+    last = report.last_witnessed
+    assert last is not None
+    print(
+        f"witness: ok — {report.checked} seal(s) match, the last {last.day} at row {last.head_seq}; "
+        f"{report.rows_after} row(s) after it not witnessed yet"
+    )
+    return 0

@@ -27,19 +27,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported here: every `emgate` command builds this parser, and `emgate run` needs none of it
     from gateway.replay.engine import replay
-    from gateway.replay.inputs import read_inputs, utc_iso
+    from gateway.replay.inputs import InputReport, read_inputs, utc_iso
 
     settings = load_or_report(args.config)
     if settings is None:
         return 2
+    report = InputReport()
     try:
-        series = read_inputs(args.input, settings)
+        series = read_inputs(args.input, settings, report)
     except DecodeError as exc:
         print(f"emgate replay: {exc}", file=sys.stderr)
         return 2
     progress, bar = _progress_bar()
     try:
-        summary = asyncio.run(replay(settings, series, args.out, progress=progress))
+        summary = asyncio.run(replay(settings, series, args.out, progress=progress, notice=_notice))
     except ConfigError as exc:
         report_config_error(exc)
         return 2
@@ -53,8 +54,17 @@ def run(args: argparse.Namespace) -> int:
         f"emgate replay: {summary.minutes} minute(s) from {utc_iso(summary.first_minute)} to {utc_iso(summary.last_minute)}, "
         f"{summary.rows} ledger row(s); CO2 direct {summary.co2_kg_direct / 1000:,.3f} t, "
         f"indirect {summary.co2_kg_indirect / 1000:,.3f} t; ledger head {summary.ledger_head[:16]}…; wrote {args.out}/"
+        + (
+            f"; {report.duplicates_dropped} repeated reading(s) (same signal, time and value) dropped"
+            if report.duplicates_dropped
+            else ""
+        )
     )
     return 0
+
+
+def _notice(message: str) -> None:
+    print(f"emgate replay: {message}", file=sys.stderr)
 
 
 def _progress_bar() -> tuple[Callable[[int, int], None] | None, Progress | None]:

@@ -71,6 +71,18 @@ class Sheet:
     note: str = ""
 
 
+#: How a spreadsheet recognises a formula (or DDE call) in a cell's text: by its first character.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(text: str) -> str:
+    """Cell text as data, never a formula: text that starts like one (= + - @, a tab or a
+    carriage return: a factor's source, a reason, a name from the site file) gets a leading
+    apostrophe, as spreadsheets write text typed to look like a formula. Every CSV and XLSX
+    cell of the export passes here (monthly._csv_bytes, workbook.py)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
 @dataclass(frozen=True)
 class ExportContext:
     """Everything besides the ledger rows that goes into the documents."""

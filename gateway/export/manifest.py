@@ -15,6 +15,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel, SecretStr
+
 from gateway.export.documents import Column, Sheet
 
 MANIFEST_SCHEMA = "emgate.export.manifest/1"
@@ -38,6 +40,36 @@ def build_manifest(files: Mapping[str, bytes], header: Mapping[str, Any]) -> byt
         ],
     }
     return json_bytes(doc)
+
+
+REDACTED = b"**********"
+
+
+def config_sha256(config_bytes: bytes, settings: BaseModel) -> str:
+    """The manifest's `config_sha256`: SHA-256 of the site file's bytes with every secret value
+    in it (each SecretStr of the loaded settings: InfluxDB token, MQTT passwords, and credentials
+    written into influx.url) replaced by `**********`. The digest identifies the configuration
+    without making the manifest, which travels with the export, a way to test a guessed password.
+    Secrets read from token_file/password_file are not in the file and change nothing."""
+    redacted = config_bytes
+    for secret in sorted(_secrets(settings), key=len, reverse=True):
+        for form in {secret, json.dumps(secret, ensure_ascii=False)[1:-1]}:  # as written, or escaped in a TOML string
+            if form:
+                redacted = redacted.replace(form.encode(), REDACTED)
+    return hashlib.sha256(redacted).hexdigest()
+
+
+def _secrets(node: Any) -> set[str]:
+    """Every SecretStr value in a settings model (nested models, lists and dicts)."""
+    if isinstance(node, SecretStr):
+        return {node.get_secret_value()}
+    if isinstance(node, BaseModel):
+        return set().union(*(_secrets(getattr(node, name)) for name in type(node).model_fields))
+    if isinstance(node, Mapping):
+        return set().union(*(_secrets(v) for v in node.values()))
+    if isinstance(node, (list, tuple)):
+        return set().union(*(_secrets(v) for v in node))
+    return set()
 
 
 def figures_g(summary: Mapping[str, Any]) -> dict[tuple[str, str], int]:

@@ -42,7 +42,9 @@ from gateway.core.errors import GatewayError
 from gateway.export import balance, chart, context, deposit, documents, manifest, tables, times, workbook
 from gateway.ledger import month as ledger_month
 from gateway.ledger.evidence import EvidenceStore
+from gateway.ledger.seals import latest_seal_up_to
 from gateway.ledger.month import LedgerHead, MonthRead
+from gateway.ledger.site import check_site_of
 from gateway.settings.site import GatewaySettings
 
 SUMMARY = "summary.json"
@@ -99,7 +101,7 @@ def export_month(
     previous = _previous_export(out_dir, month, settings.site.name)
     phases = _Phases(period.days, progress)
     with phases.run("read"):
-        head, read = _read(settings, ledger_path, period, phases)
+        head, read, span = _read(settings, ledger_path, period, phases)
     with phases.run("aggregate", then="tables"):
         agg = _aggregate(read, period, ledger_path, head)
     with phases.run("tables", then="workbook"):
@@ -107,6 +109,7 @@ def export_month(
         with EvidenceStore(ledger_path, readonly=True) as evidence:
             labs = evidence.lab_records()
         docs = _tables(settings, agg, read, head, budget, previous, labs)
+        docs.summary.update(completeness(span, period))
         files = _table_files(docs)
     with phases.run("workbook", then="chart"):
         files[WORKBOOK] = _workbook(docs, f"emgate {settings.site.name} {month}")
@@ -115,7 +118,9 @@ def export_month(
     with phases.run("deposit", then="write files"):
         files.update(_deposit(settings, docs.summary, labs, ledger_path))
     with phases.run("write", then="done"):
-        _write(out_dir, files, _manifest_header(settings, config_bytes, period, head, agg))
+        header = _manifest_header(settings, config_bytes, period, head, agg)
+        header["ledger"]["seal"] = _seal_under(ledger_path, head)
+        _write(out_dir, files, header)
     phases.seconds["verify"] = read.seconds["walk"]
     return ExportResult(out_dir, sorted(files), docs.summary, docs.restated, agg.rows, phases.seconds)
 
@@ -151,14 +156,50 @@ class _Phases:
             self.step(then)
 
 
-def _read(settings: GatewaySettings, path: Path, period: tables.MonthPeriod, phases: _Phases) -> tuple[LedgerHead, MonthRead]:
-    """Pin the ledger's head and read the month as of it: chain verified, the ledger this site's."""
+def _read(
+    settings: GatewaySettings, path: Path, period: tables.MonthPeriod, phases: _Phases
+) -> tuple[LedgerHead, MonthRead, ledger_month.MinuteSpan]:
+    """Pin the ledger's head and read the month as of it: chain verified, the ledger this site's.
+    A month without a minute in the ledger is refused (ExportInputError): its files would say 0 t."""
     if not path.is_file():
         raise ExportInputError(f"ledger {path}: no such file; check --ledger (or [ledger] path in the config)")
     head = ledger_month.pin_head(path)
+    span = ledger_month.minute_span(path, head, period.start_s, period.end_s)
+    if not span.month_has_minutes:
+        check_site_of(path, settings.site.name)  # a ledger of another site is refused as that first
+        raise ExportInputError(_no_minutes(path, period, head, span))
     phases.step(f"read month: day 1/{period.days}")
     month = ledger_month.read_month(path, period.day_starts_s.tolist(), head, site=settings.site.name, on_day=phases.day_done)
-    return head, month
+    return head, month, span
+
+
+def _no_minutes(path: Path, period: tables.MonthPeriod, head: LedgerHead, span: ledger_month.MinuteSpan) -> str:
+    where = f"ledger {path} has no minute in {period.month} ({period.timezone})"
+    if span.first_s is None or span.last_s is None:
+        return f"{where}: it holds no minute at all; check --ledger (or [ledger] path in the config)"
+    tz = ZoneInfo(period.timezone)
+    return (
+        f"{where}: its minutes run from {times.local_time(span.first_s, tz)} to {times.local_time(span.last_s, tz)} "
+        f"(rows 1..{head.seq}); check --month and --ledger. An export of a month without data would file 0 t"
+    )
+
+
+def completeness(span: ledger_month.MinuteSpan, period: tables.MonthPeriod) -> dict[str, Any]:
+    """summary.json's `complete` and `incomplete_reason`: a month is complete when the ledger (as
+    of the head the export read) holds a minute at or after the month's last one. Decided by the
+    ledger, never the clock, so that the same head exports the same bytes."""
+    if span.last_s is not None and span.last_s + 60.0 >= period.end_s:
+        return {"complete": True, "incomplete_reason": None}
+    tz = ZoneInfo(period.timezone)
+    last = "none" if span.last_s is None else times.local_time(span.last_s, tz)
+    return {
+        "complete": False,
+        "incomplete_reason": (
+            f"the ledger's last minute ({last}) is before the month's last ({times.local_time(period.end_s - 60.0, tz)}): "
+            "the month has not ended, or recording stopped; do not deposit it, export it again once the ledger holds "
+            "the whole month"
+        ),
+    }
 
 
 def _aggregate(read: MonthRead, period: tables.MonthPeriod, path: Path, head: LedgerHead) -> tables.MonthTables:
@@ -335,7 +376,7 @@ def _manifest_header(
         "site": settings.site.name,
         "timezone": period.timezone,
         "emgate_version": __version__,
-        "config_sha256": hashlib.sha256(config_bytes).hexdigest(),
+        "config_sha256": manifest.config_sha256(config_bytes, settings),  # secret values redacted
         "ledger": {
             "head_seq": head.seq,
             "head_hash": head.hash,
@@ -344,6 +385,14 @@ def _manifest_header(
             "month_rows": agg.rows,
         },
     }
+
+
+def _seal_under(ledger_path: Path, head: LedgerHead) -> dict[str, Any] | None:
+    """The latest daily seal strictly below the pinned head (gateway/ledger/seals.py): one made
+    before the export, so a second export of the same head records the same seal. A witness
+    outside the box holds it too; None when the ledger has none yet."""
+    seal = latest_seal_up_to(ledger_path, head.seq - 1)
+    return None if seal is None else {"day": seal.day, "head_seq": seal.head_seq, "head_hash": seal.head_hash, "sealed_at": seal.sealed_at}
 
 
 def _write(out_dir: Path, files: dict[str, bytes], header: dict[str, Any]) -> None:
@@ -380,8 +429,11 @@ def _previous_export(out_dir: Path, month: str, site: str) -> dict[str, Any]:
 def _csv_bytes(sheet: documents.Sheet) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([c.key for c in sheet.columns])
-    w.writerows(sheet.rows)  # csv writes None as an empty field
+    w.writerow([documents.formula_safe(c.key) for c in sheet.columns])
+    w.writerows(  # csv writes None as an empty field
+        [documents.formula_safe(v) if type(v) is str and v.startswith(documents.FORMULA_START) else v for v in row]
+        for row in sheet.rows
+    )
     return buf.getvalue().encode()
 
 

@@ -45,7 +45,9 @@ G_PER_KG = 1000.0
 MICRO = 1_000_000  # activity cells are integer millionths of the activity unit
 #: Whole numbers are exact in float64 up to this; see the module docstring.
 EXACT_LIMIT = 2.0**53
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^([0-9]{4})-([0-9]{2})$")  # ASCII digits only (\d matches full-width ones too)
+#: The years a month may lie in: the ledger's epoch seconds start in 1970; year + 1 must be a date.
+MONTH_YEARS = range(1970, 9999)
 
 
 class SumRangeError(GatewayError):
@@ -105,8 +107,10 @@ class MonthPeriod:
 def month_period(month: str, timezone: str) -> MonthPeriod:
     """The month `YYYY-MM` in IANA zone `timezone`. Raises ValueError for a malformed month."""
     m = _MONTH.match(month)
-    if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1970:
-        raise ValueError(f"month {month!r} is not YYYY-MM (e.g. 2026-11)")
+    if not m or not 1 <= int(m.group(2)) <= 12:
+        raise ValueError(f"month {month!r} is not YYYY-MM in ASCII digits (e.g. 2026-11)")
+    if int(m.group(1)) not in MONTH_YEARS:
+        raise ValueError(f"month {month!r}: YYYY-MM with a year from {MONTH_YEARS.start} to {MONTH_YEARS.stop - 1}")
     year, mon = int(m.group(1)), int(m.group(2))
     tz = ZoneInfo(timezone)
     ndays = calendar.monthrange(year, mon)[1]

@@ -37,7 +37,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.xml.functions import tostring
 
-from gateway.export.documents import Column, Sheet
+from gateway.export.documents import Column, Sheet, formula_safe
 
 FIXED_TIME = datetime(1980, 1, 1, 0, 0, 0)
 FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -92,6 +92,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
         ("Period start", s["period"]["start"], "local"),
         ("Period end (exclusive)", s["period"]["end"], "local"),
     ]
+    if s.get("complete") is False:
+        rows.append(("Complete", "NO: " + str(s.get("incomplete_reason")), "do not deposit"))
     for scope, block in s["scopes"].items():
         if scope == "production":  # production minutes carry no CO2: their own sheet
             continue
@@ -201,7 +203,7 @@ def _rows_xml(out: list[str], r: int, rows: Sequence[Sequence[Any]], styles: Seq
             elif t is str and v:
                 xml = texts.get(v)
                 if xml is None:
-                    xml = texts[v] = _text(v)
+                    xml = texts[v] = _text(formula_safe(v))
                 cells.append(f'<c r="{letters[j]}{r}"{text_attrs[j]} t="inlineStr"><is>{xml}</is></c>')
             else:
                 cell = _cell_xml(f"{letters[j]}{r}", v, *styles[j])
@@ -223,7 +225,7 @@ def _cell_xml(ref: str, v: Any, number_style: int, text_style: int) -> str:
         return f'<c r="{ref}"{_s(number_style)} t="n"><v>{int(v)}</v></c>'
     if isinstance(v, numbers.Real) and math.isfinite(v):
         return f'<c r="{ref}"{_s(number_style)} t="n"><v>{float(v)!r}</v></c>'
-    return f'<c r="{ref}"{_s(text_style)} t="inlineStr"><is>{_text(str(v))}</is></c>'
+    return f'<c r="{ref}"{_s(text_style)} t="inlineStr"><is>{_text(formula_safe(str(v)))}</is></c>'
 
 
 def _s(style_id: int) -> str:
@@ -251,7 +253,7 @@ def _cell(
     fill: PatternFill | None = None,
     alignment: Alignment | None = None,
 ) -> WriteOnlyCell:
-    cell = WriteOnlyCell(ws, value=value)
+    cell = WriteOnlyCell(ws, value=formula_safe(value) if isinstance(value, str) else value)
     if number_format:
         cell.number_format = number_format
     if font is not None:

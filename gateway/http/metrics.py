@@ -9,6 +9,7 @@ Every name starts with `emgate_`; counters end in `_total`, units are in the nam
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,9 +60,15 @@ class GatewayCollector(Collector):
         late = CounterMetricFamily(
             "emgate_samples_late", "Readings dropped because their minute had closed.", labels=["source"]
         )
+        future = CounterMetricFamily(
+            "emgate_samples_future",
+            "Readings refused because they were stamped more than 300 s ahead of the gateway clock.",
+            labels=["source"],
+        )
         for name, c in sorted(counters.sources.items()):
             read.add_metric([name], c.samples)
             late.add_metric([name], c.late)
+            future.add_metric([name], c.future)
         dropped = CounterMetricFamily(
             "emgate_samples_dropped",
             "Readings dropped at a full sample queue (poll cadence kept).",
@@ -80,6 +87,7 @@ class GatewayCollector(Collector):
             mqtt_dropped.add_metric([name, "pipeline"], msrc.counters.dropped_batches)
         yield read
         yield late
+        yield future
         yield dropped
         yield mqtt_dropped
         yield CounterMetricFamily(
@@ -167,6 +175,14 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "emgate_ledger_rows", "Rows in the ledger (head sequence number).", value=gw.ledger.head_seq
         )
+        try:
+            free = shutil.disk_usage(gw.ledger.path.resolve().parent).free
+        except OSError:
+            free = None
+        if free is not None:
+            yield GaugeMetricFamily(
+                "emgate_ledger_disk_free_bytes", "Free space on the disk holding the ledger.", value=free
+            )
         lc = gw.ledger.counters
         yield GaugeMetricFamily(
             "emgate_ledger_pending_results",

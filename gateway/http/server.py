@@ -10,13 +10,25 @@ Lifetime: `async with StatusServer(gw, bind, history) as server` binds the socke
 fails there, before the pipeline starts); `server.run()` publishes updates from the gateway's
 TaskGroup; leaving the block ends open event streams and closes the port. The pipeline does both
 (gateway.pipeline.Gateway.status_page).
+
+Access ([http] of the site file, gateway.settings.site.HttpConfig). The page shows the plant's
+figures, so on an address other than loopback it refuses to start (ConfigError: exit 2) without
+an access token (`token_file`) or an explicit `insecure_no_auth = true`. With a token, every path
+but /healthz wants `Authorization: Bearer <token>` or the cookie that opening `/?token=<token>`
+once sets (HttpOnly, SameSite=Strict; it holds a digest of the token, not the token). With
+`cert_file` and `key_file` it serves HTTPS. Every response carries the security headers below;
+at most `max_event_clients` event streams are open at once (the next one gets 503). Nothing here
+serves a file but the page and its script, and no view shows a setting beyond the site's name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Self
@@ -30,14 +42,23 @@ from gateway.http.metrics import gateway_registry
 from gateway.http.sse import EventHub
 from gateway.http.status import build_snapshot
 from gateway.http.view import GatewayView
+from gateway.settings.site import HttpConfig, http_access_problem, is_loopback_host
+from gateway.settings.tls import read_secret_file
 
 log = logging.getLogger(__name__)
 
 _SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+    # the page's one <style> block is inline; scripts come from 'self' only
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",  # figures and the token's cookie stay out of shared and disk caches
 }
+COOKIE = "emgate_token"
+_OPEN_PATHS = frozenset({"/healthz"})  # a liveness probe carries no token and learns nothing
+MIN_TOKEN_CHARS = 16
 
 
 def parse_bind(value: str) -> tuple[str, int]:
@@ -74,24 +95,44 @@ class StatusServer:
         bind: "HOST:PORT"; port 0 picks a free one (see `port` after entering).
         history: the MinuteHistory the gateway feeds with each closed minute.
         interval_s: real seconds between snapshot pushes.
+        access: token, TLS and client limits; default the site's [http] (gw.settings.http).
+
+    Raises:
+        ConfigError: on entry, when `bind` is malformed, reachable from other machines without a
+            token or `insecure_no_auth`, the token or certificate files cannot be used, or the port is taken.
     """
 
-    def __init__(self, gw: GatewayView, bind: str, history: MinuteHistory, *, interval_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        gw: GatewayView,
+        bind: str,
+        history: MinuteHistory,
+        *,
+        interval_s: float = 1.0,
+        access: HttpConfig | None = None,
+    ) -> None:
         self._gw = gw
+        self._bind = bind
         self._host, self._port = parse_bind(bind)
         self._interval_s = interval_s
+        self._access = access if access is not None else gw.settings.http
         self.history = history
-        self.hub = EventHub()
+        self.hub = EventHub(max_subscribers=self._access.max_event_clients)
         self._registry = gateway_registry(gw, self.history, sse_clients=lambda: self.hub.subscribers)
         self._runner: web.AppRunner | None = None
+        self._token: bytes | None = None
+        self._cookie = ""
+        self._tls: ssl.SSLContext | None = None
         self.port = self._port
         self.url = ""
+        self.refused_requests = 0  # without a valid token
 
     def snapshot(self) -> dict[str, Any]:
         return build_snapshot(self._gw, self.history)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_headers])
+        app = web.Application(middlewares=[self._authorize])
+        app.on_response_prepare.append(_security_headers)
         app.router.add_get("/", _static("page.html", "text/html"))
         app.router.add_get("/page.js", _static("page.js", "text/javascript"))
         app.router.add_get("/events", self.hub.stream)
@@ -107,11 +148,70 @@ class StatusServer:
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    def _prepare_access(self) -> None:
+        """Check the access rules of `bind` and load the token and certificate; ConfigError if unusable."""
+        access = self._access
+        problem = http_access_problem(self._bind, access.token_file is not None, access.insecure_no_auth)
+        if problem:
+            raise ConfigError(f"status page: {problem}")
+        if access.token_file is not None:
+            try:
+                token = read_secret_file(access.token_file, "http.token_file")
+            except ValueError as exc:
+                raise ConfigError(f"status page: {exc}") from None
+            if not token:
+                raise ConfigError(f"status page: http.token_file {access.token_file} is empty; write a long random token into it")
+            if len(token) < MIN_TOKEN_CHARS:
+                log.warning(
+                    "status page: the token in %s has %d characters; use at least %d random ones (e.g. openssl rand -hex 24)",
+                    access.token_file,
+                    len(token),
+                    MIN_TOKEN_CHARS,
+                )
+            self._token = token.encode()
+            self._cookie = hmac.new(self._token, b"emgate status page cookie", hashlib.sha256).hexdigest()
+        if access.cert_file is not None and access.key_file is not None:
+            try:
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ctx.load_cert_chain(str(access.cert_file), str(access.key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(
+                    f"status page: cannot load http.cert_file {access.cert_file} with key_file {access.key_file}: {exc}; "
+                    "check that both are PEM, match and are readable"
+                ) from None
+            self._tls = ctx
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """With a token: a valid bearer header or cookie, or `/?token=` once (then a clean redirect)."""
+        if self._token is None or request.path in _OPEN_PATHS:
+            return await handler(request)
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token):
+            return await handler(request)
+        if hmac.compare_digest(request.cookies.get(COOKIE, "").encode(), self._cookie.encode()):
+            return await handler(request)
+        query_token = request.query.get("token")
+        if request.path == "/" and query_token is not None and hmac.compare_digest(query_token.encode(), self._token):
+            # the token leaves the address bar and the history: the cookie carries the session
+            resp = web.Response(status=303, headers={"Location": "/"})
+            resp.set_cookie(COOKIE, self._cookie, path="/", httponly=True, samesite="Strict", secure=self._tls is not None)
+            return resp
+        self.refused_requests += 1
+        return web.Response(
+            status=401,
+            text="401: this status page needs its access token: open /?token=<token> once, "
+            "or send 'Authorization: Bearer <token>' (the token is in the file [http] token_file names)\n",
+            headers={"WWW-Authenticate": 'Bearer realm="emgate"'},
+        )
+
     async def __aenter__(self) -> Self:
+        self._prepare_access()
         # access_log=None: a line per Prometheus scrape or page load is noise, not a state change
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._tls)
         try:
             await site.start()
         except OSError as exc:
@@ -125,8 +225,14 @@ class StatusServer:
         if addresses:
             self.port = int(addresses[0][1])
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self.url = f"http://{host}:{self.port}/"
-        log.info("status page on %s (metrics at %smetrics)", self.url, self.url)
+        self.url = f"{'https' if self._tls is not None else 'http'}://{host}:{self.port}/"
+        if self._token is not None:
+            guard = "access token required"
+        elif self._access.insecure_no_auth and not is_loopback_host(self._host):
+            guard = "NO access token (insecure_no_auth = true): anyone who reaches the port sees the page"
+        else:
+            guard = "loopback only"
+        log.info("status page on %s (metrics at %smetrics; %s)", self.url, self.url, guard)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -149,10 +255,6 @@ class StatusServer:
             await asyncio.sleep(self._interval_s)
 
 
-@web.middleware
-async def _headers(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    resp: web.StreamResponse = await handler(request)
-    if not resp.prepared:  # an event stream sent its headers already (set in EventHub.stream)
-        for k, v in _SECURITY_HEADERS.items():
-            resp.headers.setdefault(k, v)
-    return resp
+async def _security_headers(_request: web.Request, resp: web.StreamResponse) -> None:
+    """Before any response's headers go out (pages, JSON, errors and event streams alike)."""
+    resp.headers.update(_SECURITY_HEADERS)

@@ -9,6 +9,7 @@ path. A test hands the views a stand-in with these attributes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ class WindowView(Protocol):
 class LedgerView(Protocol):
     @property
     def head_seq(self) -> int: ...
+
+    @property
+    def path(self) -> Path: ...
 
     @property
     def counters(self) -> LedgerCounters: ...

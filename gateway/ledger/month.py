@@ -186,6 +186,31 @@ def pin_head(path: Path) -> LedgerHead:
     return LedgerHead(int(row[0]), str(row[1])) if row else LedgerHead(0, GENESIS_HASH)
 
 
+class MinuteSpan(NamedTuple):
+    """The ledger's first and last minute as of a head (None, None when it has no row), and
+    whether a month has any minute in it."""
+
+    first_s: float | None
+    last_s: float | None
+    month_has_minutes: bool
+
+
+def minute_span(path: Path, head: LedgerHead, start_s: float, end_s: float) -> MinuteSpan:
+    """The ledger's minute span as of `head`, and whether [start_s, end_s) holds any of its minutes.
+    Raises LedgerError: the file cannot be read as a ledger."""
+    db = open_ledger_db(path, readonly=True)
+    try:
+        with reading(path, "reading its first and last minute"):
+            first = db.execute(queries.FIRST_MINUTE_UPTO, (head.seq,)).fetchone()
+            last = db.execute(queries.LAST_MINUTE_UPTO, (head.seq,)).fetchone()
+            inside = db.execute(queries.ANY_MINUTE_UPTO_BETWEEN, (start_s, end_s, head.seq)).fetchone()
+    finally:
+        db.close()
+    return MinuteSpan(
+        None if first is None else float(first[0]), None if last is None else float(last[0]), inside is not None
+    )
+
+
 def read_month(
     path: Path, day_starts_s: Sequence[float], head: LedgerHead, *, site: str, on_day: Callable[[int], None] | None = None
 ) -> MonthRead:

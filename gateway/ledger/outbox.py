@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.ledger.alerts_table import ALERT_EVENTS_AFTER, AlertEventRow
 from gateway.ledger.database import Connection, DatabaseError, OperationalError, reading, rollback, writing
+from gateway.ledger.seals import MARK_SEAL, SEALS_EXIST, UNSENT_SEALS
 
 _SET_CURSOR = "INSERT INTO cursors(name, seq) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq"
 
@@ -91,6 +92,18 @@ class Outbox:
                     return []
                 raise
         return [AlertEventRow(*row) for row in rows]
+
+    def unsent_seals(self) -> list[tuple[str, str]]:
+        """(day, JSON payload) of the daily seals InfluxDB has not acknowledged (gateway/ledger/seals.py)."""
+        with reading(self.path, "reading the seals not yet in InfluxDB"):
+            if self._db.execute(SEALS_EXIST).fetchone() is None:
+                return []
+            return [(str(d), str(p)) for d, p in self._db.execute(UNSENT_SEALS["influx"])]
+
+    def mark_seals_sent(self, days: list[str]) -> None:
+        """Record that InfluxDB acknowledged these days' seals."""
+        with writing(self.path, "marking seals written to InfluxDB"):
+            self._db.executemany(MARK_SEAL["influx"], [(self._clock(), d) for d in days])
 
     def quarantine(
         self,

@@ -48,6 +48,12 @@ HISTORY_ROWS = (
 HEAD = "SELECT seq, hash FROM minutes ORDER BY seq DESC LIMIT 1"
 #: The latest minute_start (NULL when empty).
 LAST_MINUTE = "SELECT max(minute_start) FROM minutes"
+#: The earliest and the latest minute_start of rows with seq <= ? (each ?): along `minutes_key`
+#: from either end, skipping only the rows appended after the bound.
+FIRST_MINUTE_UPTO = "SELECT minute_start FROM minutes WHERE seq <= ? ORDER BY minute_start LIMIT 1"
+LAST_MINUTE_UPTO = "SELECT minute_start FROM minutes WHERE seq <= ? ORDER BY minute_start DESC LIMIT 1"
+#: Whether a row with seq <= ? has minute_start in [?, ?).
+ANY_MINUTE_UPTO_BETWEEN = "SELECT 1 FROM minutes WHERE minute_start >= ? AND minute_start < ? AND seq <= ? LIMIT 1"
 #: The current row of (minute_start, process, stream): its seq.
 CURRENT_SEQ = f"SELECT seq FROM minutes m WHERE minute_start = ? AND process = ? AND stream = ? AND {CURRENT}"
 #: Whether an original row lies in [?, ?] of minute_start (the writer's fast path needs none).

@@ -12,6 +12,7 @@ gets its 1,440 x streams rows in one append. Longer steps measured no faster.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import itertools
 import math
@@ -199,23 +200,74 @@ async def replay(
     step_minutes: int = 1440,
     progress: Callable[[int, int], None] | None = None,
     listeners: Sequence[MinuteListener] = (),
+    notice: Callable[[str], None] | None = None,
 ) -> ReplaySummary:
-    """Replay `series` into out_dir: ledger.sqlite, minutes.csv and alerts.jsonl (empty without a budget)."""
+    """Replay `series` into out_dir: ledger.sqlite, minutes.csv and alerts.jsonl (empty without a budget).
+
+    `notice` is told what the replay did besides (a partial ledger of an interrupted replay removed).
+    """
     first, last = span(settings, series)
     ledger_path = out_dir / "ledger.sqlite"
     if ledger_path.exists():
         raise FileExistsError(f"{ledger_path} exists; replay writes a new ledger: choose an empty --out directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
     # The ledger is bulk loaded (commits without fsync, see Ledger.bulk_load) under another name
     # and gets its own only once complete and on disk: after a crash or power cut midway there is
     # no ledger.sqlite, so `emgate ledger verify` refuses (no such file) instead of reading a
-    # partial or corrupt one as the replay's result.
+    # partial or corrupt one as the replay's result. A replay holds an flock on out_dir while it
+    # runs: a partial ledger found without it is an interrupted replay's, removed (with a notice)
+    # and written again; one that a running replay holds is left alone.
     partial_path = out_dir / "ledger.sqlite.partial"
-    if partial_path.exists():
+    dir_fd = _lock_dir(out_dir, partial_path)
+    try:
+        return await _replay_locked(settings, series, out_dir, first, last, step_minutes, progress, listeners, notice)
+    except BaseException:
+        _remove_partial(partial_path)  # a failed replay leaves nothing that blocks the next
+        raise
+    finally:
+        os.close(dir_fd)  # releases the flock
+
+
+def _lock_dir(out_dir: Path, partial_path: Path) -> int:
+    """An exclusive flock on out_dir (its descriptor), or FileExistsError when a replay holds it."""
+    fd = os.open(out_dir, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
         raise FileExistsError(
-            f"{partial_path} exists: a replay into {out_dir} was interrupted (or is still running); "
-            "delete it with its -wal and -shm files, or choose an empty --out directory"
-        )
-    out_dir.mkdir(parents=True, exist_ok=True)
+            f"{partial_path}: another replay into {out_dir} is running; wait for it, or choose another --out directory"
+        ) from None
+    return fd
+
+
+def _remove_partial(partial_path: Path) -> list[Path]:
+    """Delete a partial ledger with its -wal and -shm files; the paths deleted."""
+    removed = []
+    for path in (partial_path, Path(f"{partial_path}-wal"), Path(f"{partial_path}-shm"), Path(f"{partial_path}-journal")):
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+async def _replay_locked(
+    settings: GatewaySettings,
+    series: dict[str, Series],
+    out_dir: Path,
+    first: float,
+    last: float,
+    step_minutes: int,
+    progress: Callable[[int, int], None] | None,
+    listeners: Sequence[MinuteListener],
+    notice: Callable[[str], None] | None,
+) -> ReplaySummary:
+    ledger_path = out_dir / "ledger.sqlite"
+    partial_path = out_dir / "ledger.sqlite.partial"
+    if _remove_partial(partial_path) and notice is not None:
+        notice(f"removed {partial_path}, the partial ledger of an interrupted replay; replaying again from the start")
     data = settings.model_dump()
     data["ledger"] = {**data["ledger"], "path": partial_path}
     data["influx"] = {**data["influx"], "enabled": False}

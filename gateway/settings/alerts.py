@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from gateway.settings.tls import TlsConfig, read_secret_file
+
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_ORDER: tuple[Severity, ...] = ("info", "warning", "critical")
 ProcessName = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -329,25 +331,80 @@ class DepositAlertConfig(ThresholdConfig):
         return self
 
 
+def _disk_levels() -> dict[Severity, float]:
+    return {"warning": 0.0, "critical": 0.5}
+
+
+class DiskConfig(ThresholdConfig):
+    """Free space on the disk holding the ledger. The measure is the shortfall against the budget,
+    (min_free_mb - free MB) / min_free_mb: 0 when free space reaches the budget, 1 when the disk
+    is full. Raised while the ledger can still write, so there is time to act."""
+
+    min_free_mb: float = Field(
+        1024.0, gt=0, description="Keep at least this much free on the ledger's disk (a year of a 100-stream works is ~9 GB)."
+    )
+    raise_at: dict[Severity, float] = Field(default_factory=_disk_levels)
+    clear_at: float = -0.1
+    min_duration_s: float = 60.0
+    clear_duration_s: float = 300.0
+
+
+def _ledger_pending_default() -> ThresholdConfig:
+    # measure: minute results held in memory because the disk refuses the ledger's writes
+    return ThresholdConfig(raise_at={"critical": 1.0}, clear_at=0.5, material_change=0.5)
+
+
 class DataQualityConfig(_Section):
     coverage: ThresholdConfig = Field(default_factory=_coverage_default)
     device: ThresholdConfig = Field(default_factory=_device_default)
     influx_backlog: ThresholdConfig = Field(default_factory=_backlog_default)
+    disk: DiskConfig = Field(default_factory=DiskConfig)
+    ledger_pending: ThresholdConfig = Field(default_factory=_ledger_pending_default)
 
 
 class AlertMqttConfig(_Section):
-    """Where alerts are published: <topic_prefix>/<site>/alerts, .../alerts/active, .../budget."""
+    """Where alerts are published: <topic_prefix>/<site>/alerts, .../alerts/active, .../budget.
+
+    TLS and credentials as for an ingest broker ([[mqtt.brokers]]): `tls` (CA, client
+    certificate and key, server name check) and `username` with `password` or `password_file`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)  # the input may hold a password
 
     host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
+    port: int = Field(1883, ge=1, le=65535, description="Broker port; 8883 is the usual one for MQTT over TLS.")
     client_id: str | None = Field(None, description="Default: emgate-alerts-<site>.")
     username: str | None = None
     password: SecretStr | None = None
+    password_file: Path | None = Field(
+        None, description="File holding the password (its content, whitespace stripped), instead of password."
+    )
+    tls: TlsConfig | None = Field(None, description="Connect with TLS ([alerts.mqtt.tls]); without it, plain MQTT.")
     keepalive_s: int = Field(30, ge=5, le=3600)
     timeout_s: float = Field(
         10.0, gt=0, le=300, description="Wait for PUBACK before the connection counts as lost."
     )
     topic_prefix: str = Field("emgate", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_password(self) -> AlertMqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("alerts.mqtt: give password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and not self.username:
+            raise ValueError("alerts.mqtt: a password needs username")
+        return self
+
+    def password_value(self) -> str | None:
+        """The password, read from `password_file` when given there.
+
+        Raises:
+            ValueError: the file cannot be read (naming it, never its content).
+        """
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return read_secret_file(self.password_file, "alerts.mqtt.password_file")
+        return None
 
 
 class AlertsConfig(_Section):

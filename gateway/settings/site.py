@@ -13,7 +13,9 @@ hold a secret, and `str()` of a pydantic error would print it.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from analytics.units import amount_bounds_per_s, integrated_unit, rate_bounds
+from gateway.codec.registers import register_count
 from gateway.settings.alerts import AlertsConfig, BudgetConfig
+from gateway.settings.tls import TlsConfig, read_secret_file
 
 Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
@@ -97,12 +101,16 @@ class ModbusPointConfig(Section):
     byte_order: Literal["ABCD", "DCBA", "BADC", "CDAB"] = "ABCD"
     bit: int | None = Field(None, ge=0, le=15, description="Bit index for type BIT (0 = least significant).")
     length: int | None = Field(None, ge=1, le=120, description="Registers for type STRING.")
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(
+        1.0, allow_inf_nan=False, description="Engineering value = raw x scale + offset; finite and not zero."
+    )
+    offset: float = Field(0.0, allow_inf_nan=False)
     unit: str = ""
     sentinel: float | None = Field(None, description="Raw value that means 'no reading'.")
-    min: float | None = Field(None, description="Plausible minimum (engineering units); outside is flagged, not clamped.")
-    max: float | None = Field(None, description="Plausible maximum (engineering units).")
+    min: float | None = Field(
+        None, allow_inf_nan=False, description="Plausible minimum (engineering units); outside is flagged, not clamped."
+    )
+    max: float | None = Field(None, allow_inf_nan=False, description="Plausible maximum (engineering units).")
 
     @field_validator("type")
     @classmethod
@@ -142,6 +150,15 @@ class ModbusPointConfig(Section):
             raise ValueError(f"a {self.kind} is one bit; use type BIT, not {self.type}")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.scale == 0:
+            raise ValueError("scale 0 makes every reading equal to offset; give the register's scale (1 when raw)")
+        if self.kind in ("holding", "input"):
+            last = self.address + register_count(self.type, self.length) - 1
+            if last > 65535:
+                raise ValueError(
+                    f"a {self.type} at address {self.address} spans registers {self.address}..{last}, past the last "
+                    "register 65535; check the address (zero-based) and type"
+                )
         return self
 
 
@@ -182,11 +199,20 @@ class ModbusConfig(Section):
     devices: list[ModbusDeviceConfig] = Field(default_factory=list)
 
 
-class TlsConfig(Section):
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    insecure: bool = Field(False, description="Skip hostname verification (test benches only).")
+def topic_filter_problem(topic: str) -> str | None:
+    """Why `topic` is not an MQTT topic filter (MQTT 3.1.1 section 4.7), or None: a broker refuses
+    such a SUBSCRIBE, and a gateway started with it would reconnect for ever."""
+    if "\x00" in topic:
+        return "contains a NUL character"
+    if len(topic.encode("utf-8", "surrogatepass")) > 65535:
+        return "is longer than 65535 bytes"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if "#" in level and (level != "#" or i != len(levels) - 1):
+            return "'#' must be a whole level and the last one (a/b/#)"
+        if "+" in level and level != "+":
+            return "'+' must be a whole level (a/+/c)"
+    return None
 
 
 class MqttSubscriptionConfig(Section):
@@ -198,6 +224,14 @@ class MqttSubscriptionConfig(Section):
     signal: Name | None = Field(None, description="Signal for a bare-number payload.")
     timestamp_field: str | None = None
     timestamp_format: str = "epoch_s"
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_filter(cls, topic: str) -> str:
+        problem = topic_filter_problem(topic)
+        if problem:
+            raise ValueError(f"topic filter {topic!r}: {problem}")
+        return topic
 
     @model_validator(mode="after")
     def _mapping(self) -> MqttSubscriptionConfig:
@@ -212,7 +246,11 @@ class MqttBrokerConfig(Section):
     name: Name
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
-    client_id: str | None = None
+    client_id: str | None = Field(
+        None,
+        description="Default: emgate-<site>-<name>. Unique per broker: a second connection with the same id "
+        "disconnects the first (check-config refuses two on one broker).",
+    )
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
@@ -229,6 +267,15 @@ class MqttBrokerConfig(Section):
         if self.password_file is not None:
             return read_secret_file(self.password_file, f"mqtt broker '{self.name}' password_file")
         return None
+
+    def client_id_for(self, site: str) -> str:
+        """The MQTT client id: `client_id`, by default emgate-<site>-<broker name>.
+
+        The broker keys a persistent session by it and disconnects the older of two clients
+        with the same id, so it must be stable (no random part) and differ between the plants
+        sharing a broker (hence the site).
+        """
+        return self.client_id or f"emgate-{site}-{self.name}"
 
 
 class MqttConfig(Section):
@@ -249,7 +296,7 @@ class SignalConfig(Section):
     substitution: Literal["none", "last_good", "hour_average", "lookback_max"] = "last_good"
     integration: Literal["trapezoid", "left"] = "trapezoid"
     counter_bits: Literal[16, 32, 64] = 32
-    counter_scale: float = Field(1.0, gt=0, description="Engineering units per count.")
+    counter_scale: float = Field(1.0, gt=0, allow_inf_nan=False, description="Engineering units per count.")
     max_rate_per_s: float | None = Field(
         None,
         gt=0,
@@ -258,7 +305,7 @@ class SignalConfig(Section):
         "reset, and an increase above 1.5 x this over its interval is implausible (flagged, not counted). At most the "
         "physical bound of the unit (analytics/units.py), which applies without it.",
     )
-    interval_s: float = Field(900.0, gt=0, description="Interval length for kind interval_total.")
+    interval_s: float = Field(900.0, gt=0, allow_inf_nan=False, description="Interval length for kind interval_total.")
     interval_label: Literal["start", "end"] = "end"
     # `min`/`max`, as for Modbus points: the site's words for a plausible range
     min: float | None = Field(
@@ -494,6 +541,17 @@ class CsvInputConfig(Section):
     columns: dict[str, Name] = Field(description="Column -> signal.")
     encoding: str = "utf-8-sig"
     delimiter: str = ","
+    ambiguous: Literal["error", "earlier", "later", "infer"] = Field(
+        "error",
+        description="A naive local time that occurs twice (clocks going back): error, earlier (first occurrence), "
+        "later (second), or infer from the order of the rows (a time going back means the second occurrence).",
+    )
+    max_gap_days: float = Field(
+        31.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="The longest gap between consecutive timestamps of a file; a longer one is refused as a wrong date.",
+    )
 
     @model_validator(mode="after")
     def _layout(self) -> CsvInputConfig:
@@ -542,6 +600,15 @@ class InfluxConfig(Section):
         "(bench/ledger_drain.py). A server whose max-body-size refuses a batch (413) gets it in halves.",
     )
     timeout_s: float = Field(30.0, gt=0, le=300, description="Seconds to wait for InfluxDB to acknowledge one write.")
+    ca_file: Path | None = Field(
+        None,
+        description="PEM CA bundle that signs an https InfluxDB's certificate (a private CA); default: the system's CAs.",
+    )
+    verify_tls: bool = Field(
+        True,
+        description="Check an https InfluxDB's certificate and name. Off only on a test bench: anyone on the path "
+        "can then read the token and the data.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -551,6 +618,10 @@ class InfluxConfig(Section):
         # request outright next to the token's Authorization header.
         if not isinstance(data, dict) or not isinstance(data.get("url"), str):
             return data
+        try:
+            _ = urlsplit(data["url"]).port  # raises for a port that is not a number, an unclosed [IPv6
+        except ValueError:
+            return data  # not a URL at all: _http_url says so, without the credentials
         url, credentials = split_url_credentials(data["url"])
         if credentials is None:
             return data
@@ -565,13 +636,23 @@ class InfluxConfig(Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        parts = urlsplit(url)
+        expected = "write it as http://host:8086 or https://host:8086 (a path such as /influx is allowed)"
         try:
+            parts = urlsplit(url)
             port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
+        except ValueError:  # a port that is not a number, an unclosed [IPv6 address
+            raise ValueError(f"{redact_url_safe(url)!r} is not an InfluxDB address; {expected}") from None
         if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-            raise ValueError(f"{redact_url(url)!r} is not an InfluxDB address; write it as http://host:8086 or https://host:8086")
+            raise ValueError(f"{redact_url(url)!r} is not an InfluxDB address; {expected}")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError(f"{redact_url(url)!r} contains a space or control character; {expected}")
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            raise ValueError(
+                f"{redact_url(url)!r} has a query or fragment (?...#...), which the write path would be appended after; "
+                f"{expected}"
+            )
+        if not _HOST.fullmatch(parts.hostname) and not _is_ip(parts.hostname):
+            raise ValueError(f"{redact_url(url)!r}: {parts.hostname!r} is not a host name or IP address; {expected}")
         return url
 
     def token_value(self) -> str:
@@ -602,6 +683,25 @@ def split_url_credentials(url: str) -> tuple[str, SecretStr | None]:
     return clean, SecretStr(f"{unquote(user)}:{unquote(password)}")
 
 
+_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_\-]{0,62})(?:\.[A-Za-z0-9_\-]{1,63})*\.?")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def redact_url_safe(url: str) -> str:
+    """redact_url for a URL that may not even split: everything up to the last '@' is hidden."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+
+
 def redact_url(url: str) -> str:
     """The URL with any `user:password@` replaced by `***@`, for messages."""
     parts = urlsplit(url)
@@ -609,8 +709,85 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"***@{hostport}")) if at else url
 
 
+def split_bind(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080', 'localhost:8080' or '[::1]:8080' -> (host, port); port 0 picks a free one.
+
+    Raises:
+        ValueError: not HOST:PORT, naming the value.
+    """
+    host, sep, port_s = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not sep or not host or not port_s.isascii() or not port_s.isdigit() or int(port_s) > 65535:
+        raise ValueError(f"bind {value!r} is not HOST:PORT; write it as 127.0.0.1:8080 or [::1]:8080 (port 0-65535)")
+    if ":" in host and not bracketed:
+        raise ValueError(f"bind {value!r}: write an IPv6 address in brackets, as [{host}]:{port_s}")
+    if any(c.isspace() for c in host) or "[" in host or "]" in host or "/" in host:
+        raise ValueError(f"bind {value!r}: {host!r} is not a host name or IP address")
+    return host, int(port_s)
+
+
 class HttpConfig(Section):
-    bind: str = Field("127.0.0.1:8080", description="Status page and /metrics address (host:port).")
+    """The status page, its event stream and /metrics (docs/operator-guide.md, "Status page")."""
+
+    bind: str = Field(
+        "127.0.0.1:8080",
+        description="Status page and /metrics address (host:port). On an address other than loopback the page needs "
+        "token_file (or insecure_no_auth = true).",
+    )
+    token_file: Path | None = Field(
+        None,
+        description="File holding the page's access token (its content, whitespace stripped). Clients send it as "
+        "'Authorization: Bearer <token>', or open /?token=<token> once to get a cookie. Enforced on any address.",
+    )
+    insecure_no_auth: bool = Field(
+        False,
+        description="Serve an address other than loopback without a token: anyone who reaches the port sees the "
+        "plant's figures. For a network that is already closed (a VPN, a firewall allowing one host).",
+    )
+    cert_file: Path | None = Field(None, description="PEM certificate (chain) to serve HTTPS; needs key_file.")
+    key_file: Path | None = Field(None, description="PEM private key of cert_file.")
+    max_event_clients: int = Field(
+        32, ge=1, le=10_000, description="Open event streams (status pages) at once; the next one gets HTTP 503."
+    )
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, bind: str) -> str:
+        split_bind(bind)
+        return bind
+
+    @model_validator(mode="after")
+    def _access(self) -> HttpConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("http: give cert_file and key_file together (HTTPS needs both)")
+        problem = http_access_problem(self.bind, self.token_file is not None, self.insecure_no_auth)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+
+def is_loopback_host(host: str) -> bool:
+    """A host that only this machine reaches: localhost, 127.0.0.0/8 or ::1."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve to any interface
+
+
+def http_access_problem(bind: str, has_token: bool, insecure_no_auth: bool) -> str | None:
+    """Why the status page must not serve `bind` ("HOST:PORT") as configured, or None."""
+    host = bind.rpartition(":")[0].strip("[]")
+    if is_loopback_host(host) or has_token or insecure_no_auth:
+        return None
+    return (
+        f"http bind {bind!r} is reachable from other machines and the status page has no access token: "
+        "set [http] token_file (a file holding a long random token, readable by the gateway only) "
+        "or, on a network closed by other means, insecure_no_auth = true; or bind 127.0.0.1"
+    )
 
 
 class PipelineConfig(Section):
@@ -619,11 +796,9 @@ class PipelineConfig(Section):
     )
 
 
-def read_secret_file(path: Path, where: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ValueError(f"{where}: cannot read {path}: {exc.strerror}; check the path and its permissions") from None
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    """("mqtt", "brokers", 0, "name") -> "mqtt.brokers[0].name"."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
 
 
 class GatewaySettings(BaseSettings):
@@ -711,6 +886,51 @@ class GatewaySettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def duplicate_problems(self) -> list[tuple[tuple[str | int, ...], str, tuple[str | int, ...]]]:
+        """Names and MQTT client ids that must be unique: (key path, problem, key path of the first use)."""
+        problems: list[tuple[tuple[str | int, ...], str, tuple[str | int, ...]]] = []
+        names: dict[str, int] = {}
+        ids: dict[tuple[str, str, int], tuple[str | int, ...]] = {}
+        for i, broker in enumerate(self.mqtt.brokers):
+            first = names.setdefault(broker.name, i)
+            if first != i:
+                problems.append(
+                    (
+                        ("mqtt", "brokers", i, "name"),
+                        f"broker name {broker.name!r} is already the name of {_key_path(('mqtt', 'brokers', first))}; "
+                        "each broker needs its own name (its health, metrics and default client id are keyed by it)",
+                        ("mqtt", "brokers", first),
+                    )
+                )
+                continue
+            loc: tuple[str | int, ...] = ("mqtt", "brokers", i, "client_id" if broker.client_id else "name")
+            key = (broker.client_id_for(self.site.name), broker.host, broker.port)
+            if key in ids:
+                problems.append(
+                    (
+                        loc,
+                        f"client id {key[0]!r} on {broker.host}:{broker.port} is also the client id of "
+                        f"{_key_path(ids[key])}; the broker would disconnect one connection whenever the other connects: "
+                        "give each a client_id of its own",
+                        ids[key],
+                    )
+                )
+            ids.setdefault(key, loc)
+        publisher = self.alerts.mqtt
+        if publisher is not None:
+            key = (publisher.client_id or f"emgate-alerts-{self.site.name}", publisher.host, publisher.port)
+            if key in ids:
+                problems.append(
+                    (
+                        ("alerts", "mqtt", "client_id"),
+                        f"the alert publisher's client id {key[0]!r} on {publisher.host}:{publisher.port} is also the "
+                        f"client id of {_key_path(ids[key])}; the broker would disconnect one whenever the other connects: "
+                        "give each a client_id of its own",
+                        ids[key],
+                    )
+                )
+        return problems
 
     def declares_balance(self) -> bool:
         """The site uses production or balance keys: `[[production]]`, `[processes.*]`, a stream's `balance` or `transfer`."""

@@ -34,6 +34,15 @@ never quarantined, so fixing the token delivers everything. Anything else the cl
 request aiohttp refuses to build, say) is a failed write too: retried, never the end of the
 gateway. The token is never logged, and `url` holds no credentials (InfluxConfig moves a
 `user:password@` of the URL into the token).
+
+Health. The sink keeps its health component ("influx": the status page's device list,
+`emgate_component_up{kind="influx"}` and the device alert): down at the first failed write or
+ping, up again at the next acknowledged write or answered ping. With nothing to write it asks
+InfluxDB's /ping every `IDLE_PING_S`, and after a failure it pings rather than wait for the next
+minute, so an outage and the recovery show while no row is waiting.
+
+TLS. An https URL is checked against the system's CAs or `ca_file`, name included, unless
+`verify_tls = false` (logged as a warning at start).
 """
 
 from __future__ import annotations
@@ -43,14 +52,17 @@ import email.utils
 import logging
 import random
 import re
+import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines
+from gateway.alerts.influx_lines import ALERT_CURSOR, alert_lines, seal_lines
 from gateway.codec.lineproto import MinutePointEncoder
+from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError, SinkWriteError, TransientError
+from gateway.core.health import ComponentHealth
 from gateway.ledger.store import Ledger
 from gateway.settings.site import InfluxConfig, RetryConfig
 
@@ -66,6 +78,7 @@ LIVE_CURSOR = "influx_live"
 SINK = "influx"
 _DATA_REFUSED = frozenset((400, 413, 422))
 _MAX_RETRY_AFTER_S = 3600.0
+IDLE_PING_S = 30.0  # with nothing to write, ask /ping this often: the health stays true without traffic
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -104,17 +117,43 @@ class _Refused(Exception):
 
 
 class InfluxSink:
-    """Drains the ledger into InfluxDB; `notify()` after each append wakes it."""
+    """Drains the ledger into InfluxDB; `notify()` after each append wakes it.
+
+    Args:
+        cfg: the [influx] section.
+        ledger: the outbox.
+        retry: the backoff after a failed write.
+        health: the "influx" component, down while writes or pings fail (a private one if None).
+        clock: stamps the health's last good contact.
+    """
 
     #: batches one drain step writes, and how many requests may be in flight at once
     max_batches = 4
     max_in_flight = 2
 
-    def __init__(self, cfg: InfluxConfig, ledger: Ledger, retry: RetryConfig) -> None:
+    def __init__(
+        self,
+        cfg: InfluxConfig,
+        ledger: Ledger,
+        retry: RetryConfig,
+        *,
+        health: ComponentHealth | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         try:  # read once at startup: an unreadable token_file stops `emgate run` with exit 2, not a task later
             cfg.token_value()
+            _ssl_options(cfg)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if cfg.url.startswith("https:") and not cfg.verify_tls:
+            log.warning(
+                "influx %s: verify_tls = false: the server's certificate is not checked, so anyone on the path can "
+                "read the token and the data; set influx.ca_file to the CA that signs it instead",
+                cfg.url,
+            )
+        self.health = health if health is not None else ComponentHealth(SINK)
+        self._clock = clock or SystemClock()
+        self._last_contact = -float("inf")  # monotonic time of the last answered write or ping
         self._cfg, self._ledger, self._retry = cfg, ledger, retry
         self._wake = asyncio.Event()
         self.counters = InfluxCounters()
@@ -137,13 +176,17 @@ class InfluxSink:
         # settings first, and the client's ~500 modules then reuse heap the parsed config left
         # free: 5.5 MB less resident memory at 10,000 signals (bench.load_10k's config).
         InfluxDBClientAsync, _, _ = _client_api()
-        self._client = InfluxDBClientAsync(
-            url=self._cfg.url,
-            token=token,
-            org=self._cfg.org,
-            timeout=int(self._cfg.timeout_s * 1000),
-            enable_gzip=False,
-        )
+        try:
+            self._client = InfluxDBClientAsync(
+                url=self._cfg.url,
+                token=token,
+                org=self._cfg.org,
+                timeout=int(self._cfg.timeout_s * 1000),
+                enable_gzip=False,
+                **_ssl_options(self._cfg),
+            )
+        except (OSError, ValueError, ssl.SSLError) as exc:  # ca_file unreadable or not PEM since the start
+            raise TransientError(f"influx {self._cfg.url}: cannot prepare TLS ({exc}); check influx.ca_file") from None
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -157,17 +200,14 @@ class InfluxSink:
         while True:
             try:
                 drained = await self.drain_once()
+                if not drained and (self._failing or time.monotonic() - self._last_contact >= IDLE_PING_S):
+                    await self.ping()  # nothing written: no evidence either way, so ask
             except SinkWriteError as exc:
                 self.counters.batches_failed += 1
                 self.counters.failing, self.counters.last_error = True, str(exc)
-                if not self._failing:
-                    log.error(
-                        "influx %s: %s (results wait in the ledger; backlog %d)",
-                        self._cfg.url,
-                        exc,
-                        self.counters.backlog,
-                    )
-                    self._failing = True
+                # the health component logs the state change once ("influx: lost: ..."), not every retry
+                self.health.failed(f"influx {self._cfg.url}: {exc} (results wait in the ledger; backlog {self.counters.backlog})")
+                self._failing = True
                 cap = min(self._retry.cap_s, self._retry.base_s * 2 ** min(attempt, 16))
                 if exc.retry_after is not None:  # the server said when; a little jitter spreads gateways out
                     delay = exc.retry_after + random.uniform(0, min(1.0, 0.1 * exc.retry_after))
@@ -176,13 +216,8 @@ class InfluxSink:
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            if self._failing:
-                log.info(
-                    "influx %s: recovered after %d failed attempt(s); backlog %d",
-                    self._cfg.url,
-                    attempt,
-                    self.counters.backlog,
-                )
+            if self._failing:  # the health component logged "influx: recovered after N failed attempt(s)"
+                log.info("influx %s: writing again; backlog %d", self._cfg.url, self.counters.backlog)
                 self._failing = False
             self.counters.failing = False
             attempt = 0
@@ -222,8 +257,22 @@ class InfluxSink:
         else:
             written += await self._deliver(cursor, None, CURSOR, self.max_batches)
         written += await self._deliver_alerts()
+        written += await self._deliver_seals()
         self._update_backlog()
         return written
+
+    async def _deliver_seals(self) -> int:
+        """The ledger's daily seals InfluxDB has not acknowledged (a witness of the head, gateway/ledger/seals.py)."""
+        outbox = self._ledger.outbox
+        seals = outbox.unsent_seals()
+        if not seals:
+            return 0
+        try:
+            await self._write(seal_lines([payload for _, payload in seals]))
+        except _Refused as exc:
+            log.error("influx %s: %d seal(s) refused and skipped: %s", self._cfg.url, len(seals), exc)
+        outbox.mark_seals_sent([day for day, _ in seals])
+        return len(seals)
 
     async def _deliver_alerts(self) -> int:
         """Alert events past their own cursor (gateway/alerts/influx_lines.py)."""
@@ -302,6 +351,24 @@ class InfluxSink:
         self.counters.batches_written += 1
         return len(rows)
 
+    def _contact(self) -> None:
+        """InfluxDB answered a write or a ping: the component is up."""
+        self._last_contact = time.monotonic()
+        self.health.succeeded(self._clock.now())
+
+    async def ping(self) -> None:
+        """Ask InfluxDB's /ping; raises SinkWriteError when it does not answer within timeout_s."""
+        assert self._client is not None, "enter the sink before pinging"
+        try:
+            async with asyncio.timeout(self._cfg.timeout_s):
+                await self._client.ping()
+        except Exception as exc:  # connection refused, TLS, timeout, an HTTP error: all mean "not there"
+            raise SinkWriteError(
+                f"ping failed: {type(exc).__name__}: {_scrub(str(exc), self._token)}; check influx.url and that InfluxDB is up",
+                retryable=True,
+            ) from exc
+        self._contact()
+
     async def _write(self, body: str) -> None:
         assert self._client is not None
         _, InfluxDBError, WritePrecision = _client_api()
@@ -309,6 +376,7 @@ class InfluxSink:
             await self._client.write_api().write(
                 bucket=self._cfg.bucket, org=self._cfg.org, record=body, write_precision=WritePrecision.S
             )
+            self._contact()
         except InfluxDBError as exc:
             status = getattr(exc, "status", None)
             if status is None and exc.response is not None:
@@ -342,6 +410,23 @@ class InfluxSink:
                 f"write failed: {type(exc).__name__}: {_scrub(str(exc), self._token)}; check the [influx] settings",
                 retryable=True,
             ) from exc
+
+
+def _ssl_options(cfg: InfluxConfig) -> dict[str, Any]:
+    """influxdb-client's TLS options (verify_ssl, ssl_ca_cert) for the [influx] section.
+
+    Raises:
+        ValueError: `ca_file` cannot be read (naming it and the key).
+    """
+    if cfg.ca_file is not None:
+        try:
+            with cfg.ca_file.open("rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(
+                f"influx.ca_file: cannot read {cfg.ca_file}: {exc.strerror}; check the path and its permissions"
+            ) from None
+    return {"verify_ssl": cfg.verify_tls, "ssl_ca_cert": str(cfg.ca_file) if cfg.ca_file is not None else None}
 
 
 def _client_api() -> tuple[Any, Any, Any]:

@@ -14,6 +14,9 @@ aiomqtt is imported here and in gateway/sinks/alerts_mqtt.py only.
   so a burst costs one batch, not one per message. A retained message is an old value, sent
   on subscribe: its samples are STALE.
 - Lost broker: run() raises SourceUnavailable and `supervise` reconnects with jittered backoff.
+- The client id is `client_id`, by default emgate-<site>-<broker name>: stable, because a
+  persistent session is keyed by it, and distinct between plants on one broker, which would
+  otherwise disconnect each other (MqttBrokerConfig.client_id_for).
 """
 
 from __future__ import annotations
@@ -117,6 +120,7 @@ class MqttSource:
         out: The pipeline's bounded sample queue (shared with the Modbus sources).
         clock: Stamps messages that carry no time of their own.
         health: This broker's health.
+        site: The site's name, part of the default client id (emgate-<site>-<broker name>).
     """
 
     def __init__(
@@ -126,8 +130,11 @@ class MqttSource:
         out: asyncio.Queue[SampleBatch],
         clock: Clock,
         health: ComponentHealth,
+        *,
+        site: str,
     ) -> None:
         self.cfg, self._signals, self._out, self._clock, self.health = cfg, signals, out, clock, health
+        self.client_id = cfg.client_id_for(site)
         self.endpoint = f"mqtt '{cfg.name}' {cfg.host}:{cfg.port}"
         self._subs = [_Subscription.from_config(s) for s in cfg.subscriptions]
         self._routes: dict[str, tuple[_Subscription, ...]] = {}
@@ -139,11 +146,6 @@ class MqttSource:
         self._ts: list[float] = []
         self._values: list[float] = []
         self._quality: list[int] = []
-
-    @property
-    def client_id(self) -> str:
-        # a persistent session is keyed by the client id, so the default must be stable
-        return self.cfg.client_id or f"emgate-{self.cfg.name}"
 
     def _drop(self) -> None:
         self.counters.dropped_inbound += 1

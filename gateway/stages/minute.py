@@ -39,8 +39,15 @@ it; the minute counts it (MinuteFrame.out_of_range, the `out_of_range` flag of i
 counter whose increase over an interval is beyond the bound is treated alike
 (analytics.aggregate.counter_deltas, max_increase_per_s).
 
+A reading stamped more than FUTURE_TOLERANCE_S ahead of the gateway's clock (a device or MQTT
+publisher with a wrong clock or date) is refused and counted as `future`: kept, it would hold
+its signal's buffer open towards a minute that may be years away. Only the live stage passes its
+clock (`ingest(batch, now=...)`); a replay feeds what its own clock has reached.
+
 A reading that arrives for a minute already closed is late: it is counted and dropped here (a
-correction row is the ledger's business, not the window's). Readings are kept after a close
+correction row is the ledger's business, not the window's). A fresh start (no checkpoint, no
+minute in the ledger) begins at the next whole minute: the readings taken before it belong to
+no closed minute, so they are kept as the first minute's left edge and not counted late. Readings are kept after a close
 only as far as the next close needs them: per signal the last reading before the boundary (a
 rate's left edge), the last good one (a counter's base) and everything after it.
 """
@@ -131,10 +138,15 @@ class _SignalRows(Mapping[str, SignalMinutes]):
         return len(self._frame.rows)
 
 
+#: How far ahead of the gateway's clock a reading may be stamped; beyond, it is refused (`future`).
+FUTURE_TOLERANCE_S = 300.0
+
+
 @dataclass
 class SourceCounts:
     samples: int = 0
     late: int = 0
+    future: int = 0  # readings stamped more than FUTURE_TOLERANCE_S ahead of the clock, refused
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,7 @@ class WindowCounters:
     bad: int = 0
     out_of_range: int = 0  # GOOD readings the window flagged: outside their signal's bounds, or not finite
     minutes_closed: int = 0
+    future: int = 0  # readings stamped more than FUTURE_TOLERANCE_S ahead of the clock, refused
     # per batch source (device or broker name), for /metrics; updated once per batch
     sources: dict[str, SourceCounts] = field(default_factory=dict)
 
@@ -176,6 +189,9 @@ class MinuteWindow:
     def __post_init__(self) -> None:
         if self.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {self.next_minute} is not on a minute boundary")
+        # The first minute of a fresh start: no minute before it was closed by this window, so a
+        # reading stamped before it is not late (see ingest).
+        self._fresh_start: float | None = self.next_minute
         self._buffer = ReadingBuffer(len(self.signals))
         needs = [RULE_NEEDS[cfg.substitution] for cfg in self.signals.configs]
         self._histories = SignalHistories(np.array(needs, dtype=np.int64))
@@ -215,22 +231,32 @@ class MinuteWindow:
         """Resume from a checkpoint: buffered readings, history and the first unclosed minute."""
         if state.next_minute % MINUTE_S:
             raise ValueError(f"next_minute {state.next_minute} is not on a minute boundary")
+        self._fresh_start = None  # the minutes before the checkpoint's are in the ledger
         self.next_minute = float(state.next_minute)
         # a checkpoint written before a bound was tightened (or by an older version) is held to it too
         quality = self._plausible(state.signal_ids, state.values, state.quality)
         self._buffer.replace((state.signal_ids, state.ts, state.values, quality))
         self._histories.load(state.history)
 
-    def ingest(self, batch: SampleBatch) -> None:
-        """Buffer a batch; readings for minutes already closed are counted late and dropped."""
+    def ingest(self, batch: SampleBatch, now: float | None = None) -> None:
+        """Buffer a batch; readings for minutes already closed are counted late and dropped.
+        With `now` (the gateway's clock), readings stamped beyond now + FUTURE_TOLERANCE_S are
+        counted as future and dropped."""
         n = len(batch.ts)
         self.counters.samples += n
         per_source = self.counters.sources.get(batch.source)
         if per_source is None:
             per_source = self.counters.sources[batch.source] = SourceCounts()
         per_source.samples += n
-        late = batch.ts < self.next_minute
-        if late.any():
+        if now is not None:
+            batch = self._refuse_future(batch, now, per_source)
+        if self._fresh_start is not None and (self.counters.minutes_closed or self.next_minute != self._fresh_start):
+            self._fresh_start = None  # a minute closed, or a recovery moved the start: the ledger holds those minutes
+        # A fresh start begins at the next whole minute, so its first readings precede it. No minute
+        # of theirs was closed: they are not late, and they are kept, as the left edge (a rate's, a
+        # counter's base) that lets the first minute be measured in full.
+        late = batch.ts < self.next_minute if self._fresh_start is None else None
+        if late is not None and late.any():
             # its minute is already in the ledger: count it and drop it
             per_source.late += int(late.sum())
             self.counters.late += int(late.sum())
@@ -239,6 +265,27 @@ class MinuteWindow:
         if len(batch.ts):
             quality = self._plausible(batch.signal_ids, batch.values, batch.quality)
             self._buffer.append(batch.signal_ids, batch.ts, batch.values, quality)
+
+    def _refuse_future(self, batch: SampleBatch, now: float, per_source: SourceCounts) -> SampleBatch:
+        """The batch without readings stamped beyond now + FUTURE_TOLERANCE_S (NaN times too), counted."""
+        ahead = ~(batch.ts <= now + FUTURE_TOLERANCE_S)
+        if not ahead.any():
+            return batch
+        n = int(ahead.sum())
+        per_source.future += n
+        self.counters.future += n
+        if per_source.future == n:  # the first from this source: say so once, /metrics counts the rest
+            log.warning(
+                "source %s: %d reading(s) stamped more than %.0f s ahead of the gateway clock, e.g. %r at %.0f; "
+                "refused (emgate_samples_future): check the device's or publisher's clock",
+                batch.source,
+                n,
+                FUTURE_TOLERANCE_S,
+                float(batch.ts[ahead][0]),
+                now,
+            )
+        keep = ~ahead
+        return SampleBatch(batch.source, batch.signal_ids[keep], batch.ts[keep], batch.values[keep], batch.quality[keep])
 
     def _plausible(
         self, signal_ids: NDArray[np.integer], values: NDArray[np.float64], quality: NDArray[np.uint8]
@@ -492,13 +539,13 @@ class MinuteStage:
             try:
                 async with asyncio.timeout(max(0.0, self._clock.real_delay(close_at))):
                     batch = await self._inbox.get()
-                self._window.ingest(batch)
+                self._window.ingest(batch, now=self._clock.now())
                 continue
             except TimeoutError:
                 pass
             # drain what already arrived so that it counts for the minute being closed
             while not self._inbox.empty():
-                self._window.ingest(self._inbox.get_nowait())
+                self._window.ingest(self._inbox.get_nowait(), now=self._clock.now())
             frame = self._window.close_due(self._clock.now())
             if frame is not None:
                 await self._on_frame(frame)

@@ -1,21 +1,26 @@
 """A ledger on a disk that really runs full (a 4 MB tmpfs, filled by another file until the kernel
 says ENOSPC): the minutes closed meanwhile wait in memory, flagged, none lost; when space
 returns they are written first, in order, once; beyond the memory bound the gateway stops so
-that its restart recovers from the checkpoint."""
+that its restart recovers from the checkpoint. The disk budget and the refusing disk raise
+data_quality alerts, which clear when space returns."""
 
 from __future__ import annotations
 
 import errno
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gateway.alerts.budget_stage import AlertStage
 from gateway.core.errors import SinkWriteError
+from gateway.ledger.alerts_table import AlertStore
 from gateway.ledger.audit import verify_ledger
 from gateway.ledger.reader import LedgerReader
 from gateway.ledger.store import DELAYED_FLAG, Ledger
+from gateway.settings.alerts import AlertsConfig
 from tests import factories
 
 pytestmark = pytest.mark.integration
@@ -87,4 +92,48 @@ def test_beyond_the_memory_bound_the_gateway_stops_for_a_restart(small_disk: Pat
         for m in range(1, 500):
             ledger.append(minute(m))
     assert not exc_info.value.retryable
+    ledger.close()
+
+
+def test_the_disk_budget_and_a_refusing_disk_raise_data_quality_alerts(small_disk: Path) -> None:
+    """The alert stage reads the real tmpfs: below the budget a warning, full a refusing ledger
+    (critical); both clear once the space is back."""
+    path = small_disk / "ledger.sqlite"
+    ledger = Ledger(path, site="works", max_pending=10_000)
+    alerts = AlertsConfig(
+        enabled=True,
+        spike={"enabled": False},
+        data_quality={"disk": {"min_free_mb": 3.0, "min_duration_s": 0, "clear_duration_s": 0}},
+    )
+    stage = AlertStage(
+        "works",
+        "UTC",
+        None,
+        alerts,
+        AlertStore(path),
+        disk_free_bytes=lambda: shutil.disk_usage(small_disk).free,
+        ledger_pending=lambda: ledger.pending,
+    )
+
+    def close_minute(m: int) -> None:
+        results = minute(m)
+        ledger.append(results)  # type: ignore[arg-type]
+        stage(results)  # type: ignore[arg-type]
+
+    close_minute(0)
+    assert stage.active() == []  # 4 MB disk, a few hundred KB used: above the 3 MB budget
+    filler = fill(small_disk)
+    for m in range(1, 40):
+        close_minute(m)
+    subjects = {a.subject: a for a in stage.active()}
+    assert subjects["ledger_disk"].severity == "critical" and subjects["ledger_disk"].details["free_mb"] < 0.5
+    assert subjects["ledger_write"].severity == "critical" and subjects["ledger_write"].details["held_rows"] > 0
+    assert "held in memory" in subjects["ledger_write"].message
+    filler.unlink()
+    for m in range(40, 42):
+        close_minute(m)
+    assert stage.active() == [] and ledger.pending == 0
+    states = [(e.subject, e.state) for e in stage.store.events()]
+    assert states.count(("ledger_disk", "cleared")) == 1 and states.count(("ledger_write", "cleared")) == 1
+    stage.close()
     ledger.close()

@@ -42,7 +42,9 @@ def make(
     )
     signals = SignalTable.from_settings(settings)
     queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=queue_size)
-    src = MqttSource(settings.mqtt.brokers[0], signals, queue, SystemClock(), ComponentHealth("mqtt[b]"))
+    src = MqttSource(
+        settings.mqtt.brokers[0], signals, queue, SystemClock(), ComponentHealth("mqtt[b]"), site=settings.site.name
+    )
     return src, queue, signals
 
 
@@ -315,3 +317,47 @@ async def test_gateway_runs_one_supervised_task_per_broker(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         gw.close()
+
+
+async def test_two_plants_with_the_same_broker_name_keep_their_connections(
+    mosquitto: MosquittoService, unique_topic: str
+) -> None:
+    # Two sites name their broker alike ("plant-broker" on one shared Mosquitto). With a client
+    # id of the broker name alone the broker disconnected the first whenever the second connected.
+    sources = []
+    for site in ("plant-a", "plant-b"):
+        settings = site_settings(
+            site,
+            signals={"power": {"unit": "kW"}},
+            mqtt={
+                "brokers": [
+                    {
+                        "name": "plant-broker",
+                        "port": mosquitto.port,
+                        "subscriptions": [{"topic": f"{unique_topic}/{site}", "format": "number", "signal": "power"}],
+                    }
+                ]
+            },
+        )
+        queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=100)
+        signals = SignalTable.from_settings(settings)
+        src = MqttSource(
+            settings.mqtt.brokers[0], signals, queue, SystemClock(), ComponentHealth("mqtt[plant-broker]"), site=site
+        )
+        sources.append((src, queue, signals))
+    assert [s.client_id for s, _, _ in sources] == ["emgate-plant-a-plant-broker", "emgate-plant-b-plant-broker"]
+    a, b = sources[0][0], sources[1][0]
+    async with a, b:
+        tasks = [asyncio.create_task(s.run()) for s in (a, b)]
+        for site in ("plant-a", "plant-b"):
+            await asyncio.to_thread(mosquitto.wait_for_subscription, f"{unique_topic}/{site}")
+        await publish(mosquitto, [(f"{unique_topic}/plant-a", b"1.5"), (f"{unique_topic}/plant-b", b"2.5")])
+        got_a = await values(sources[0][1], sources[0][2], 1)
+        got_b = await values(sources[1][1], sources[1][2], 1)
+        await asyncio.sleep(0.5)
+        assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert got_a == [("power", 1.5, 0)] and got_b == [("power", 2.5, 0)]
+    assert a.counters.connects == 1 and b.counters.connects == 1

@@ -89,5 +89,11 @@ asyncio.run(replay(settings, read_inputs([Path({str(data)!r})], settings), Path(
     assert "no such ledger file" in capsys.readouterr().err
     partial = verify_ledger(out / "ledger.sqlite.partial")  # a process crash loses no commit
     assert partial.ok and partial.rows == 2 * 1440
-    assert main(["replay", "--config", str(site), "--input", str(data), "--out", str(out)]) == 2
-    assert "ledger.sqlite.partial exists: a replay into" in capsys.readouterr().err
+    # the next replay into the same directory removes the interrupted one's partial ledger, says
+    # so, and writes the whole ledger again
+    assert main(["replay", "--config", str(site), "--input", str(data), "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "ledger.sqlite.partial, the partial ledger of an interrupted replay" in err
+    assert not (out / "ledger.sqlite.partial").exists()
+    again = verify_ledger(out / "ledger.sqlite")
+    assert again.ok and again.rows == DAYS * 1440

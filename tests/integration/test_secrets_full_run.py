@@ -147,6 +147,13 @@ def broker_table(broker: MosquittoService) -> dict[str, object]:
     }
 
 
+def _backlog_rows(status: str) -> int | None:
+    try:
+        return int(json.loads(status)["influx"]["backlog_rows"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def fetch(url: str) -> str:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -192,6 +199,8 @@ def run_gateway(
         assert influx.points(site) == 0
         fix_peers()
         wait("the backlog in InfluxDB", lambda: influx.points(site) >= BACKLOG_MINUTES, proc, err)
+        # the page counts the backlog after each acknowledged batch; minutes keep closing meanwhile
+        wait("the page's backlog at 0", lambda: _backlog_rows(fetch(page + pages["status"])) == 0, proc, err)
         broker.wait_for_subscription(TOPIC, timeout_s=30)
         exposed |= {f"accepted {k}": fetch(page + p) for k, p in pages.items()}
     finally:

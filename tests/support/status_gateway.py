@@ -20,6 +20,7 @@ from gateway.core.model import MinuteResults
 from gateway.http.history import MinuteHistory
 from gateway.ledger.store import LedgerCounters
 from gateway.settings.alerts import DepositAlertConfig
+from gateway.settings.site import HttpConfig
 from gateway.sinks.influx import InfluxCounters
 from gateway.sources.modbus import ModbusCounters
 from gateway.stages.minute import SourceCounts, WindowCounters
@@ -108,7 +109,7 @@ class FakeGateway:
     def __post_init__(self) -> None:
         self.settings = SimpleNamespace(
             site=SimpleNamespace(name="works-1", timezone="Asia/Shanghai"),
-            http=SimpleNamespace(bind="127.0.0.1:0"),
+            http=HttpConfig(bind="127.0.0.1:0"),
         )
         self.window = SimpleNamespace(
             counters=WindowCounters(

@@ -214,6 +214,22 @@ def test_carbonate_echoes_derived_ef(monkeypatch, capsys) -> None:
         pytest.param(
             '{"method": "electricity", "energy_mwh": NaN, "ef_tco2_per_mwh": 0.5}', "energy_mwh:", id="nan"
         ),
+        pytest.param("[" * 100_000 + "]" * 100_000, "nests JSON arrays or objects too deeply", id="deep-nesting"),
+        pytest.param(
+            '{"method": "electrode", "amount_t": ' + "9" * 5000 + ', "ef_tco2_per_t": 1}',
+            "holds a number that cannot be read",
+            id="5000-digits",
+        ),
+        pytest.param(
+            '{"method": "electrode", "amount_t": ' + "9" * 4000 + ', "ef_tco2_per_t": 1}',
+            "amount_t",
+            id="4000-digits",
+        ),
+        pytest.param(
+            '{"method": "electrode", "amount_t": 1e308, "ef_tco2_per_t": 10}',
+            "the result overflows a float",
+            id="overflow",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(monkeypatch, capsys, stdin: str, expected: str) -> None:

@@ -70,7 +70,9 @@ def test_month_is_local_and_days_follow_dst() -> None:
     assert sh.minutes == 30 * 1440
 
 
-@pytest.mark.parametrize("bad", ["2026-13", "2026-1", "26-11", "2026/11", "1969-12", ""])
+@pytest.mark.parametrize(
+    "bad", ["2026-13", "2026-1", "26-11", "2026/11", "1969-12", "", "9999-12", "\uff12\uff10\uff12\uff16-\uff11\uff11", "2026-\u0661\u0661"]
+)
 def test_malformed_month_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM"):
         month_period(bad, TZ)

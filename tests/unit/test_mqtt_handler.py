@@ -54,6 +54,7 @@ def make_source(queue_size: int = 100) -> tuple[MqttSource, asyncio.Queue[Sample
         queue,
         ScaledClock(start=1000.0, speed=1e-9),
         ComponentHealth("mqtt[b]"),
+        site=settings.site.name,
     )
     return src, queue, signals
 
