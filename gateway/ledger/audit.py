@@ -84,6 +84,8 @@ CELL_KEY_FIELDS = ("process", "stream", "scope", "method", "activity_unit", "fac
 #: the site (a ledger holds one site).
 FLAGGED_RECORD_FIELDS = ("seq", *(f for f in FIELDS if f != "site"))
 _SMALLEST_SEQ = -(2**63)
+#: The first original row (what the native walk takes) in [?, ?] by seq, after a correction.
+_NEXT_ORIGINAL = "SELECT seq FROM minutes WHERE seq >= ? AND seq <= ? AND supersedes IS NULL ORDER BY seq LIMIT 1"
 _BATCH = 4096
 # A worker process costs about 0.3 s of CPU to start (a fresh interpreter importing this module,
 # numpy included), what the walk spends on ~60,000 rows; a range smaller than this is not worth one.
@@ -316,15 +318,19 @@ def _native_range(
                 sums.add(piece)
             if n >= last:
                 return _Range(n, prev, found_at, corrections, sums=sums)
-            # Row n + 1 is not plain: the Python walk takes it, and names it if it is broken.
-            one = _walk_range(db, n + 1, n + 1, expected, superseded)
+            # Row n + 1 is not plain: the Python walk takes it and the rows after it up to the next
+            # original (a restatement appends its corrections in one run: one hand-over per run, not
+            # per row, each costing the native walk a new connection), and names a broken one.
+            nxt = db.execute(_NEXT_ORIGINAL, (n + 2, last)).fetchone()
+            upto = int(nxt[0]) - 1 if nxt else last
+            one = _walk_range(db, n + 1, upto, expected, superseded)
             corrections += one.corrections
             found_at = one.found_at if found_at is None else found_at
             if one.bad_seq is not None:
                 return _Range(one.checked, one.prev, found_at, corrections, one.bad_seq, one.problem)
-            n, prev = n + 1, one.prev
             if sums is not None:
-                sums.left.append(n)
+                sums.left.extend(range(n + 1, one.checked + 1))
+            n, prev = one.checked, one.prev
     finally:
         db.close()
 

@@ -46,7 +46,7 @@ class DailySealer:
             try:
                 if self.store.add(seal):
                     self.sealed += 1
-                    log.info("sealed %s: ledger head %d %s", seal.day, seal.head_seq, seal.head_hash)
+                    log.debug("sealed %s: ledger head %d %s", seal.day, seal.head_seq, seal.head_hash)
             except SinkWriteError as exc:  # tried again at the next close of a later day
                 log.warning("the seal of %s was not stored: %s", seal.day, exc)
                 return
