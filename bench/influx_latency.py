@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gateway.commands.demo import DEMO_CONFIG, demo_settings
+from gateway.commands.demo import DEMO_PLANT_CONFIG as DEMO_CONFIG
+from gateway.commands.demo import demo_settings
 from gateway.core.clock import ScaledClock
 from gateway.core.model import MinuteResults
 from gateway.pipeline import Gateway

@@ -163,8 +163,16 @@ def build_deposit(
                 "amount": p["t"],
                 "unit": "t",
                 "tag": "measured" if p["signal"] or p["evidence"] else "calculated",
-                "source": (f"signal {p['signal']}" if p["signal"] else p["measured_by"])
-                + (f"; evidence production:{p['process']}/{p['product']}" if p["evidence"] else ""),
+                # what weighs it ([[production]] source) and the signal, or the monthly entry's evidence
+                "source": "; ".join(
+                    part
+                    for part in (
+                        p.get("source") or "",
+                        f"signal {p['signal']}" if p["signal"] else (p["measured_by"] or ""),
+                        f"evidence production:{p['process']}/{p['product']}" if p["evidence"] else "",
+                    )
+                    if part
+                ),
             }
         )
     processes = [

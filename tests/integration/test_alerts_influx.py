@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DEMO_CONFIG, demo_settings
+from gateway.commands.demo import DEMO_PLANT_CONFIG, demo_settings
 from gateway.core.clock import ScaledClock
 from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def test_budget_alert_is_written_to_influx(tmp_path: Path, influxdb) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    data = demo_settings(DEMO_CONFIG, port, tmp_path / "ledger.sqlite", speed=60.0).model_dump()
+    data = demo_settings(DEMO_PLANT_CONFIG, port, tmp_path / "ledger.sqlite", speed=60.0).model_dump()
     data["influx"] = {**data["influx"], **influx_section(influxdb)}
     year = int(__import__("datetime").datetime.now().year)
     # the demo plant emits about 5 t a minute, some 2.6 Mt a year: 1,000 t is far below it

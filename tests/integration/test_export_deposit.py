@@ -125,6 +125,7 @@ def test_json_content_and_tags(exported: tuple[Path, list[Path]]) -> None:
         }
     ]
     assert bf["production"][0]["item"] == "hot_metal" and bf["production"][0]["amount"] == pytest.approx(4320.0)
+    assert bf["production"][0]["source"] == "torpedo-car weighbridge WB-3; signal hot_metal_t"  # what weighs it, and its signal
 
 
 def _cells(ws: Any) -> list[list[Any]]:

@@ -89,7 +89,7 @@ def _check_ledger(path: Path) -> list[float]:
     assert minutes == [minutes[0] + 60 * i for i in range(len(minutes))], "a minute is missing from the ledger"
     streams = {(r.process, r.stream) for r in current}
     assert set(Counter(r.minute_start for r in current).values()) == {len(streams)}, "a minute lacks a stream"
-    assert {r.site for r in current} == {"demo-works"}
+    assert {r.site for r in current} == {"integrated-works"}  # the default demo
     return minutes
 
 

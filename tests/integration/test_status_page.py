@@ -4,6 +4,7 @@ The demo runs 20x faster (a minute closes every 3 s), so the page must show the
 demo's processes and then update without a reload. A screenshot is kept under .test-logs/.
 """
 
+import contextlib
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DEMO_CONFIG
+from gateway.commands.demo import DEMO_CONFIG, DEMO_PLANT_CONFIG
 
 pytestmark = pytest.mark.integration
 
@@ -59,15 +60,15 @@ min_duration_s = 0
 
 @pytest.fixture
 def demo_page(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`emgate demo --speed 20 --http 127.0.0.1:0`; yields the page URL once it is served."""
-    yield from running_demo(tmp_path, DEMO_CONFIG)
+    """`emgate demo --speed 20 --http 127.0.0.1:0` on the demo plant; yields the page URL once it is served."""
+    yield from running_demo(tmp_path, DEMO_PLANT_CONFIG)
 
 
 @pytest.fixture
 def budget_demo_page(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """The demo with a [budget] for this year and [alerts] on."""
+    """The demo plant with a [budget] for this year and [alerts] on."""
     config = tmp_path / "demo-budget.toml"
-    config.write_text(DEMO_CONFIG.read_text() + BUDGET.format(year=time.gmtime().tm_year))
+    config.write_text(DEMO_PLANT_CONFIG.read_text() + BUDGET.format(year=time.gmtime().tm_year))
     yield from running_demo(tmp_path, config)
 
 
@@ -155,7 +156,7 @@ def test_page_shows_the_demo_processes_and_updates_live(demo_page, chromium) -> 
     # the page replaces its rows on every update: waits retry on stale elements, and tables are
     # read in one script call so a row set is never half old, half new
     wait = WebDriverWait(driver, 40, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException])
-    expected = demo_processes(DEMO_CONFIG)
+    expected = demo_processes(DEMO_PLANT_CONFIG)
 
     driver.get(url)
     assert driver.title == "emgate status"
@@ -260,3 +261,30 @@ def test_budget_and_alerts_sections_show_when_the_site_has_a_budget(budget_demo_
     assert not driver.find_element(By.ID, "alerts-none").is_displayed()
     LOGS.mkdir(exist_ok=True)
     assert driver.save_screenshot(str(LOGS / "status-page-budget.png"))
+
+
+def test_the_integrated_works_demo_shows_its_budget_and_alerts_sections(tmp_path: Path, chromium) -> None:
+    """`emgate demo` on its default site (the integrated works, with [budget] and [alerts])."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with contextlib.closing(running_demo(tmp_path, DEMO_CONFIG)) as demo:
+        url, proc = next(demo)
+        driver = chromium
+        wait = WebDriverWait(driver, 40, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException])
+        driver.get(url)
+        wait.until(lambda d: d.find_element(By.ID, "budget-section").is_displayed())
+        wait.until(lambda d: d.execute_script(CELLS, "#budgets tbody tr"))
+        (budget,) = driver.execute_script(CELLS, "#budgets tbody tr")
+        name, year, actual, _trajectory, allowance, projected, _shortfall, _bar = budget
+        assert name == "compliance · direct" and year == str(time.gmtime().tm_year)
+        assert re.fullmatch(r"[\d,]+\.\d t", actual)  # the year to date opens at the works's pace
+        assert re.fullmatch(r"[\d,]+\.\d t", allowance) and re.fullmatch(r"[\d,]+\.\d t", projected)
+        assert driver.find_element(By.ID, "alerts-section").is_displayed()
+        assert driver.find_element(By.ID, "site").text == "integrated-works"
+        shown = "return [...document.querySelectorAll('#processes tbody tr')].map((el) => el.dataset.process);"
+        wait.until(lambda d: set(d.execute_script(shown)) >= demo_processes(DEMO_CONFIG))
+        LOGS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(LOGS / "status-page-integrated-works.png"))
+        assert proc.poll() is None

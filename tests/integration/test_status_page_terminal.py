@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DEMO_CONFIG, free_port
+from gateway.commands.demo import DEMO_PLANT_CONFIG, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +27,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def site_file(tmp_path: Path) -> Path:
-    """The demo site pointed at a port nobody listens on, with its ledger in tmp_path."""
-    text = DEMO_CONFIG.read_text().replace("port = 5020", f"port = {free_port()}")
+    """The demo plant's site pointed at a port nobody listens on, with its ledger in tmp_path."""
+    text = DEMO_PLANT_CONFIG.read_text().replace("port = 5020", f"port = {free_port()}")
     text = re.sub(r'(?m)^path = ".*"$', f'path = "{tmp_path / "ledger.sqlite"}"', text, count=1)
     path = tmp_path / "site.toml"
     path.write_text(text)

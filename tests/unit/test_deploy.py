@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.commands.demo import DEMO_CONFIG
+from gateway.commands.demo import DEMO_PLANT_CONFIG as DEMO_CONFIG  # deploy/ runs the demo plant
 from gateway.settings.load import load_settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -144,7 +144,7 @@ def test_demo_refuses_another_sites_ledger(
     ledger = lf_ledger(tmp_path / "lf.sqlite")
     monkeypatch.setattr(Gateway, "run", _never_run)
     assert main(["demo", "--speed", "60", "--minutes", "1", "--ledger", str(ledger)]) == 2
-    _site_message(capsys.readouterr().err, ledger, DEMO_CONFIG, "demo-works")
+    _site_message(capsys.readouterr().err, ledger, DEMO_CONFIG, "integrated-works")
 
 
 def test_restate_refuses_another_sites_ledger(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,7 +32,7 @@ def test_an_example_is_found_by_its_name(name: str) -> None:
 
 
 def test_an_unknown_example_names_the_ones_there_are() -> None:
-    with pytest.raises(ConfigError, match=r"no example site 'uci'; the examples are demo-plant, ladle-furnace, uci-steel"):
+    with pytest.raises(ConfigError, match=r"no example site 'uci'; the examples are demo-plant, integrated-works, ladle-furnace, uci-steel"):
         example_site("uci")
 
 
