@@ -26,6 +26,7 @@ from tests.factories import site_settings
 from tests.services.binaries import require_binary
 from tests.services.mosquitto import MosquittoService
 from tests.services.ports import free_port
+from tests.support.tls import make_pki
 
 pytestmark = pytest.mark.integration
 
@@ -151,62 +152,6 @@ async def test_bounded_inbound_queue_drops_and_counts(mosquitto: MosquittoServic
         await asyncio.gather(task, return_exceptions=True)
     assert src.counters.dropped_inbound == 190
     assert [v for _, v, _ in got] == [float(i) for i in range(10)]
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run([str(require_binary("openssl")), *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_pki(d: Path) -> None:
-    """CA, server cert for 127.0.0.1 and a client cert, made with the openssl CLI."""
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=emgate-test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        cwd=d,
-    )
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    for name in ("server", "client"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            f"/CN={name}",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            cwd=d,
-        )
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            f"{name}.crt",
-            *(["-extfile", "san.ext"] if name == "server" else []),
-            cwd=d,
-        )
 
 
 async def test_tls_with_client_certificate_and_password(
