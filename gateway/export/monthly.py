@@ -42,8 +42,8 @@ from gateway.core.errors import GatewayError
 from gateway.export import balance, chart, context, deposit, documents, manifest, tables, times, workbook
 from gateway.ledger import month as ledger_month
 from gateway.ledger.evidence import EvidenceStore
-from gateway.ledger.seals import latest_seal_up_to
 from gateway.ledger.month import LedgerHead, MonthRead
+from gateway.ledger.seals import latest_seal_up_to
 from gateway.ledger.site import check_site_of
 from gateway.settings.site import GatewaySettings
 
