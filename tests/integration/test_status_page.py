@@ -288,3 +288,40 @@ def test_the_integrated_works_demo_shows_its_budget_and_alerts_sections(tmp_path
         LOGS.mkdir(exist_ok=True)
         assert driver.save_screenshot(str(LOGS / "status-page-integrated-works.png"))
         assert proc.poll() is None
+
+
+def test_the_deposit_section_lists_the_month_waiting_for_its_deposit(tmp_path: Path, chromium) -> None:
+    """Last month of the integrated works, recorded and replayed, then `emgate demo` on that ledger:
+    the page's Monthly deposit section shows it open (its lab results and its export missing)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    now = time.gmtime()
+    month = f"{now.tm_year - (now.tm_mon == 1)}-{(now.tm_mon - 2) % 12 + 1:02d}"  # last month: due within 40 days
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli = [sys.executable, "-m", "gateway"]
+    subprocess.run([*cli, "examples", "integrated-works", "--month", month, "--days", "1", "--out", str(tmp_path / "rec")], check=True, cwd=REPO, env=env, capture_output=True)
+    config = tmp_path / "works.toml"
+    # every month due within 40 days is watched, so last month always is, whatever today's date
+    config.write_text(DEMO_CONFIG.read_text() + "\n[alerts.deposit]\nwarn_days_before_due = 40\ncheck_interval_s = 60\n")
+    recorded = next((tmp_path / "rec").glob("*.csv"))
+    subprocess.run([*cli, "replay", "--config", str(config), "--input", str(recorded), "--out", str(tmp_path / "run")], check=True, cwd=REPO, env=env, capture_output=True)
+    (tmp_path / "run" / "ledger.sqlite").rename(tmp_path / "ledger.sqlite")  # where running_demo puts its ledger
+
+    with contextlib.closing(running_demo(tmp_path, config)) as demo:
+        url, proc = next(demo)
+        driver = chromium
+        wait = WebDriverWait(driver, 40, poll_frequency=0.2, ignored_exceptions=[StaleElementReferenceException])
+        driver.get(url)
+        wait.until(lambda d: d.find_element(By.ID, "deposit-section").is_displayed())
+        (row,) = driver.execute_script(CELLS, "#deposits tbody tr")
+        shown_month, due, days_left, fuel_minutes, _low, exported, state = row
+        assert shown_month == month and re.fullmatch(r"\d{4}-\d\d-\d\d", due) and 0 <= int(days_left) <= 40
+        assert int(fuel_minutes.replace(",", "")) > 0  # coal and coke on defaults where no sample covers them
+        assert exported == "no" and state.startswith("open:") and "lab results" in state and "export" in state
+        (alert,) = [r for r in driver.execute_script(CELLS, "#alerts tbody tr") if r[1] == "deposit"]
+        assert alert[0] in ("warning", "critical") and f"Deposit {month}" in alert[4]
+        LOGS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(LOGS / "status-page-deposit.png"))
+        assert proc.poll() is None
