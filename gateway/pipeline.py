@@ -30,7 +30,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, Self, TextIO
 
-from gateway.core.clock import Clock, SystemClock
+import numpy as np
+
+from gateway.core.clock import Clock, ClockStep, SystemClock
 from gateway.core.errors import TransientError
 from gateway.core.health import ComponentHealth, HealthRegistry
 from gateway.core.model import MinuteResults, SampleBatch
@@ -46,7 +48,7 @@ from gateway.sinks.influx import InfluxSink
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.modbus_link import ModbusLinkPool
 from gateway.stages.emissions import EmissionCalculator
-from gateway.stages.minute import MinuteFrame, MinuteStage, MinuteWindow
+from gateway.stages.minute import CLOCK_STEP_FLAG, MinuteFrame, MinuteStage, MinuteWindow
 from gateway.stages.seal import DailySealer
 
 # Imported where they are built, so that a site without them never loads them: the alert stage
@@ -259,6 +261,8 @@ class Gateway:
         results = self.calculator.compute(frame)
         if self.recovery is not None:
             results = self.recovery.flag(results)
+        if frame.clock_step is not None:  # minutes a step of the clock jumped over
+            results = results.with_flag(CLOCK_STEP_FLAG, np.isin(results.minute_start, frame.starts[frame.clock_step]))
         # the window's state after this close is stored in the same transaction as its minutes
         self.ledger.append(results, checkpoint=window_checkpoint(self.window))
         if self.sealer is not None:
@@ -267,6 +271,11 @@ class Gateway:
             self.influx.notify()
         self.announce(results)
         self.minutes_closed += len(frame.starts)
+
+    def on_clock_step(self, step: ClockStep, consequence: str) -> None:
+        """A step of the gateway's clock (the minute stage has logged it): the data_quality alert."""
+        if self.alerts is not None:
+            self.alerts.observe_clock_step(step, consequence)
 
     def announce(self, results: MinuteResults) -> None:
         """Hand stored results to the listeners, the alert stage, the views' history and the console."""
@@ -288,7 +297,9 @@ class Gateway:
         """
         s = self.settings
         queue: asyncio.Queue[SampleBatch] = asyncio.Queue(maxsize=s.pipeline.sample_buffer)
-        stage = MinuteStage(self.window, queue, self._on_frame_checked(stop_after_minutes), self.clock)
+        stage = MinuteStage(
+            self.window, queue, self._on_frame_checked(stop_after_minutes), self.clock, on_clock_step=self.on_clock_step
+        )
         orderly = False  # stopped on request (cancelled: Ctrl-C, SIGTERM) or at the minute limit
         try:
             try:

@@ -27,7 +27,8 @@ from analytics.substitution import MinuteQuality
 from gateway.alerts.budget_tracker import DAY_S, BudgetTracker, budget_payload, format_t
 from gateway.alerts.deposit import MonthDeposit
 from gateway.alerts.model import Alert, iso_at
-from gateway.alerts.rules import AlertRules, Observation
+from gateway.alerts.rules import AlertKey, AlertRules, Observation
+from gateway.core.clock import ClockStep
 from gateway.core.errors import SinkWriteError
 from gateway.core.health import HealthRegistry
 from gateway.core.model import MinuteResults
@@ -91,6 +92,7 @@ class AlertStage:
         self._store_failing = False
         self.deposit_months: list[MonthDeposit] = []  # the last deposit check's findings (status page, /metrics)
         self.deposit_version = 0
+        self._clock_step: tuple[ClockStep, str] | None = None  # the last step of the clock, until its alert clears
 
     def close(self) -> None:
         """Close the alert store's connection (Gateway.close calls this)."""
@@ -176,6 +178,67 @@ class AlertStage:
         self.deposit_months = months
         self.deposit_version += 1
         self._publish(events, notify=True)
+
+    def observe_clock_step(self, step: ClockStep, consequence: str) -> None:
+        """Raise the data_quality alert `clock_step` now (`_clock_step_at`): a step back closes
+        no minute until the clock is past the last one closed, so this cannot wait for a frame.
+        It clears at the first closed minute ending a minute after the step (`_clock_step_rule`)."""
+        self._clock_step = (step, consequence)
+        key: AlertKey = ("data_quality", None, "clock_step")
+        cfg = self.cfg.data_quality.clock_step
+        events = self.rules.observe(key, self._clock_step_observation(1.0), _clock_step_at(step), cfg, span_s=0.0)
+        self._publish(events, notify=bool(events))
+
+    def _clock_step_observation(self, measure: float) -> Observation:
+        assert self._clock_step is not None
+        step, consequence = self._clock_step
+        size_s = step.size_s
+        details = {
+            "step_s": size_s,
+            "expected": iso_at(step.expected_s, self.tz),
+            "observed": iso_at(step.observed_s, self.tz),
+            "consequence": consequence,
+        }
+        if measure:
+            way = "forward" if size_s > 0 else "back"
+            message = (
+                f"Gateway clock stepped {way} by {abs(size_s):,.0f} s, from {details['expected']} to "
+                f"{details['observed']}: {consequence}"
+            )
+        else:
+            message = f"Gateway clock: minutes close again after the step of {size_s:+,.0f} s"
+        return Observation(measure, message, details, figure=round(size_s))
+
+    def _clock_step_rule(self, lo: int, at: NDArray[np.float64], rank: int) -> list[tuple[int, int, Alert]]:
+        """The clock_step alert over a frame's minutes: measure 1 up to a minute after the step, then 0."""
+        key: AlertKey = ("data_quality", None, "clock_step")
+        if self._clock_step is None:
+            # an alert restored at a restart (its step was before it): cleared at the first minute
+            if not any(a.kind == key[0] and a.subject == key[2] for a in self.rules.active()):
+                return []
+            gone = Observation(0.0, "Gateway clock: minutes close again after a step (before the restart)", {})
+            return [
+                (lo + i, rank, e)
+                for i, e in self.rules.observe_many(key, np.zeros(len(at)), at, self.cfg.data_quality.clock_step, lambda i: gone)
+            ]
+        step_at = _clock_step_at(self._clock_step[0])
+        measure = np.where(at < step_at + 60.0, 1.0, 0.0)
+        times = np.maximum(at, step_at)  # minutes a step forward jumped over end before it was seen
+        stepped, steady = self._clock_step_observation(1.0), self._clock_step_observation(0.0)
+        out = [
+            (lo + i, rank, e)
+            for i, e in self.rules.observe_many(
+                key,
+                measure,
+                times,
+                self.cfg.data_quality.clock_step,
+                lambda i: stepped if measure[i] else steady,
+                figures=np.full(len(at), stepped.figure),
+            )
+        ]
+        if len(at) and not measure[-1]:
+            self._clock_step = None  # cleared (or a disabled rule): nothing more to follow
+        return out
 
     def _publish(self, events: list[Alert], *, notify: bool) -> None:
         """Store the events (and any the store refused before), then wake the publisher."""
@@ -437,6 +500,7 @@ class AlertStage:
                     lambda i: rows_obs,
                 )
             ]
+        out += self._clock_step_rule(lo, at, rank + 1)
         return out
 
 
@@ -477,6 +541,12 @@ class AlertStage:
                 )
             ]
         return out
+
+
+def _clock_step_at(step: ClockStep) -> float:
+    """When a step's alert is raised: the new time, or after a step back the old one, so that alert
+    times never go backwards (a clear before it would stop the raise: reraise_after_s)."""
+    return max(step.observed_s, step.expected_s)
 
 
 class _Minutes:

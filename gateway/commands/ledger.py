@@ -54,6 +54,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seals a witness kept (JSON lines, as published on <prefix>/<site>/seals): fail naming the first day "
         "whose sealed head the ledger no longer has",
     )
+    v.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the archive files of `emgate ledger archive` are: check each one's SHA-256, head and month seals",
+    )
     v.set_defaults(func=run_verify)
     s = lsub.add_parser("show", help="print minute results (current view, or --history)")
     s.add_argument("file", type=Path, help="ledger SQLite file")
@@ -129,25 +136,35 @@ def run_verify(args: argparse.Namespace) -> int:
             f"emgate ledger verify: {args.file}: BROKEN at row {report.bad_seq}: {report.problem}",
             file=sys.stderr,
         )
-        print(f"  rows 1..{report.rows} are intact; their head is {report.head_hash}", file=sys.stderr)
+        print(f"  rows {report.archived_seq + 1}..{report.head_seq} are intact; their head is {report.head_hash}", file=sys.stderr)
         return 1
     if not evidence.ok:
         for problem in evidence.problems:
             print(f"emgate ledger verify: {args.file}: BROKEN evidence: {problem}", file=sys.stderr)
         return 1
     if report.expected_head_found is False:
+        archived = (
+            f" (rows 1..{report.archived_seq} are archived: a head recorded before the archive is checked on the archive file, "
+            f"`emgate ledger verify ARCHIVE --expect-head HASH`)"
+            if report.archived_seq
+            else ""
+        )
         print(
             f"emgate ledger verify: {args.file}: head {args.expect_head} recorded earlier is not in the chain: "
-            "the ledger was rewritten or cut back",
+            f"the ledger was rewritten or cut back{archived}",
             file=sys.stderr,
         )
         return 1
+    archived = f", rows 1..{report.archived_seq} archived" if report.archived_seq else ""
     print(
-        f"{args.file}: ok — {site}, {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)), "
+        f"{args.file}: ok — {site}, {report.rows} row(s) ({report.current_rows} current, {report.corrections} correction(s)){archived}, "
         f"head {report.head_hash}; {'native' if native_walk() else 'Python'} walk"
     )
     if evidence.rows:
         print(f"evidence: ok — {evidence.rows} record(s), {evidence.files} report copy(ies) intact, head {evidence.head_hash}")
+    archives = ledger_files.check_archives_or_report(args.file, args.archive)
+    if archives:
+        return archives
     if args.witness is not None:
         record = read_site_record(args.file)
         return ledger_files.check_witness_or_report(args.file, args.witness, record.sites[0] if len(record.sites) == 1 else None)

@@ -8,6 +8,7 @@ Every name starts with `emgate_`; counters end in `_total`, units are in the nam
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import Callable, Iterator
@@ -62,7 +63,7 @@ class GatewayCollector(Collector):
         )
         future = CounterMetricFamily(
             "emgate_samples_future",
-            "Readings refused because they were stamped more than 300 s ahead of the gateway clock.",
+            "Readings refused because they were stamped more than [window] future_tolerance_s ahead of the gateway clock.",
             labels=["source"],
         )
         for name, c in sorted(counters.sources.items()):
@@ -90,6 +91,11 @@ class GatewayCollector(Collector):
         yield future
         yield dropped
         yield mqtt_dropped
+        yield CounterMetricFamily(
+            "emgate_clock_steps",
+            "Steps of the gateway's clock against its steady clock (beyond [window] clock_step_tolerance_s).",
+            value=counters.clock_steps,
+        )
         yield CounterMetricFamily(
             "emgate_samples_bad", "Readings that were not GOOD (comm, decode, range).", value=counters.bad
         )
@@ -201,6 +207,12 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("emgate_alerts_active", "Alerts currently active.", value=active)
         if gw.alerts is not None:
             yield from _deposit_metrics(gw.alerts.deposits)
+        try:  # scraped from the event loop's thread (the aiohttp handler); elsewhere there are no tasks to count
+            tasks: int | None = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = None
+        if tasks is not None:
+            yield GaugeMetricFamily("emgate_tasks", "asyncio tasks alive in the gateway's event loop.", value=tasks)
         if self._sse_clients is not None:
             yield GaugeMetricFamily(
                 "emgate_status_page_clients", "Open status page event streams.", value=self._sse_clients()

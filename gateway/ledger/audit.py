@@ -10,6 +10,10 @@ row that breaks one of these rules, naming it:
 - a correction supersedes an earlier row of the same minute, process and stream;
 - the head recorded in `meta` is the last row (else rows were cut off the end).
 
+Archived ledgers. Once `emgate ledger archive` has moved rows 1..S to an archive file
+(gateway/ledger/archive.py), `meta` key `archived` records S and the hash of row S: the walk
+then starts at row S + 1 chained on that hash, and a row numbered S or below is a problem.
+
 Ranges. Checking row n needs row n and the *stored* hash of row n-1, not the walk up to it: if
 every row before n is good, the hash the walk computed for n-1 is the stored one. So the chain
 is cut into seq ranges checked independently (in worker processes: building each row's
@@ -40,8 +44,10 @@ on from the next row. `native_walk()` says which one runs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
+import json
 import multiprocessing
 import os
 import struct
@@ -52,6 +58,7 @@ from pathlib import Path
 from types import ModuleType
 
 from gateway.ledger.database import Connection, open_ledger_db, reading
+from gateway.ledger.errors import LedgerError
 from gateway.ledger.format import (
     CANONICAL_DOUBLES,
     CANONICAL_NUMBERS,
@@ -165,6 +172,7 @@ class VerifyReport:
     bad_seq: int | None = None
     problem: str = ""
     expected_head_found: bool | None = None
+    archived_seq: int = 0  # rows 1..archived_seq are in archive files (meta `archived`); rows counts the others
 
 
 def verify_ledger(path: Path, *, expect_head: str | None = None, processes: int = 0) -> VerifyReport:
@@ -206,15 +214,24 @@ def walk_ledger(
     try:
         with reading(path, "verifying the chain"):
             last, meta = _snapshot(db)
+            base, base_prev = archived_base(path, meta)
+            smallest = db.execute("SELECT min(seq) FROM minutes").fetchone()[0] if base else None
+            if smallest is not None and smallest <= base:
+                return VerifyReport(
+                    False, 0, base, base_prev.hex(), bad_seq=smallest, archived_seq=base,
+                    problem=f"row {smallest} is in the archived range 1..{base} (meta `archived`): inserted",
+                ), None
+            last = max(last, base)
+            live = last - base
             if _native is not None:
-                parts = max(1, min(processes, last // ROWS_PER_THREAD))
-                n = max(1, min(last // ROWS_PER_THREAD, 8 * parts)) if on_range is not None else parts
-                spans = [(a + 1, b) for a, b in itertools.pairwise(last * i // n for i in range(n + 1))]
+                parts = max(1, min(processes, live // ROWS_PER_THREAD))
+                n = max(1, min(live // ROWS_PER_THREAD, 8 * parts)) if on_range is not None else parts
+                spans = [(base + a + 1, base + b) for a, b in itertools.pairwise(live * i // n for i in range(n + 1))]
                 native_month = month.native_args() if month is not None else None
                 done = itertools.count(1)
 
                 def walk_span(first: int, end: int) -> _Range:
-                    r = _native_range(path, first, end, expected, native_month)
+                    r = _native_range(path, first, end, expected, native_month, base_prev if first == base + 1 else None)
                     if on_range is not None:
                         on_range(next(done), n)
                     return r
@@ -224,17 +241,21 @@ def walk_ledger(
                         walking = [threads.submit(walk_span, a, b) for a, b in spans]
                         ranges = [f.result() for f in walking]
                 else:
-                    ranges = [walk_span(1, last)]
+                    ranges = [walk_span(base + 1, last)] if live or not base else []
             else:
-                parts = min(processes, last // ROWS_PER_PROCESS)
+                parts = min(processes, live // ROWS_PER_PROCESS)
                 if parts > 0:
-                    bounds = itertools.pairwise(last * i // parts for i in range(parts + 1))
+                    bounds = itertools.pairwise(base + live * i // parts for i in range(parts + 1))
                     with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
-                        checking = [pool.submit(_check_range, path, a + 1, b, expected) for a, b in bounds]
+                        checking = [
+                            pool.submit(_check_range, path, a + 1, b, expected, base_prev if a == base else None) for a, b in bounds
+                        ]
                         ranges = [f.result() for f in checking]
                 else:
-                    ranges = [_walk_range(db, 1, last, expected)]
-            report = _merge(db, ranges, expect_head is not None, meta)
+                    ranges = [_walk_range(db, base + 1, last, expected, start_prev=base_prev if base else None)] if live or not base else []
+            report = _merge(db, ranges, expect_head is not None, meta, (base, base_prev))
+            if base and report.ok and expected == base_prev:  # the head recorded is the last row archived
+                report = dataclasses.replace(report, expected_head_found=True)
     finally:
         db.close()
     sums = None
@@ -251,14 +272,31 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def archived_base(path: Path, meta: dict[str, str]) -> tuple[int, bytes]:
+    """(S, hash of row S as bytes) of the last archive record in `meta` (key `archived`: a JSON
+    list, gateway/ledger/archive.py), or (0, genesis) for a ledger never archived. Raises
+    LedgerError for a record that is not one."""
+    text = meta.get("archived")
+    if not text:
+        return 0, bytes(32)
+    try:
+        last = json.loads(text)[-1]
+        seq, digest = int(last["last_seq"]), bytes.fromhex(last["last_hash"])
+        if seq < 1 or len(digest) != 32:
+            raise ValueError("last_seq below 1 or last_hash not 32 bytes")
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        raise LedgerError(path, f"meta key `archived` is not a list of archive records ({exc})", "restore the file from a backup") from exc
+    return seq, digest
+
+
 def _snapshot(db: Connection) -> tuple[int, dict[str, str]]:
     """The position of the last row (seq, or 1 when rows exist but none has a seq above 0) and
-    the head recorded in meta, read in one read transaction so they agree."""
+    the head and archive records in meta, read in one read transaction so they agree."""
     db.execute("BEGIN")
     try:
         # Two subqueries, each one step down the primary key; min() and max() in one SELECT read the table.
         smallest, largest = db.execute("SELECT (SELECT min(seq) FROM minutes), (SELECT max(seq) FROM minutes)").fetchone()
-        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash')").fetchall())
+        meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash', 'archived')").fetchall())
     finally:
         db.execute("COMMIT")
     return (0 if smallest is None else max(largest, 1)), meta
@@ -282,25 +320,33 @@ class _Broken(Exception):
         self.seq, self.problem = seq, problem
 
 
-def _check_range(path: Path, first: int, last: int, expected: bytes | None) -> _Range:
+def _check_range(path: Path, first: int, last: int, expected: bytes | None, start_prev: bytes | None = None) -> _Range:
     """A worker process's range; it opens the file itself."""
     db = open_ledger_db(path, readonly=True)
     try:
-        return _walk_range(db, first, last, expected)
+        return _walk_range(db, first, last, expected, start_prev=start_prev)
     finally:
         db.close()
 
 
 def _native_range(
-    path: Path, first: int, last: int, expected: bytes | None, month: tuple[float, float, int, bytes] | None
+    path: Path,
+    first: int,
+    last: int,
+    expected: bytes | None,
+    month: tuple[float, float, int, bytes] | None,
+    start_prev: bytes | None = None,
 ) -> _Range:
-    """A range walked natively, row by row in the Python walk wherever the native walk stops."""
+    """A range walked natively, row by row in the Python walk wherever the native walk stops.
+    `start_prev`: the hash row first-1 had, when that row is archived."""
     assert _native is not None
     db = open_ledger_db(path, readonly=True)
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"
         if first == 1:
             prev = bytes(32)
+        elif start_prev is not None:
+            prev = start_prev
         else:
             stored = db.execute("SELECT digest FROM minutes WHERE seq = ?", (first - 1,)).fetchone()
             prev = stored[0] if stored else b""
@@ -336,14 +382,23 @@ def _native_range(
 
 
 def _walk_range(
-    db: Connection, first: int, last: int, expected: bytes | None, superseded: set[int] | None = None
+    db: Connection,
+    first: int,
+    last: int,
+    expected: bytes | None,
+    superseded: set[int] | None = None,
+    *,
+    start_prev: bytes | None = None,
 ) -> _Range:
     """The hot loop over the rows at positions first..last. `superseded`: the rows corrections
-    earlier in the same range supersede (the native walk hands rows over one at a time)."""
+    earlier in the same range supersede (the native walk hands rows over one at a time).
+    `start_prev`: the hash row first-1 had, when that row is archived."""
     pack, sha, join = CANONICAL_NUMBERS.pack, hashlib.sha256, SEP.join
     text, digest, supersedes, presence = _TEXT, _DIGEST, _SUPERSEDES, _PRESENCE
     if first == 1:
         prev, lowest = bytes(32), _SMALLEST_SEQ
+    elif start_prev is not None:
+        prev, lowest = start_prev, first
     else:
         stored = db.execute("SELECT digest FROM minutes WHERE seq = ?", (first - 1,)).fetchone()
         # Row first-1 missing or unreadable: the range before this one fails at it, so what this
@@ -382,22 +437,27 @@ def _walk_range(
     return _Range(n, prev, found_at, corrections)
 
 
-def _merge(db: Connection, ranges: list[_Range], expecting: bool, meta: dict[str, str]) -> VerifyReport:
+def _merge(
+    db: Connection, ranges: list[_Range], expecting: bool, meta: dict[str, str], archived: tuple[int, bytes] = (0, bytes(32))
+) -> VerifyReport:
     """One report from the ranges in seq order: the first problem any of them found, or a row
-    superseded a second time in a later range, or the head in meta not being the last row."""
+    superseded a second time in a later range, or the head in meta not being the last row.
+    `archived`: (S, hash of row S) when rows 1..S are archived (the ranges start at S + 1)."""
     superseded: set[int] = set()
     found = False if expecting else None
+    base, base_prev = archived
 
     def broken(rows: int, head: bytes, seq: int, problem: str) -> VerifyReport:
         return VerifyReport(
             False,
-            rows,
+            rows - base,
             rows,
             head.hex(),
             corrections=len(superseded),
             bad_seq=seq,
             problem=problem,
             expected_head_found=found,
+            archived_seq=base,
         )
 
     for r in ranges:
@@ -405,14 +465,14 @@ def _merge(db: Connection, ranges: list[_Range], expecting: bool, meta: dict[str
             if old in superseded:
                 if r.found_at is not None and r.found_at < seq:
                     found = True
-                head = db.execute("SELECT digest FROM minutes WHERE seq = ?", (seq - 1,)).fetchone()[0]
+                head = base_prev if seq - 1 == base else db.execute("SELECT digest FROM minutes WHERE seq = ?", (seq - 1,)).fetchone()[0]
                 return broken(seq - 1, head, seq, _bad_correction(db, seq, old).problem)
             superseded.add(old)
         if r.found_at is not None:
             found = True
         if r.bad_seq is not None:
             return broken(r.checked, r.prev, r.bad_seq, r.problem)
-    rows, head = (ranges[-1].checked, ranges[-1].prev) if ranges else (0, bytes(32))
+    rows, head = (ranges[-1].checked, ranges[-1].prev) if ranges else (base, base_prev)
     if meta and (int(meta.get("head_seq", -1)) != rows or meta.get("head_hash") != head.hex()):
         return broken(
             rows,
@@ -424,12 +484,13 @@ def _merge(db: Connection, ranges: list[_Range], expecting: bool, meta: dict[str
     # is the rows nobody supersedes: no second pass over the table.
     return VerifyReport(
         True,
-        rows,
+        rows - base,
         rows,
         head.hex(),
-        current_rows=rows - len(superseded),
+        current_rows=rows - base - len(superseded),
         corrections=len(superseded),
         expected_head_found=found,
+        archived_seq=base,
     )
 
 

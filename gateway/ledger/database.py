@@ -15,6 +15,7 @@ from here (`Connection`, `DatabaseError`), so this is the one module that import
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -69,6 +70,7 @@ def open_ledger_db(path: Path, *, readonly: bool = False, busy_timeout_s: float 
         create_owner_only(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
         _check_schema(conn, path)
+        _refuse_archive(conn, path)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.executescript(SCHEMA)
@@ -96,6 +98,24 @@ def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
             f"a ledger of schema {row[0]}; this version reads and writes schema {SCHEMA_VERSION} (see gateway/ledger/format.py)",
             "migrate it into a new file with `emgate ledger migrate OLD NEW` (schema 2), or keep it with the version "
             "that wrote it and start a new ledger file",
+        )
+
+
+def _refuse_archive(conn: sqlite3.Connection, path: Path) -> None:
+    """An archive file (`emgate ledger archive`, gateway/ledger/archive.py) is never written: its
+    SHA-256 is recorded in the live ledger it came from."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()
+    if row is not None:
+        try:
+            what = "rows {first_seq}..{last_seq} of {of}".format(**json.loads(row[0]))
+        except (ValueError, TypeError, KeyError):
+            what = "rows"
+        raise LedgerError(
+            path,
+            f"an archive of ledger {what}: it is only read, never written (its SHA-256 is recorded in the live ledger)",
+            "point the gateway at the live ledger; read the archive with `emgate ledger verify` or `emgate export --ledger`",
         )
 
 

@@ -36,6 +36,7 @@ aggregate_month (gateway/export/tables.py) are the reference both are tested aga
 from __future__ import annotations
 
 import bisect
+import json
 import math
 import threading
 import time
@@ -197,18 +198,48 @@ class MinuteSpan(NamedTuple):
 
 def minute_span(path: Path, head: LedgerHead, start_s: float, end_s: float) -> MinuteSpan:
     """The ledger's minute span as of `head`, and whether [start_s, end_s) holds any of its minutes.
-    Raises LedgerError: the file cannot be read as a ledger."""
+
+    In an archive file (gateway/ledger/archive.py) the month's last minute counts as held when
+    the archive holds the month whole (meta `archive`, `whole_months`): the live ledger held
+    minutes after it when it was archived, so the month had ended.
+    Raises LedgerError: the file cannot be read as a ledger, or the month was archived out of it
+    (the message names the archive file to read it from)."""
     db = open_ledger_db(path, readonly=True)
     try:
         with reading(path, "reading its first and last minute"):
             first = db.execute(queries.FIRST_MINUTE_UPTO, (head.seq,)).fetchone()
             last = db.execute(queries.LAST_MINUTE_UPTO, (head.seq,)).fetchone()
             inside = db.execute(queries.ANY_MINUTE_UPTO_BETWEEN, (start_s, end_s, head.seq)).fetchone()
+            archive = db.execute("SELECT value FROM meta WHERE key = 'archive'").fetchone()
+            if inside is None:
+                _refuse_archived_month(db, path, start_s, end_s)
     finally:
         db.close()
-    return MinuteSpan(
-        None if first is None else float(first[0]), None if last is None else float(last[0]), inside is not None
-    )
+    last_s = None if last is None else float(last[0])
+    if archive is not None and last_s is not None:
+        whole = json.loads(archive[0]).get("whole_months", [])
+        if any(float(s) == start_s and float(e) == end_s for _, s, e in whole):
+            last_s = max(last_s, end_s - 60.0)
+    return MinuteSpan(None if first is None else float(first[0]), last_s, inside is not None)
+
+
+def _refuse_archived_month(db: Connection, path: Path, start_s: float, end_s: float) -> None:
+    """Raise LedgerError naming the archive file when the month [start_s, end_s) was sealed and
+    archived out of this ledger (meta `archived`, table `month_seals`: gateway/ledger/archive.py)."""
+    archived = db.execute("SELECT value FROM meta WHERE key = 'archived'").fetchone()
+    if archived is None or db.execute("SELECT 1 FROM sqlite_master WHERE name = 'month_seals'").fetchone() is None:
+        return
+    for month, text in db.execute("SELECT month, record FROM month_seals ORDER BY seq"):
+        seal = json.loads(text)
+        if float(seal["start_s"]) != start_s or float(seal["end_s"]) != end_s:
+            continue
+        for rec in json.loads(archived[0]):
+            if int(rec["first_seq"]) <= int(seal["first_seq"]) and int(seal["last_seq"]) <= int(rec["last_seq"]):
+                raise LedgerError(
+                    path,
+                    f"month {month} was archived (rows {rec['first_seq']}..{rec['last_seq']}) to {rec['file']}",
+                    f"read it from the archive: --ledger <archive directory>/{rec['file']}",
+                )
 
 
 def read_month(

@@ -145,6 +145,7 @@ class WitnessReport:
     problem: str = ""
     last_witnessed: Seal | None = None
     rows_after: int = 0  # rows after the last witnessed seal: no witness covers them yet
+    elsewhere: int = 0  # seals of rows this file does not hold: archived (`emgate ledger archive`), or after an archive's end
 
 
 def read_witness_file(path: Path) -> list[Seal]:
@@ -170,10 +171,18 @@ def check_witness(path: Path, witnessed: Iterable[Seal], site: str | None = None
         with reading(path, "comparing it with the witnessed seals"):
             head = db.execute(_HEAD).fetchone()
             last_seq = int(head[0]) if head else 0
-            checked = 0
+            # Rows archived out of this file (meta `archived`), and for an archive file (meta
+            # `archive`) the rows after its end, are checked against the file that holds them.
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('archived', 'archive')").fetchall())
+            base = int(json.loads(meta["archived"])[-1]["last_seq"]) if meta.get("archived") else 0
+            end = int(json.loads(meta["archive"])["last_seq"]) if meta.get("archive") else None
+            checked = elsewhere = 0
             for seal in seals:
                 if site is not None and seal.site != site:
                     return WitnessReport(False, checked, seal, f"the seal of {seal.day} is of site {seal.site!r}, this ledger is {site!r}")
+                if seal.head_seq <= base or (end is not None and seal.head_seq > end):
+                    elsewhere += 1
+                    continue
                 row = db.execute(_HASH_AT, (seal.head_seq,)).fetchone()
                 checked += 1
                 if row is None:
@@ -190,5 +199,8 @@ def check_witness(path: Path, witnessed: Iterable[Seal], site: str | None = None
                     )
     finally:
         db.close()
-    last = seals[-1] if seals else None
-    return WitnessReport(True, checked, last_witnessed=last, rows_after=last_seq - (last.head_seq if last else 0))
+    inside = [s for s in seals if base < s.head_seq and (end is None or s.head_seq <= end)]
+    last = inside[-1] if inside else None
+    return WitnessReport(
+        True, checked, last_witnessed=last, rows_after=last_seq - (last.head_seq if last else base), elsewhere=elsewhere
+    )

@@ -354,12 +354,18 @@ def _ledger_pending_default() -> ThresholdConfig:
     return ThresholdConfig(raise_at={"critical": 1.0}, clear_at=0.5, material_change=0.5)
 
 
+def _clock_step_default() -> ThresholdConfig:
+    # measure: 1 from a step of the gateway's clock until a minute after it, else 0
+    return ThresholdConfig(raise_at={"warning": 1.0}, clear_at=0.5)
+
+
 class DataQualityConfig(_Section):
     coverage: ThresholdConfig = Field(default_factory=_coverage_default)
     device: ThresholdConfig = Field(default_factory=_device_default)
     influx_backlog: ThresholdConfig = Field(default_factory=_backlog_default)
     disk: DiskConfig = Field(default_factory=DiskConfig)
     ledger_pending: ThresholdConfig = Field(default_factory=_ledger_pending_default)
+    clock_step: ThresholdConfig = Field(default_factory=_clock_step_default)
 
 
 class AlertMqttConfig(_Section):

@@ -76,6 +76,21 @@ class WindowConfig(Section):
         30.0, ge=0, le=3600, description="Samples older than this past their minute's close are dropped and counted as late."
     )
     coverage_threshold: float = Field(0.75, ge=0, le=1, description="Below this covered fraction a minute is substituted.")
+    future_tolerance_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="A reading stamped more than this ahead of the gateway's clock (a device or publisher with a wrong "
+        "clock) is refused and counted (emgate_samples_future_total).",
+    )
+    clock_step_tolerance_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="The gateway's clock moving this much more or less than its steady (monotonic) time between two "
+        "looks is a clock step: logged, alerted (data_quality clock_step) and counted (emgate_clock_steps_total); "
+        "the minutes a step forward skips are closed flagged clock_step.",
+    )
 
 
 class RetryConfig(Section):

@@ -39,10 +39,27 @@ it; the minute counts it (MinuteFrame.out_of_range, the `out_of_range` flag of i
 counter whose increase over an interval is beyond the bound is treated alike
 (analytics.aggregate.counter_deltas, max_increase_per_s).
 
-A reading stamped more than FUTURE_TOLERANCE_S ahead of the gateway's clock (a device or MQTT
-publisher with a wrong clock or date) is refused and counted as `future`: kept, it would hold
-its signal's buffer open towards a minute that may be years away. Only the live stage passes its
-clock (`ingest(batch, now=...)`); a replay feeds what its own clock has reached.
+A reading stamped more than [window] future_tolerance_s (default 300 s) ahead of the gateway's
+clock (a device or MQTT publisher with a wrong clock or date) is refused and counted as `future`:
+kept, it would hold its signal's buffer open towards a minute that may be years away. Only the
+live stage passes its clock (`ingest(batch, now=...)`); a replay feeds what its own clock has reached.
+
+Clock steps. The site clock may step (NTP correcting a box that ran without it). The live stage
+watches its clock (gateway.core.clock.ClockStepDetector: the wall clock against the steady one,
+[window] clock_step_tolerance_s) and tells the window of each step (`clock_stepped`), which logs
+it once, counts it (emgate_clock_steps_total) and has the pipeline raise one data_quality alert
+`clock_step`. The window's next minute never goes backwards, so no minute is closed twice and the
+ledger's order stays that of the minutes:
+  * back: the minutes up to the next one are closed already; the window waits until the clock
+    reaches it again, and readings stamped before it are counted late, as any late reading. (A
+    fresh start that has closed nothing yet simply starts again at the new time.)
+  * forward: the minutes the clock jumped over had no time to take readings in; they close at
+    once, substituted or missing like any minute without readings, and flagged `clock_step`
+    (MinuteFrame.clock_step), with the minute the clock lands in. At most MAX_STEP_MINUTES
+    (7 days, as a restart fills) are closed so; the minutes before them are reported (ERROR) and
+    left out, rather than writing years of minutes after a jump from a clock that started in 1970.
+The flag is not saved in checkpoints: a crash between a step and the close of its minutes flags
+them `gateway_restart` instead.
 
 A reading that arrives for a minute already closed is late: it is counted and dropped here (a
 correction row is the ledger's business, not the window's). A fresh start (no checkpoint, no
@@ -56,8 +73,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -67,7 +86,7 @@ from analytics.aggregate import counter_deltas, minute_edges, spread_interval_to
 from analytics.batch import concat_ranges, integrate_rate_many
 from analytics.substitution import FULL_COVERAGE_TOLERANCE, MinuteQuality, finalize_minutes
 from analytics.units import time_unit_s
-from gateway.core.clock import Clock
+from gateway.core.clock import Clock, ClockStep, ClockStepDetector, SteadyClock
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.site import WindowConfig
@@ -77,6 +96,10 @@ from gateway.stages.minute_history import RULE_NEEDS, HistoryColumns, SignalHist
 log = logging.getLogger(__name__)
 
 MINUTE_S = 60.0
+CLOCK_STEP_FLAG = "clock_step"
+#: Past this many minutes skipped by a step forward, the earlier ones are reported, not filled
+#: (the same bound as a restart's, gateway/ledger/checkpoint.py MAX_RECOVER_MINUTES).
+MAX_STEP_MINUTES = 7 * 1440
 #: Rate signals integrated per numpy pass at a close (see MinuteWindow.close).
 _RATE_BLOCK_SIGNALS = 1024
 _KEEP_CHUNK = 65536  # readings per step of MinuteWindow._keep's running count
@@ -114,6 +137,7 @@ class MinuteFrame:
     resets: NDArray[np.int32]  # counter resets detected
     out_of_range: NDArray[np.int32]  # readings outside their bounds, and implausible counter increases
     late_samples: int = 0
+    clock_step: NDArray[np.bool_] | None = None  # per minute: closed after a step of the clock jumped over it
 
     @property
     def signals(self) -> Mapping[str, SignalMinutes]:
@@ -138,7 +162,8 @@ class _SignalRows(Mapping[str, SignalMinutes]):
         return len(self._frame.rows)
 
 
-#: How far ahead of the gateway's clock a reading may be stamped; beyond, it is refused (`future`).
+#: How far ahead of the gateway's clock a reading may be stamped by default ([window]
+#: future_tolerance_s); beyond, it is refused (`future`).
 FUTURE_TOLERANCE_S = 300.0
 
 
@@ -146,7 +171,7 @@ FUTURE_TOLERANCE_S = 300.0
 class SourceCounts:
     samples: int = 0
     late: int = 0
-    future: int = 0  # readings stamped more than FUTURE_TOLERANCE_S ahead of the clock, refused
+    future: int = 0  # readings stamped more than [window] future_tolerance_s ahead of the clock, refused
 
 
 @dataclass(frozen=True)
@@ -172,7 +197,10 @@ class WindowCounters:
     bad: int = 0
     out_of_range: int = 0  # GOOD readings the window flagged: outside their signal's bounds, or not finite
     minutes_closed: int = 0
-    future: int = 0  # readings stamped more than FUTURE_TOLERANCE_S ahead of the clock, refused
+    clock_steps: int = 0  # steps of the gateway's clock (MinuteWindow.clock_stepped)
+    clock_step_minutes: int = 0  # minutes a step forward jumped over, closed flagged clock_step
+    clock_step_lost_minutes: int = 0  # minutes beyond MAX_STEP_MINUTES of a step, not closed
+    future: int = 0  # readings stamped more than [window] future_tolerance_s ahead of the clock, refused
     # per batch source (device or broker name), for /metrics; updated once per batch
     sources: dict[str, SourceCounts] = field(default_factory=dict)
 
@@ -204,6 +232,7 @@ class MinuteWindow:
         self._lo = np.array([b[0] for b in lo_hi], dtype=np.float64)
         self._hi = np.array([b[1] for b in lo_hi], dtype=np.float64)
         self._max_increase = [cfg.max_increase_per_s() for cfg in self.signals.configs]
+        self._step_spans: list[tuple[float, float]] = []  # [from, to) minutes to flag clock_step at their close
 
     def export_state(self) -> WindowState:
         """The in-progress state for a checkpoint: the buffer (sorted as a side effect) and
@@ -240,8 +269,8 @@ class MinuteWindow:
 
     def ingest(self, batch: SampleBatch, now: float | None = None) -> None:
         """Buffer a batch; readings for minutes already closed are counted late and dropped.
-        With `now` (the gateway's clock), readings stamped beyond now + FUTURE_TOLERANCE_S are
-        counted as future and dropped."""
+        With `now` (the gateway's clock), readings stamped beyond now + [window] future_tolerance_s
+        are counted as future and dropped."""
         n = len(batch.ts)
         self.counters.samples += n
         per_source = self.counters.sources.get(batch.source)
@@ -267,8 +296,9 @@ class MinuteWindow:
             self._buffer.append(batch.signal_ids, batch.ts, batch.values, quality)
 
     def _refuse_future(self, batch: SampleBatch, now: float, per_source: SourceCounts) -> SampleBatch:
-        """The batch without readings stamped beyond now + FUTURE_TOLERANCE_S (NaN times too), counted."""
-        ahead = ~(batch.ts <= now + FUTURE_TOLERANCE_S)
+        """The batch without readings stamped beyond now + future_tolerance_s (NaN times too), counted."""
+        tolerance_s = self.window.future_tolerance_s
+        ahead = ~(batch.ts <= now + tolerance_s)
         if not ahead.any():
             return batch
         n = int(ahead.sum())
@@ -280,7 +310,7 @@ class MinuteWindow:
                 "refused (emgate_samples_future): check the device's or publisher's clock",
                 batch.source,
                 n,
-                FUTURE_TOLERANCE_S,
+                tolerance_s,
                 float(batch.ts[ahead][0]),
                 now,
             )
@@ -308,6 +338,57 @@ class MinuteWindow:
         quality[flag] = np.where(np.isnan(values[flag]), SampleQuality.NO_READING, SampleQuality.OUT_OF_RANGE)
         self.counters.out_of_range += n
         return quality
+
+    def clock_stepped(self, step: ClockStep) -> tuple[str, bool]:
+        """Take a step of the gateway's clock into account (see the module docstring): what it
+        means for the minutes, for the log, and whether minutes are lost (more than MAX_STEP_MINUTES)."""
+        self.counters.clock_steps += 1
+        if step.size_s < 0:
+            if self._fresh_start is not None and not self.counters.minutes_closed and self.next_minute == self._fresh_start:
+                # nothing closed, nothing in the ledger: start again at the next whole minute of the new time
+                first = math.ceil(step.observed_s / MINUTE_S) * MINUTE_S
+                self._buffer = ReadingBuffer(len(self.signals))
+                self.next_minute = self._fresh_start = first
+                return f"no minute was closed yet; starting again at {_utc(first)}", False
+            wait_s = self.next_minute - step.observed_s
+            if wait_s <= 0:
+                return "no closed minute is affected", False
+            return (
+                f"the minutes before {_utc(self.next_minute)} are closed already and are not closed again; readings "
+                f"stamped before it are counted late (emgate_samples_late_total) until the clock reaches it, "
+                f"in {wait_s:,.0f} s",
+                False,
+            )
+        lo = max(self.next_minute, math.floor(step.expected_s / MINUTE_S) * MINUTE_S)
+        hi = math.floor(step.observed_s / MINUTE_S) * MINUTE_S + MINUTE_S  # with the minute it lands in
+        if hi <= lo:
+            return "no minute is skipped", False
+        lost = 0
+        if (hi - self.next_minute) / MINUTE_S > MAX_STEP_MINUTES:
+            first = hi - MAX_STEP_MINUTES * MINUTE_S
+            lost = int((first - self.next_minute) // MINUTE_S)
+            self.next_minute, lo = first, max(lo, first)
+            self.counters.clock_step_lost_minutes += lost
+        n = int((hi - lo) // MINUTE_S)
+        self._step_spans.append((lo, hi))
+        self.counters.clock_step_minutes += n
+        what = (
+            f"the {n} minute(s) from {_utc(lo)} to {_utc(hi)} had no time to take readings in: they are closed "
+            f"now, substituted or missing, flagged {CLOCK_STEP_FLAG}"
+        )
+        if lost:
+            what += f"; the {lost} minute(s) before them are more than {MAX_STEP_MINUTES} to fill and are NOT in the ledger"
+        return what, bool(lost)
+
+    def _clock_step_mask(self, starts: NDArray[np.float64], end: float) -> NDArray[np.bool_] | None:
+        """Which of the minutes `starts` a step jumped over; spans wholly closed by `end` are done."""
+        if not self._step_spans:
+            return None
+        mask = np.zeros(len(starts), dtype=bool)
+        for lo, hi in self._step_spans:
+            mask |= (starts >= lo) & (starts < hi)
+        self._step_spans = [span for span in self._step_spans if span[1] > end]
+        return mask if mask.any() else None
 
     def due(self, now: float) -> int:
         """How many minutes are due to close at clock time `now`."""
@@ -371,7 +452,17 @@ class MinuteWindow:
         self.next_minute = end
         self.counters.minutes_closed += n
         return MinuteFrame(
-            starts, self._rows, amount, coverage, quality, rule, bad, resets, out_of_range, late_samples=self.counters.late
+            starts,
+            self._rows,
+            amount,
+            coverage,
+            quality,
+            rule,
+            bad,
+            resets,
+            out_of_range,
+            late_samples=self.counters.late,
+            clock_step=self._clock_step_mask(starts, end),
         )
 
     def _keep(
@@ -492,6 +583,10 @@ class MinuteWindow:
         return scaled, coverage, quality, rule
 
 
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
 def _gather(
     ids: NDArray[np.int64],
     bounds: NDArray[np.int64],
@@ -518,7 +613,14 @@ def _gather(
 
 
 class MinuteStage:
-    """Feeds sample batches from `inbox` into a MinuteWindow and hands closed frames on."""
+    """Feeds sample batches from `inbox` into a MinuteWindow and hands closed frames on.
+
+    Every look at the clock (`now`) also watches it for steps when it keeps steady time
+    (gateway.core.clock.SteadyClock): a step is logged once, told to the window and handed to
+    `on_clock_step` (the pipeline raises the alert there).
+    """
+
+    max_wait_s = MINUTE_S  # real seconds between looks at the clock at most (see run)
 
     def __init__(
         self,
@@ -526,26 +628,53 @@ class MinuteStage:
         inbox: asyncio.Queue[SampleBatch],
         on_frame: Callable[[MinuteFrame], Awaitable[None]],
         clock: Clock,
+        on_clock_step: Callable[[ClockStep, str], None] | None = None,
     ) -> None:
         self._window, self._inbox, self._on_frame, self._clock = window, inbox, on_frame, clock
+        self._on_clock_step = on_clock_step
+        self._steps = ClockStepDetector(clock, window.window.clock_step_tolerance_s) if isinstance(clock, SteadyClock) else None
+
+    def now(self) -> float:
+        """The clock's time; a step since the last look is handled first (see the class docstring)."""
+        if self._steps is None:
+            return self._clock.now()
+        now, step = self._steps.observe()
+        if step is not None:
+            what, lost = self._window.clock_stepped(step)
+            (log.error if lost else log.warning)(
+                "the gateway clock stepped %s by %s s, from %s to %s (beyond %.0f s of the steady clock): %s; "
+                "check the box's time synchronisation (NTP)",
+                "forward" if step.size_s > 0 else "back",
+                f"{abs(step.size_s):,.0f}",
+                _utc(step.expected_s),
+                _utc(step.observed_s),
+                self._steps.tolerance_s,
+                what,
+            )
+            if self._on_clock_step is not None:
+                self._on_clock_step(step, what)
+        return now
 
     @property
     def window(self) -> MinuteWindow:
         return self._window
 
     async def run(self) -> None:
+        self.now()  # the first look: a step from here on is seen, even before the first batch or close
         while True:
             close_at = self._window.next_minute + MINUTE_S + self._window.window.delay_s
             try:
-                async with asyncio.timeout(max(0.0, self._clock.real_delay(close_at))):
+                # a look at the clock at least every max_wait_s, readings or not: a step is seen within
+                # it, and a wait computed before a step (a day, after a step back) does not outlast it
+                async with asyncio.timeout(min(max(0.0, self._clock.real_delay(close_at)), self.max_wait_s)):
                     batch = await self._inbox.get()
-                self._window.ingest(batch, now=self._clock.now())
+                self._window.ingest(batch, now=self.now())
                 continue
             except TimeoutError:
                 pass
             # drain what already arrived so that it counts for the minute being closed
             while not self._inbox.empty():
-                self._window.ingest(self._inbox.get_nowait(), now=self._clock.now())
-            frame = self._window.close_due(self._clock.now())
+                self._window.ingest(self._inbox.get_nowait(), now=self.now())
+            frame = self._window.close_due(self.now())
             if frame is not None:
                 await self._on_frame(frame)
