@@ -55,7 +55,7 @@ from zoneinfo import ZoneInfo
 
 from gateway.core.errors import GatewayError
 from gateway.ledger.audit import archived_base, cpus, verify_ledger
-from gateway.ledger.backup import _copy_evidence
+from gateway.ledger.backup import copy_evidence
 from gateway.ledger.database import Connection, open_ledger_db, reading, rollback
 from gateway.ledger.evidence import evidence_dir, verify_evidence
 from gateway.ledger.format import GENESIS_HASH, INSERT_COLUMNS, SEP, chain_hash
@@ -435,7 +435,7 @@ def archive_ledger(
         seconds["verify_archive"] = time.perf_counter() - t
         os.chmod(partial, 0o400)
         sha = _sha256(partial)
-        _copy_evidence(path, dest)
+        copy_evidence(path, dest)
         os.replace(partial, dest)
     except BaseException:
         partial.unlink(missing_ok=True)

@@ -61,12 +61,12 @@ def backup_ledger(source: Path, dest: Path) -> BackupResult:
         raise
     finally:
         src.close()
-    files = _copy_evidence(source, dest)
+    files = copy_evidence(source, dest)
     os.replace(partial, dest)
     return BackupResult(dest, dest.stat().st_size, files)
 
 
-def _copy_evidence(source: Path, dest: Path) -> int:
+def copy_evidence(source: Path, dest: Path) -> int:
     """Copy the evidence store's files (named by their SHA-256: they never change once stored)."""
     folder = evidence_dir(source)
     if not folder.is_dir():
