@@ -28,11 +28,15 @@ AREAS = (
     "replay_year",
     "influx_latency",
     "load_10k",
+    "s7",
+    "opcua",
 )
 # figure -> (goal, "min" or "max")
 GOALS: dict[str, tuple[float, str]] = {
     "modbus_ratio_vs_bare": (0.8, "min"),
     "mqtt_ratio_vs_bare": (0.8, "min"),
+    "s7_ratio_vs_bare": (0.8, "min"),
+    "opcua_ratio_vs_bare": (0.8, "min"),
     "analytics_samples_per_s": (2_000_000, "min"),
     "rss_mb_10k_signals": (120, "max"),
     "cpu_core_fraction_10k_signals": (0.10, "max"),

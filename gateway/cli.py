@@ -13,7 +13,7 @@ from gateway import __version__
 from gateway.logging_setup import setup_logging
 
 # Subcommand modules; each has add_parser(subparsers) and sets func(args) -> int.
-COMMANDS = ("run", "demo", "check_config", "calc", "decode", "ledger", "config_schema", "export", "replay", "probe", "poll", "examples", "lab")
+COMMANDS = ("run", "demo", "check_config", "calc", "decode", "ledger", "config_schema", "export", "replay", "probe", "poll", "examples", "lab", "browse", "cbam")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,7 +61,10 @@ if TYPE_CHECKING:
     from gateway.http.server import StatusServer
     from gateway.http.terminal_table import LiveTable
     from gateway.sinks.alerts_mqtt import AlertMqttSink
+    from gateway.sources.hj212 import Hj212Source
     from gateway.sources.mqtt import MqttSource
+    from gateway.sources.opcua import OpcUaSource
+    from gateway.sources.s7 import S7Source
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,9 @@ class Gateway:
     listeners: list[MinuteListener] = field(default_factory=list)
     sources: list[ModbusSource] = field(default_factory=list)
     mqtt_sources: list[MqttSource] = field(default_factory=list)
+    opcua_sources: list[OpcUaSource] = field(default_factory=list)
+    hj212_sources: list[Hj212Source] = field(default_factory=list)
+    s7_sources: list[S7Source] = field(default_factory=list)
     minutes_closed: int = 0
     recovery: Recovery | None = None  # what startup restored from the ledger's checkpoint
     sealer: DailySealer | None = None  # seals the ledger's head when a site day has ended
@@ -333,6 +339,27 @@ class Gateway:
                 msrc = MqttSource(broker, self.signals, queue, self.clock, hb, site=s.site.name)
                 self.mqtt_sources.append(msrc)
                 tg.create_task(supervise(reenter(msrc), s.retry, hb, self.clock), name=f"mqtt[{broker.name}]")
+            for server in s.opcua.servers:  # one supervised session per server, into the same queue
+                from gateway.sources.opcua import OpcUaSource  # here: a site without OPC UA never loads asyncua
+
+                ho = self.health.get(f"opcua[{server.name}]")
+                osrc = OpcUaSource(server, self.signals, queue, self.clock, ho)
+                self.opcua_sources.append(osrc)
+                tg.create_task(supervise(reenter(osrc), s.retry, ho, self.clock), name=f"opcua[{server.name}]")
+            for hj_server in s.hj212.servers:  # one supervised listener per server, into the same queue
+                from gateway.sources.hj212 import Hj212Source
+
+                hh = self.health.get(f"hj212[{hj_server.name}]")
+                hsrc = Hj212Source(hj_server, self.signals, queue, self.clock, hh, site_timezone=s.site.timezone)
+                self.hj212_sources.append(hsrc)
+                tg.create_task(supervise(reenter(hsrc), s.retry, hh, self.clock), name=f"hj212[{hj_server.name}]")
+            for plc in s.s7.devices:  # one supervised connection per PLC, into the same queue
+                from gateway.sources.s7 import S7Source  # here: a site without S7 never loads snap7
+
+                h7 = self.health.get(f"s7[{plc.name}]")
+                s7src = S7Source(plc, self.signals, queue, self.clock, h7, retry=s.retry)
+                self.s7_sources.append(s7src)
+                tg.create_task(supervise(reenter(s7src), s.retry, h7, self.clock), name=f"s7[{plc.name}]")
             tg.create_task(stage.run(), name="minute")
             checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
             tg.create_task(checkpoints, name="checkpoint")

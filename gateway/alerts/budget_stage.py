@@ -37,7 +37,7 @@ from gateway.settings.alerts import AlertsConfig, BudgetConfig
 
 log = logging.getLogger(__name__)
 
-SOURCE_PREFIXES = ("modbus[", "mqtt[")  # health components that are data sources
+SOURCE_PREFIXES = ("modbus[", "mqtt[", "hj212[", "opcua[", "s7[")  # health components that are data sources
 #: A stream's minute of CO2 beyond this (or not finite) is garbage, never evaluated: the physical
 #: bounds of the readings (analytics/units.py) cap a stream's minute at a few thousand t (1e5 t/h of
 #: coke is ~5e3 tCO2 a minute) and the largest steel works emits ~60 t a minute in all. A budget

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: ok — site {settings.site.name} ({settings.site.timezone}), "
         f"{len(settings.modbus.devices)} Modbus device(s) with {n_points} point(s), "
-        f"{len(settings.mqtt.brokers)} MQTT broker(s), {len(settings.signals)} signal(s), {len(settings.streams)} stream(s)"
+        f"{len(settings.mqtt.brokers)} MQTT broker(s), "
+        + (f"{len(settings.s7.devices)} S7 PLC(s), " if settings.s7.devices else "")
+        + (f"{len(settings.opcua.servers)} OPC UA server(s), " if settings.opcua.servers else "")
+        + f"{len(settings.signals)} signal(s), {len(settings.streams)} stream(s)"
     )
     return 0

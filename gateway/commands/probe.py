@@ -1,7 +1,9 @@
-"""`emgate probe`: one live Modbus read, printed raw and decoded, for checking a device on site.
+"""`emgate probe`: one live Modbus read, printed raw and decoded, for checking a device on site;
+or one OPC UA node read (`--opcua URL --node ID`, the same as `emgate browse URL --node ID --depth 0`).
 
     emgate probe --host 10.0.0.7 --unit 3 --address 100 --count 2 --type FLOAT32 --byte-order CDAB
     emgate probe --serial-port /dev/ttyUSB0 --baudrate 9600 --unit 2 --address 0 --register input
+    emgate probe --opcua opcua://10.30.0.5:4840 --node "ns=2;s=Sinter.Gas.Flow"
 
 Only read function codes (1, 2, 3, 4) exist on this path, like everywhere in emgate. Exit codes:
 0 the device answered, 1 no reply or an exception reply, 2 bad arguments.
@@ -39,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
     where.add_argument("--stopbits", type=int, choices=[1, 2], default=1)
     what = p.add_argument_group("what")
     what.add_argument("--unit", type=int, default=1, help="unit id (slave id), default 1")
-    what.add_argument("--address", type=int, required=True, help="zero-based first address")
+    what.add_argument("--address", type=int, help="zero-based first address (Modbus; required there)")
     what.add_argument(
         "--count", type=int, default=None, help="registers or bits (default: what --type needs, else 1)"
     )
@@ -48,6 +50,9 @@ def add_parser(subparsers: Any) -> None:
     what.add_argument("--byte-order", default="ABCD", help="ABCD, CDAB (word swap), BADC (byte swap), DCBA")
     what.add_argument("--bit", type=int, default=None, help="bit index 0..15 for --type BIT")
     what.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for the reply (default 2)")
+    opcua = p.add_argument_group("OPC UA (instead of Modbus)")
+    opcua.add_argument("--opcua", metavar="URL", help="opcua://HOST:PORT[/PATH]: read one node of this server")
+    opcua.add_argument("--node", help="with --opcua: the NodeId (ns=2;s=Name) or browse path (/0:Objects/2:Name)")
     p.set_defaults(func=run)
 
 
@@ -56,6 +61,8 @@ class _Usage(Exception):
 
 
 def _check(args: argparse.Namespace) -> tuple[DataType | None, ByteOrder, int]:
+    if args.address is None:
+        raise _Usage("--address is required (or --opcua URL --node ID for an OPC UA node)")
     if bool(args.host) == bool(args.serial_port):
         raise _Usage("give either --host (TCP) or --serial-port (RTU)")
     if not 0 <= args.unit <= 247:
@@ -129,6 +136,8 @@ def _decoded(words: list[int], dtype: DataType, order: ByteOrder, args: argparse
 
 def run(args: argparse.Namespace) -> int:
     """Read once; print words and decoded values."""
+    if args.opcua is not None or args.node is not None:
+        return _probe_opcua(args)
     try:
         dtype, order, count = _check(args)
     except _Usage as exc:
@@ -158,3 +167,14 @@ def run(args: argparse.Namespace) -> int:
     if dtype is not None:
         print("\n".join(_decoded(words, dtype, order, args)))
     return 0
+
+
+def _probe_opcua(args: argparse.Namespace) -> int:
+    """One OPC UA node, read through `emgate browse` at depth 0."""
+    from gateway.commands import browse
+
+    if args.opcua is None or args.node is None:
+        print("emgate probe: error: --opcua URL and --node ID go together", file=sys.stderr)
+        return 2
+    ns = argparse.Namespace(url=args.opcua, node=args.node, depth=0, username=None, password_file=None, timeout=args.timeout)
+    return browse.run(ns)

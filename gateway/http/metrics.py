@@ -86,11 +86,77 @@ class GatewayCollector(Collector):
             name = f"mqtt[{msrc.cfg.name}]"
             mqtt_dropped.add_metric([name, "inbound"], msrc.counters.dropped_inbound)
             mqtt_dropped.add_metric([name, "pipeline"], msrc.counters.dropped_batches)
+        hj_frames = CounterMetricFamily(
+            "emgate_hj212_frames", "HJ 212 frames accepted (CRC and length right).", labels=["source"]
+        )
+        hj_bad = CounterMetricFamily(
+            "emgate_hj212_bad_frames",
+            "HJ 212 frames rejected (no header, wrong length field, wrong CRC, not HJ 212), per peer address.",
+            labels=["source", "peer"],
+        )
+        hj_closed = CounterMetricFamily(
+            "emgate_hj212_connections_closed",
+            "HJ 212 connections closed by the gateway: over max_connections, idle, or too slow.",
+            labels=["source", "reason"],
+        )
+        for hsrc in gw.hj212_sources:
+            name = f"hj212[{hsrc.cfg.name}]"
+            hc = hsrc.counters
+            hj_frames.add_metric([name], hc.frames)
+            for peer, n in sorted(hc.bad_frames.items()):
+                hj_bad.add_metric([name, peer], n)
+            hj_closed.add_metric([name, "limit"], hc.rejected_connections)
+            hj_closed.add_metric([name, "idle"], hc.idle_closed)
+            hj_closed.add_metric([name, "slow"], hc.slow_closed)
+        s7_requests = CounterMetricFamily(
+            "emgate_s7_requests", "S7 read requests sent (each up to 20 items within the PDU).", labels=["source"]
+        )
+        s7_refused = CounterMetricFamily(
+            "emgate_s7_refused_items",
+            "S7 read items the PLC refused, by return code (0x0a no such object, 0x05 address out of range).",
+            labels=["source", "code"],
+        )
+        s7_connects = CounterMetricFamily("emgate_s7_connects", "S7 connections made (setup and PDU agreed).", labels=["source"])
+        for s7src in gw.s7_sources:
+            name = f"s7[{s7src.cfg.name}]"
+            sc = s7src.counters
+            s7_requests.add_metric([name], sc.requests)
+            s7_connects.add_metric([name], sc.connects)
+            for code, n in sorted(sc.item_codes.items()):
+                s7_refused.add_metric([name, f"{code:#04x}"], n)
+            dropped.add_metric([name], sc.dropped_batches * len(s7src.cfg.points))
+        opcua_connects = CounterMetricFamily(
+            "emgate_opcua_connects", "OPC UA sessions opened (subscription and items created).", labels=["source"]
+        )
+        opcua_changes = CounterMetricFamily(
+            "emgate_opcua_node_state_changes",
+            "OPC UA nodes going bad, unknown or uncertain, or good again (each logged once).",
+            labels=["source"],
+        )
+        opcua_status = CounterMetricFamily(
+            "emgate_opcua_samples_not_good", "OPC UA samples by StatusCode other than Good.", labels=["source", "status"]
+        )
+        for osrc in gw.opcua_sources:
+            name = f"opcua[{osrc.cfg.name}]"
+            oc = osrc.counters
+            opcua_connects.add_metric([name], oc.connects)
+            opcua_changes.add_metric([name], oc.node_state_changes)
+            for status, n in sorted(oc.statuses.items()):
+                opcua_status.add_metric([name, status], n)
         yield read
         yield late
         yield future
         yield dropped
         yield mqtt_dropped
+        yield hj_frames
+        yield hj_bad
+        yield hj_closed
+        yield s7_requests
+        yield s7_refused
+        yield s7_connects
+        yield opcua_connects
+        yield opcua_changes
+        yield opcua_status
         yield CounterMetricFamily(
             "emgate_clock_steps",
             "Steps of the gateway's clock against its steady clock (beyond [window] clock_step_tolerance_s).",

@@ -17,10 +17,16 @@ if TYPE_CHECKING:
     from gateway.core.clock import Clock
     from gateway.core.health import HealthRegistry
     from gateway.ledger.store import LedgerCounters
+    from gateway.settings.hj212 import Hj212ServerConfig
+    from gateway.settings.opcua import OpcUaServerConfig
+    from gateway.settings.s7 import S7DeviceConfig
     from gateway.settings.site import GatewaySettings, ModbusDeviceConfig, MqttBrokerConfig
     from gateway.sinks.influx import InfluxCounters
+    from gateway.sources.hj212 import Hj212Counters
     from gateway.sources.modbus import ModbusCounters
     from gateway.sources.mqtt import MqttCounters
+    from gateway.sources.opcua import OpcUaCounters
+    from gateway.sources.s7 import S7Counters
     from gateway.stages.minute import WindowCounters
 
 
@@ -61,6 +67,30 @@ class MqttSourceView(Protocol):
     def counters(self) -> MqttCounters: ...
 
 
+class Hj212SourceView(Protocol):
+    @property
+    def cfg(self) -> Hj212ServerConfig: ...
+
+    @property
+    def counters(self) -> Hj212Counters: ...
+
+
+class S7SourceView(Protocol):
+    @property
+    def cfg(self) -> S7DeviceConfig: ...
+
+    @property
+    def counters(self) -> S7Counters: ...
+
+
+class OpcUaSourceView(Protocol):
+    @property
+    def cfg(self) -> OpcUaServerConfig: ...
+
+    @property
+    def counters(self) -> OpcUaCounters: ...
+
+
 class GatewayView(Protocol):
     """The gateway as its views see it: read-only, read when a page or a scrape asks."""
 
@@ -92,3 +122,12 @@ class GatewayView(Protocol):
 
     @property
     def mqtt_sources(self) -> Sequence[MqttSourceView]: ...
+
+    @property
+    def hj212_sources(self) -> Sequence[Hj212SourceView]: ...
+
+    @property
+    def s7_sources(self) -> Sequence[S7SourceView]: ...
+
+    @property
+    def opcua_sources(self) -> Sequence[OpcUaSourceView]: ...

@@ -27,7 +27,7 @@ from gateway.settings.site import GatewaySettings, split_bind
 Loc = tuple[str | int, ...]
 
 #: Settings fields that name a file holding a secret.
-SECRET_FILE_FIELDS = frozenset({"token_file", "password_file", "key_file"})
+SECRET_FILE_FIELDS = frozenset({"token_file", "password_file", "key_file", "private_key_file"})
 
 
 @dataclass(frozen=True)

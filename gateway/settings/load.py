@@ -236,11 +236,10 @@ def _env_variable(loc: tuple[int | str, ...]) -> str | None:
 
 
 def _evidence_beside_site_file(data: dict[str, Any], path: Path) -> None:
-    """A relative `[[production]] evidence` path is relative to the site file, as a reader expects."""
-    entries = data.get("production")
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
+    """A relative `[[production]]` or `[[cbam.precursors]]` evidence path is relative to the site file, as a reader expects."""
+    cbam = data.get("cbam")
+    lists = (data.get("production"), cbam.get("precursors") if isinstance(cbam, dict) else None)
+    for entry in (e for entries in lists if isinstance(entries, list) for e in entries):
         if isinstance(entry, dict) and isinstance(entry.get("evidence"), str) and not Path(entry["evidence"]).is_absolute():
             entry["evidence"] = str(Path(path).parent / entry["evidence"])
 

@@ -28,6 +28,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from analytics.units import amount_bounds_per_s, integrated_unit, rate_bounds
 from gateway.codec.registers import register_count
 from gateway.settings.alerts import AlertsConfig, BudgetConfig
+from gateway.settings.cbam import CbamConfig
+from gateway.settings.hj212 import Hj212Config
+from gateway.settings.opcua import OpcUaConfig
+from gateway.settings.s7 import S7Config
 from gateway.settings.tls import TlsConfig, read_secret_file
 
 Name = Annotated[str, Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -414,7 +418,8 @@ class SignalConfig(Section):
 
 
 Method = Literal[
-    "fuel_combustion", "carbon_content", "carbonate", "electrode", "material", "carbon_balance", "electricity", "heat"
+    "fuel_combustion", "carbon_content", "carbonate", "electrode", "material", "carbon_balance", "electricity", "heat",
+    "cems",
 ]
 
 
@@ -829,6 +834,9 @@ class GatewaySettings(BaseSettings):
     pipeline: PipelineConfig = PipelineConfig()
     modbus: ModbusConfig = ModbusConfig()
     mqtt: MqttConfig = MqttConfig()
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    hj212: Hj212Config = Field(default_factory=Hj212Config)
+    s7: S7Config = Field(default_factory=S7Config)
     signals: dict[Name, SignalConfig] = Field(default_factory=dict)
     streams: list[StreamConfig] = Field(default_factory=list)
     production: list[ProductionConfig] = Field(default_factory=list)
@@ -840,6 +848,7 @@ class GatewaySettings(BaseSettings):
     replay: ReplayConfig = ReplayConfig()
     budget: BudgetConfig | None = None
     alerts: AlertsConfig = AlertsConfig()
+    cbam: CbamConfig | None = Field(None, description="CBAM: installation, production processes, precursors (docs/cbam.md).")
 
     @classmethod
     def settings_customise_sources(
@@ -883,6 +892,32 @@ class GatewaySettings(BaseSettings):
                         problems.append(
                             f"mqtt broker {broker.name!r} topic {sub.topic!r}: signal {signal!r} is not declared under [signals]"
                         )
+        for i, hj_server in enumerate(self.hj212.servers):
+            for j, hj_point in enumerate(hj_server.points):
+                if hj_point.signal not in self.signals:
+                    problems.append(
+                        f"hj212.servers[{i}].points[{j}] (server {hj_server.name!r}, mn={hj_point.mn}, "
+                        f"{hj_point.code}-{hj_point.field}): signal {hj_point.signal!r} is not declared under [signals]"
+                    )
+            for j, hj_cems in enumerate(hj_server.cems):
+                sig = self.signals.get(hj_cems.signal)
+                if sig is None or sig.kind != "rate" or sig.unit not in ("kg/h", "t/h"):
+                    problems.append(
+                        f"hj212.servers[{i}].cems[{j}]: signal {hj_cems.signal!r} must be declared under [signals] "
+                        "as a rate in kg/h or t/h (the CO2 mass flow)"
+                    )
+        for plc in self.s7.devices:
+            for s7_point in plc.points:
+                if s7_point.signal not in self.signals:
+                    problems.append(
+                        f"s7 device {plc.name!r} point {s7_point.where}: signal {s7_point.signal!r} is not declared under [signals]"
+                    )
+        for server in self.opcua.servers:
+            for node in server.nodes:
+                if node.signal not in self.signals:
+                    problems.append(
+                        f"opcua server {server.name!r} node {node.node!r}: signal {node.signal!r} is not declared under [signals]"
+                    )
         for mapping in self.replay.csv:
             for column, signal in mapping.columns.items():
                 if signal not in self.signals:
@@ -1003,9 +1038,18 @@ class GatewaySettings(BaseSettings):
         return problems
 
     def signal_poll_s(self) -> dict[str, float]:
-        """Fastest poll interval feeding each signal (MQTT signals: none)."""
+        """Fastest poll interval feeding each signal (MQTT signals: none; OPC UA: poll_s, or the
+        publishing interval of a subscription)."""
         out: dict[str, float] = {}
+        for server in self.opcua.servers:
+            # subscribe: an unchanged value is re-emitted every publishing interval (at least every second)
+            every_s = server.poll_s if server.mode == "poll" else max(server.publishing_interval_ms / 1000.0, min(server.watchdog_s, 1.0))
+            for node in server.nodes:
+                out[node.signal] = min(out.get(node.signal, every_s), every_s)
         for dev in self.modbus.devices:
             for point in dev.points:
                 out[point.signal] = min(out.get(point.signal, dev.poll_s), dev.poll_s)
+        for plc in self.s7.devices:
+            for s7_point in plc.points:
+                out[s7_point.signal] = min(out.get(s7_point.signal, plc.poll_s), plc.poll_s)
         return out

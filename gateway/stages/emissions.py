@@ -43,6 +43,7 @@ _METHOD_KINDS = {
     "carbon_balance": {"fuel", "material", "carbonate", "electrode"},
     "electricity": {"grid"},
     "heat": {"heat"},
+    "cems": {"material"},  # the signal is measured CO2 (t or kg): factor measured.co2, 1 tCO2 per t
 }
 
 
@@ -81,6 +82,12 @@ class EmissionCalculator:
                 continue
             if factor.kind not in _METHOD_KINDS[s.method]:
                 problems.append(f"{where}: method {s.method} cannot use factor {s.factor!r} of kind {factor.kind}")
+                continue
+            if s.method == "cems" and (factor.unit != "t" or factor.ef_given_tco2_per_unit != 1.0):
+                problems.append(
+                    f"{where}: method cems measures CO2 itself; its factor must be 1 tCO2 per t (factor measured.co2), "
+                    f"not {s.factor!r} (a {factor.kind} factor per {factor.unit})"
+                )
                 continue
             amount_unit = settings.signals[s.signal].amount_unit
             try:

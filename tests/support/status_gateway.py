@@ -105,6 +105,9 @@ class FakeGateway:
     alerts: AlertStageStandIn | None = None
     sources: list[Any] = field(default_factory=list)
     mqtt_sources: list[Any] = field(default_factory=list)
+    hj212_sources: list[Any] = field(default_factory=list)
+    s7_sources: list[Any] = field(default_factory=list)
+    opcua_sources: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.settings = SimpleNamespace(

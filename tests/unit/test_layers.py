@@ -4,7 +4,9 @@
 - `gateway/codec` is sans-IO: no sockets, files, clock, event loop, database, logging or
   protocol library; no `open()`/`print()`/`input()`, no `async def` or `await`, no `datetime.now()`.
 - One owner per library: `sqlite3` only in `gateway/ledger/`, `pymodbus` only in
-  `gateway/sources/pymodbus_client.py`, `aiomqtt` only in the two MQTT modules.
+  `gateway/sources/pymodbus_client.py`, `aiomqtt` only in the two MQTT modules,
+  `asyncua` only in `gateway/sources/opcua_client.py`, `snap7` only in
+  `gateway/sources/snap7_client.py`.
 - `gateway/core` (the kernel) imports nothing of the gateway at run time; an import under
   `if TYPE_CHECKING:` may name a type it describes.
 - No import circle in `gateway/` or `analytics/`. Imports inside functions and under
@@ -157,7 +159,8 @@ IO_MODULES = frozenset(
     {
         "asyncio", "socket", "ssl", "selectors", "select", "os", "pathlib", "io", "shutil", "tempfile",
         "subprocess", "signal", "mmap", "time", "sqlite3", "logging", "urllib", "http",
-        "aiomqtt", "paho", "pymodbus", "serial", "aiohttp", "influxdb_client", "requests",
+        "aiomqtt", "paho", "pymodbus", "snap7", "serial", "aiohttp", "influxdb_client", "requests",
+        "asyncua",
     }
 )  # fmt: skip
 
@@ -176,7 +179,9 @@ def codec_is_sans_io(modules: dict[str, Module]) -> list[str]:
 OWNERS = {
     "sqlite3": ("gateway.ledger",),
     "pymodbus": ("gateway.sources.pymodbus_client",),
+    "snap7": ("gateway.sources.snap7_client",),
     "aiomqtt": ("gateway.sources.mqtt", "gateway.sinks.alerts_mqtt"),
+    "asyncua": ("gateway.sources.opcua_client",),
 }
 
 
