@@ -10,8 +10,8 @@
    correction (analytics/cbam.py), electricity MWh and its CO2; the activity level from
    [[production]]; precursor masses from streams or monthly entries.
 4. SEE per process and good (analytics/cbam.py), carbon price paid.
-5. files: cbam.json, cbam.xlsx (a Summary sheet laid out like the communication template's
-   Summary_Communication, then the tables), manifest.json (SHA-256 of each) last.
+5. files: cbam.json, cbam.xlsx (a sheet Summary_Communication laid out like the communication
+   template's, then the tables), manifest.json (SHA-256 of each) last.
 
 Nothing written depends on the clock, the machine or the output path: the same ledger head and
 configuration give the same bytes.
@@ -462,7 +462,7 @@ def _document(
 
 
 def summary_rows(doc: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
-    """The Summary sheet in the order of the template's Summary_Communication."""
+    """The Summary_Communication sheet, in the order of the template's."""
     i = doc["installation"]
     rp = doc["reporting_period"]
     rows: list[tuple[str, Any, str]] = [
@@ -655,7 +655,10 @@ def make_report(
     files = {
         CBAM_JSON: manifest.json_bytes(doc),
         CBAM_XLSX: workbook.build_workbook(
-            summary_rows(doc), sheets(doc), title=f"emgate CBAM {settings.site.name} {first}..{last}"
+            summary_rows(doc),
+            sheets(doc),
+            title=f"emgate CBAM {settings.site.name} {first}..{last}",
+            summary_sheet="Summary_Communication",  # the communication template's sheet
         ),
     }
     header = {

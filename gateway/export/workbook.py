@@ -55,13 +55,15 @@ _TOTAL_FONT = Font(bold=True)
 _WRAP = Alignment(wrap_text=True, vertical="top")
 
 
-def build_workbook(summary_rows: Sequence[tuple[str, Any, str]], sheets: Sequence[Sheet], *, title: str) -> bytes:
-    """XLSX bytes: a Summary sheet of (label, value, unit) rows, then one sheet per table.
+def build_workbook(
+    summary_rows: Sequence[tuple[str, Any, str]], sheets: Sequence[Sheet], *, title: str, summary_sheet: str = "Summary"
+) -> bytes:
+    """XLSX bytes: a summary sheet (named `summary_sheet`) of (label, value, unit) rows, then one sheet per table.
 
     A table longer than SHEET_MAX_ROWS is cut, with a row saying so (the CSV has every row).
     """
     wb = Workbook(write_only=True)
-    _summary_sheet(wb, summary_rows)
+    _summary_sheet(wb, summary_rows, summary_sheet)
     rows = {_placeholder_row(i): _table_sheet(wb, sheet, i) for i, sheet in enumerate(sheets)}
     props = DocumentProperties(creator="emgate", title=title, created=FIXED_TIME, modified=FIXED_TIME)
     wb.properties = props
@@ -133,8 +135,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, Any, str]]:
     return rows
 
 
-def _summary_sheet(wb: Workbook, rows: Sequence[tuple[str, Any, str]]) -> None:
-    ws = wb.create_sheet("Summary")
+def _summary_sheet(wb: Workbook, rows: Sequence[tuple[str, Any, str]], name: str) -> None:
+    ws = wb.create_sheet(name)
     for col, width in zip("ABC", (52, 22, 28), strict=True):
         ws.column_dimensions[col].width = width
     ws.freeze_panes = "A2"

@@ -107,8 +107,8 @@ def test_three_level_chain_by_hand_and_byte_identical(works: tuple[Path, Path], 
     }
     assert man["ledger"]["head_seq"] == doc["ledger"]["head_seq"] > 0
     wb = openpyxl.load_workbook(a / "cbam.xlsx")
-    assert wb.sheetnames == ["Summary", "Goods", "Processes", "Precursors"]
-    summary = {row[0]: row[1] for row in wb["Summary"].iter_rows(min_row=2, values_only=True)}
+    assert wb.sheetnames == ["Summary_Communication", "Goods", "Processes", "Precursors"]
+    summary = {row[0]: row[1] for row in wb["Summary_Communication"].iter_rows(min_row=2, values_only=True)}
     assert summary["UN/LOCODE"] == "CNSHG"
     assert summary["26011200 Agglomerated iron ores (sinter): SEE counted for CBAM (direct+indirect)"] == pytest.approx(
         exp["sintering"]["cbam"], rel=1e-12
