@@ -36,6 +36,14 @@ def run(args: argparse.Namespace) -> int:
         problems = None if exc.problems == [str(exc)] else exc.problems
         report_config_error(ConfigError(f"{args.config}: {exc}", problems))
         return 2
+    if settings.cbam is not None:  # the [cbam] section against the rest of the file, as `emgate cbam` checks it
+        from gateway.export.cbam import cbam_problems  # the export's modules load only for a site with [cbam]
+
+        where = key_locator(args.config)
+        cbam = [f"{where(loc)}: {message}" for loc, message in cbam_problems(settings)]
+        if cbam:
+            report_config_error(ConfigError(f"{args.config}: {len(cbam)} problem(s) in [cbam]", cbam))
+            return 2
     found = host_problems(settings)
     if found:
         where = key_locator(args.config)

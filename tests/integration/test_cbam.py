@@ -143,6 +143,10 @@ def test_bad_input_exits_2_naming_it(works: tuple[Path, Path], tmp_path: Path, c
     assert cbam(bad, ledger, tmp_path / "o3") == 2
     err = capsys.readouterr().err
     assert "cbam.precursors.2.stream" in err and "bof/hot_metal_charged" in err
+    assert main(["check-config", str(bad)]) == 2  # check-config says so before any run
+    err = capsys.readouterr().err
+    assert "problem(s) in [cbam]" in err and "bad.toml:" in err and "cbam.precursors[2].stream" in err
+    assert "bof/hot_metal_charged" in err
     # a period the ledger holds no minute of
     assert cbam(site, ledger, tmp_path / "o4", ["--from", "2026-10-01", "--to", "2026-10-31"]) == 2
     err = capsys.readouterr().err
