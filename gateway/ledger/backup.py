@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.ledger.database import create_owner_only, open_ledger_db, reading
+from gateway.ledger.database import backup_into, open_ledger_db, reading
 from gateway.ledger.errors import LedgerError
 from gateway.ledger.evidence import evidence_dir
 
@@ -46,16 +45,10 @@ def backup_ledger(source: Path, dest: Path) -> BackupResult:
     try:
         try:
             partial.unlink(missing_ok=True)  # a backup that stopped half way
-            create_owner_only(partial)
-            out = sqlite3.connect(partial)
+            with reading(source, f"copying it to {partial}"):
+                backup_into(src, partial, PAGES_PER_STEP)
         except OSError as exc:
             raise LedgerError(dest, f"cannot create {partial}: {exc.strerror}", "check the directory and its permissions") from exc
-        try:
-            with reading(source, f"copying it to {partial}"):
-                src.backup(out, pages=PAGES_PER_STEP)
-                out.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-        finally:
-            out.close()
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

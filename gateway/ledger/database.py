@@ -88,6 +88,33 @@ def open_ledger_db(path: Path, *, readonly: bool = False, busy_timeout_s: float 
     return conn
 
 
+def open_any_schema_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a ledger file of any schema, unchecked: for `emgate ledger
+    migrate`, which reads the schemas this version does not open (gateway/ledger/migrate.py).
+    Raises LedgerError when the file is missing or not a database."""
+    if not path.is_file():
+        raise LedgerError(path, "no such ledger file", "check the path")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise LedgerError(path, f"cannot open it as a database: {exc}") from exc
+    return conn
+
+
+def backup_into(conn: sqlite3.Connection, dest: Path, pages: int) -> None:
+    """Copy the database of `conn` into a new file `dest` with SQLite's online backup API, `pages`
+    pages a step (a writer waits at most one step), as one self-contained file (no -wal beside it).
+    Raises sqlite3.Error (callers turn it into LedgerError with `reading`)."""
+    create_owner_only(dest)
+    out = sqlite3.connect(dest)
+    try:
+        conn.backup(out, pages=pages)
+        out.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        out.close()
+
+
 def _check_schema(conn: sqlite3.Connection, path: Path) -> None:
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
         return  # a new file (or not a ledger at all: the first query on minutes says so)

@@ -28,14 +28,13 @@ import hashlib
 import json
 import math
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.ledger.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from gateway.ledger.database import open_ledger_db, rollback
+from gateway.ledger.database import Connection, DatabaseError, open_any_schema_readonly, open_ledger_db, rollback
 from gateway.ledger.errors import LedgerError
 from gateway.ledger.format import (
     FIELDS,
@@ -101,7 +100,7 @@ def migrate_ledger(source: Path, dest: Path) -> MigrationReport:
         raise MigrationError(dest, "already exists", "name a new file: a migration never overwrites one")
     if not source.is_file():
         raise MigrationError(source, "no such ledger file", "check the path")
-    old = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    old = open_any_schema_readonly(source)
     partial = dest.with_name(dest.name + ".partial")
     try:
         schema = _schema_of(old, source)
@@ -128,10 +127,10 @@ def migrate_ledger(source: Path, dest: Path) -> MigrationReport:
     return report
 
 
-def _schema_of(old: sqlite3.Connection, source: Path) -> str:
+def _schema_of(old: Connection, source: Path) -> str:
     try:
         row = old.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    except sqlite3.DatabaseError as exc:
+    except DatabaseError as exc:
         raise MigrationError(source, f"cannot read it as a ledger: {exc}", "check the path") from exc
     schema = None if row is None else str(row[0])
     if schema == SCHEMA_VERSION:
@@ -141,7 +140,7 @@ def _schema_of(old: sqlite3.Connection, source: Path) -> str:
     return schema
 
 
-def _old_rows(old: sqlite3.Connection, source: Path) -> Iterator[tuple[int, list[object], int | None, str | None, float, str]]:
+def _old_rows(old: Connection, source: Path) -> Iterator[tuple[int, list[object], int | None, str | None, float, str]]:
     """OLD's rows, each checked against the schema-2 chain: (seq, values, supersedes, reason,
     recorded_at, hash)."""
     prev, expected_seq = GENESIS_HASH, 1
@@ -160,7 +159,7 @@ def _old_rows(old: sqlite3.Connection, source: Path) -> Iterator[tuple[int, list
         prev, expected_seq = stored, seq + 1
 
 
-def _copy(old: sqlite3.Connection, new: sqlite3.Connection, source: Path, dest: Path, schema: str) -> MigrationReport:
+def _copy(old: Connection, new: Connection, source: Path, dest: Path, schema: str) -> MigrationReport:
     new.execute("BEGIN IMMEDIATE")
     try:
         new.execute(_MIGRATED_ROWS)
@@ -202,7 +201,7 @@ def _copy(old: sqlite3.Connection, new: sqlite3.Connection, source: Path, dest: 
     return MigrationReport(source, dest, schema, rows, old_head, prev.hex(), all_kg, current_kg, carried, tables)
 
 
-def _carry_tables(old: sqlite3.Connection, new: sqlite3.Connection) -> list[str]:
+def _carry_tables(old: Connection, new: Connection) -> list[str]:
     """The InfluxDB cursor, the quarantine and the alert events, row for row (their layout is the same)."""
     from gateway.ledger.alerts_table import ALERTS_SCHEMA  # the alerts table is its module's
 
@@ -222,7 +221,7 @@ def _carry_tables(old: sqlite3.Connection, new: sqlite3.Connection) -> list[str]
     return carried
 
 
-def _carry_checkpoint(old: sqlite3.Connection, new: sqlite3.Connection) -> bool | None:
+def _carry_checkpoint(old: Connection, new: Connection) -> bool | None:
     """Copy the crash checkpoint when this version reads its format; None when there is none."""
     row = old.execute("SELECT saved_at, state FROM checkpoint WHERE id = 1").fetchone()
     if row is None:
@@ -237,7 +236,7 @@ def _carry_checkpoint(old: sqlite3.Connection, new: sqlite3.Connection) -> bool 
     return True
 
 
-def _totals(db: sqlite3.Connection) -> tuple[float, float, float, float]:
+def _totals(db: Connection) -> tuple[float, float, float, float]:
     """Exact sums (math.fsum) of co2_kg and activity over all rows and over the current view."""
     co2_all, co2_cur, act_all, act_cur = [], [], [], []
     for co2, activity, current in db.execute(_TOTALS):
@@ -249,14 +248,14 @@ def _totals(db: sqlite3.Connection) -> tuple[float, float, float, float]:
     return math.fsum(co2_all), math.fsum(co2_cur), math.fsum(act_all), math.fsum(act_cur)
 
 
-def _prove(old: sqlite3.Connection, partial: Path, source: Path, report: MigrationReport) -> None:
+def _prove(old: Connection, partial: Path, source: Path, report: MigrationReport) -> None:
     """NEW verifies, and holds OLD's rows, count and totals: else MigrationError."""
     from gateway.ledger.audit import verify_ledger  # the audit's walk (and its native extension)
 
     verdict = verify_ledger(partial)
     if not verdict.ok or verdict.rows != report.rows or verdict.head_hash != report.new_head:
         raise BrokenLedgerError(partial, f"the new chain does not verify: {verdict.problem or verdict}")
-    new = sqlite3.connect(f"{partial.resolve().as_uri()}?mode=ro", uri=True)
+    new = open_any_schema_readonly(partial)
     try:
         old_rows = old.execute(_NEW_ROWS)
         for a, b in zip(old_rows, new.execute(_NEW_ROWS), strict=False):
