@@ -30,6 +30,7 @@ AREAS = (
     "load_10k",
     "s7",
     "opcua",
+    "soak",
 )
 # figure -> (goal, "min" or "max")
 GOALS: dict[str, tuple[float, str]] = {
@@ -43,6 +44,8 @@ GOALS: dict[str, tuple[float, str]] = {
     "minute_to_influx_p99_s": (2.0, "max"),
     "backlog_drain_points_per_s": (100_000, "min"),
     "export_month_s": (5.0, "max"),
+    "soak_rss_mb_growth_per_day": (1.0, "max"),
+    "soak_fds_growth_per_day": (0.5, "max"),  # a fit: under half a descriptor a day is none
 }
 
 
