@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -42,6 +41,7 @@ from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.site import ModbusDeviceConfig, RetryConfig
+from gateway.sources.cadence import poll_every, retry_after
 from gateway.sources.modbus_link import ModbusLink, ModbusLinkPool
 from gateway.sources.modbus_plan import ReadBlock, plan_reads, split_block
 from gateway.sources.pymodbus_client import ModbusExceptionReply, ModbusNoReply
@@ -153,25 +153,9 @@ class ModbusSource:
 
     async def run(self) -> None:
         """Poll every poll_s until cancelled; peers that fail are backed off, never raised."""
-        poll_s = self.cfg.poll_s
-        tick = math.ceil(self._clock.now() / poll_s) * poll_s
-        while True:
-            await self._clock.sleep_until(tick)
-            if self._clock.now() < self._retry_at:
-                self.counters.skipped_polls += 1
-                batch = self._gap(tick)
-            else:
-                batch = await self.poll_once(tick)
-            try:
-                self._out.put_nowait(batch)
-            except asyncio.QueueFull:
-                # keep the poll cadence; the stage is behind, so drop and count
-                self.counters.dropped_batches += 1
-            now = self._clock.now()
-            tick += poll_s
-            if tick < now - poll_s:  # more than a period behind: skip missed ticks instead of bursting
-                tick = math.ceil(now / poll_s) * poll_s
-            # less than a period late (a neighbour's timeout held the line): poll at once, keep the tick
+        await poll_every(
+            self.cfg.poll_s, self._clock, self.poll_once, self._gap, lambda: self._retry_at, self._out, self.counters
+        )
 
     def _gap(self, ts: float) -> SampleBatch:
         return SampleBatch(self.cfg.name, self._ids, self._stamps(ts), self._no_values.copy(), self._no_quality.copy())
@@ -253,9 +237,7 @@ class ModbusSource:
         self._failures += 1
         self.counters.failed_polls += 1
         self.health.failed(message)  # logs "lost" once; "recovered" on the next good poll
-        # equal jitter: devices that failed together (one dead gateway) spread their retries
-        delay = min(self._retry.cap_s, self.cfg.poll_s * 2 ** min(self._failures, 30))
-        self._retry_at = self._clock.now() + delay * random.uniform(0.5, 1.0)
+        self._retry_at = retry_after(self._clock.now(), self.cfg.poll_s, self._retry.cap_s, self._failures)
 
     def _names(self, block: ReadBlock, limit: int = 4) -> str:
         names = [self.cfg.points[j].signal for j in block.points]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -40,6 +39,7 @@ from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.s7 import S7DeviceConfig
 from gateway.settings.site import RetryConfig
+from gateway.sources.cadence import poll_every, retry_after
 from gateway.sources.s7_plan import S7Item, S7Request, plan_requests
 from gateway.sources.snap7_client import ReadItem, S7Client, S7NoReply, return_code_text
 
@@ -158,23 +158,9 @@ class S7Source:
 
     async def run(self) -> None:
         """Poll every poll_s until cancelled; a lost PLC is backed off and reconnected, never raised."""
-        poll_s = self.cfg.poll_s
-        tick = math.ceil(self._clock.now() / poll_s) * poll_s
-        while True:
-            await self._clock.sleep_until(tick)
-            if self._clock.now() < self._retry_at:
-                self.counters.skipped_polls += 1
-                batch = self._gap(tick)
-            else:
-                batch = await self.poll_once(tick)
-            try:
-                self._out.put_nowait(batch)
-            except asyncio.QueueFull:
-                self.counters.dropped_batches += 1  # keep the cadence; the stage is behind
-            now = self._clock.now()
-            tick += poll_s
-            if tick < now - poll_s:  # more than a period behind: skip missed ticks instead of bursting
-                tick = math.ceil(now / poll_s) * poll_s
+        await poll_every(
+            self.cfg.poll_s, self._clock, self.poll_once, self._gap, lambda: self._retry_at, self._out, self.counters
+        )
 
     def _gap(self, ts: float) -> SampleBatch:
         return SampleBatch(
@@ -246,8 +232,7 @@ class S7Source:
         self._failures += 1
         self.counters.failed_polls += 1
         self.health.failed(message)  # logs "lost" once; "recovered" on the next good poll
-        delay = min(self._retry.cap_s, self.cfg.poll_s * 2 ** min(self._failures, 30))
-        self._retry_at = self._clock.now() + delay * random.uniform(0.5, 1.0)
+        self._retry_at = retry_after(self._clock.now(), self.cfg.poll_s, self._retry.cap_s, self._failures)
 
     def _refused(self, item: S7Item, code: int) -> None:
         self.counters.refused_items += 1
