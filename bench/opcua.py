@@ -25,18 +25,17 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
+from bench.peer import peer_process
 from gateway.core.clock import SystemClock
 from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch
 from gateway.core.signals import SignalTable
 from gateway.settings.site import GatewaySettings
 from gateway.sources.opcua import OpcUaSource
-from tests.services.ports import free_port, tcp_accepts
+from tests.services.ports import free_port
 
 NODES = 200
 CHANGE_EVERY_S = 0.02
@@ -158,22 +157,8 @@ async def _measure(port: int, seconds: float, rounds: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     seconds, rounds = (1.0, 3) if quick else (3.0, 5)
     port = free_port()
-    script = SERVER.format(nodes=NODES, every=CHANGE_EVERY_S)
-    server = subprocess.Popen([sys.executable, "-c", script, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
-        deadline = time.monotonic() + 10
-        while not tcp_accepts("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with peer_process(SERVER.format(nodes=NODES, every=CHANGE_EVERY_S), port):
         figures = asyncio.run(_measure(port, seconds, rounds))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     print(
         f"OPC UA, {figures['opcua_nodes']} items, every one changed each {CHANGE_EVERY_S * 1000:.0f} ms\n"
         f"  emgate OpcUaSource  {figures['opcua_emgate_changes_per_s']:>9.1f} data changes/s\n"

@@ -23,18 +23,17 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
 
+from bench.peer import peer_process
 from gateway.core.clock import SystemClock
 from gateway.core.health import ComponentHealth
 from gateway.core.model import SampleBatch, SampleQuality
 from gateway.core.signals import SignalTable
 from gateway.settings.site import GatewaySettings
 from gateway.sources.s7 import S7Source
-from tests.services.ports import free_port, tcp_accepts
+from tests.services.ports import free_port
 
 DB_BYTES = 2400
 M_BYTES = 64
@@ -143,22 +142,8 @@ async def _measure(port: int, seconds: float, rounds: int) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     seconds, rounds = (1.0, 3) if quick else (3.0, 5)
     port = free_port()
-    script = SERVER.format(db=DB_BYTES, m=M_BYTES)
-    server = subprocess.Popen([sys.executable, "-c", script, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert server.stdout is not None and server.stdout.readline().strip() == b"ready"
-        deadline = time.monotonic() + 10
-        while not tcp_accepts("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with peer_process(SERVER.format(db=DB_BYTES, m=M_BYTES), port):
         figures = asyncio.run(_measure(port, seconds, rounds))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
     print(
         f"S7, {figures['s7_points']} points in {figures['s7_items_per_poll']} items, "
         f"{figures['s7_requests_per_poll']} request(s) per poll at PDU {figures['s7_pdu_bytes']}\n"
