@@ -1,35 +1,60 @@
-"""bench.soak's own parts: the growth fit across kill -9 restarts and the silent-device relay."""
+"""bench.soak's own parts: the growth fits across kill -9 restarts and the silent-device relay."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from bench.soak import DAY_S, HOUR_S, WARMUP_S, Sample, SilentRelay, growth_per_day
+from bench.soak import DAY_S, HOUR_S, WARMUP_S, Sample, SilentRelay, growth, growth_per_day
 
 
-def test_growth_is_fitted_per_process_so_a_restart_is_not_a_drop() -> None:
-    # two processes, each starting at 70 MB and growing 2 MB a day; a restart falls back to 70 MB
+def _daily_processes(days: int, level_mb: Callable[[int, float], float]) -> tuple[list[Sample], dict[int, float]]:
+    """A process a day (a kill at the same hour), sampled hourly; RSS from level_mb(day, hours since start)."""
+    starts = {d + 1: d * DAY_S for d in range(days)}
+    samples = [
+        Sample(starts[d + 1] + h * HOUR_S, d + 1, int(level_mb(d, h) * 1024), 20, 15.0) for d in range(days) for h in range(24)
+    ]
+    return samples, starts
+
+
+def test_a_fresh_process_rising_to_its_high_water_mark_each_day_is_no_growth() -> None:
+    # each day's process starts at 70 MB and rises to 90 MB: the same every day
+    samples, starts = _daily_processes(7, lambda d, h: 70 + 20 * min(h, 12) / 12)
+    g = growth(samples, starts, 0.0, DAY_S)
+    assert g["soak_rss_mb_growth_per_day"] == pytest.approx(0.0, abs=1e-6)
+    assert g["soak_fds_growth_per_day"] == 0.0
+    assert g["soak_rss_mb_within_process_per_day"] > 10  # the other fit sees the rise inside each process
+
+
+def test_what_survives_the_restarts_is_growth() -> None:
+    # the same daily shape, each day's process 1.5 MB above the day before's (say a cache loaded from the ledger)
+    samples, starts = _daily_processes(7, lambda d, h: 70 + 1.5 * d + 20 * min(h, 12) / 12)
+    g = growth(samples, starts, 0.0, DAY_S)
+    assert g["soak_rss_mb_growth_per_day"] == pytest.approx(1.5, rel=1e-3)
+
+
+def test_a_leak_inside_one_process_is_growth_in_both_fits() -> None:
+    # --no-kill: one process gaining 2 MB a day, 30 MB of start-up in its first hour
+    samples = [Sample(h * HOUR_S, 1, int(((40 if h == 0 else 70) + 2 * h / 24) * 1024), 20, None) for h in range(7 * 24)]
+    g = growth(samples, {1: 0.0}, 0.0, DAY_S)
+    assert g["soak_rss_mb_growth_per_day"] == pytest.approx(2.0, rel=1e-2)
+    assert g["soak_rss_mb_within_process_per_day"] == pytest.approx(2.0, rel=1e-2)
+    assert g["soak_tasks_growth_per_day"] is None  # never scraped
+
+
+def test_one_fit_per_process_so_a_restart_is_not_a_drop() -> None:
     starts = {1: 0.0, 2: 2 * DAY_S}
     samples = [
         Sample(t, pid, int((70 + 2 * (t - starts[pid]) / DAY_S) * 1024), 20, 15.0)
         for pid, (a, b) in ((1, (0, 2 * DAY_S)), (2, (2 * DAY_S, 4 * DAY_S)))
         for t in [a + h * HOUR_S for h in range(int((b - a) / HOUR_S))]
     ]
-    assert growth_per_day(samples, starts, DAY_S, "rss_kb") == pytest.approx(2 * 1024, rel=1e-3)
-    assert growth_per_day(samples, starts, DAY_S, "fds") == 0.0
-    # one fit over all samples would see the restart's fall as shrinking memory
-    assert growth_per_day([s for s in samples if s.pid == 1], starts, 0.0, "rss_kb") == pytest.approx(2 * 1024, rel=1e-3)
-
-
-def test_growth_leaves_out_each_process_warm_up() -> None:
-    starts = {1: 0.0}
-    # 30 MB of start-up in the first hour, flat afterwards
-    samples = [Sample(h * HOUR_S, 1, (40 if h == 0 else 70) * 1024, 20, None) for h in range(48)]
+    assert growth_per_day(samples, lambda s: s.pid, "rss_kb") == pytest.approx(2 * 1024, rel=1e-3)
+    # one group for all samples would count the restart's fall against the growth: a quarter of it
+    assert growth_per_day(samples, lambda s: 0, "rss_kb") == pytest.approx(0.5 * 1024, rel=1e-2)
     assert WARMUP_S >= HOUR_S
-    assert growth_per_day(samples, starts, 0.0, "rss_kb") == pytest.approx(0.0, abs=1e-9)
-    assert growth_per_day(samples, starts, 0.0, "tasks") is None  # never scraped
 
 
 async def test_relay_forwards_until_silent_then_answers_nothing() -> None:
