@@ -127,10 +127,8 @@ class SignalHistories:
         if self._small[i]:
             if not self._has[i]:
                 return None
-            entry = self._last_slot[i] >= 0
-            return SubstitutionHistory._trusted(
-                self._last_amount[i : i + entry], self._last_slot[i : i + entry], int(self._next[i]), CAPACITY
-            )
+            end = i + 1 if self._last_slot[i] >= 0 else i  # its last entry, or none
+            return SubstitutionHistory._trusted(self._last_amount[i:end], self._last_slot[i:end], int(self._next[i]), CAPACITY)
         pending = self._deferred[max(int(self._folded_to[i]) - self._deferred_base, 0) :]
         self._folded_to[i] = self._deferred_base + len(self._deferred)
         history = self._history.get(i)
