@@ -24,6 +24,7 @@ others are printed). The simulated devices' and publisher's CPU is measured over
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import math
 import sqlite3
@@ -134,6 +135,7 @@ def emgate_counts(metrics_url: str, keep: Path | None = None) -> dict[str, float
         "good": metric_sum(text, "emgate_samples_read_total{") - metric_sum(text, "emgate_samples_bad_total"),
         "dropped": metric_sum(text, "emgate_samples_dropped_total{") + metric_sum(text, "emgate_mqtt_messages_dropped_total{"),
         "late": metric_sum(text, "emgate_samples_late_total{"),
+        "missed_polls": metric_sum(text, "emgate_polls_missed_total{"),
     }
 
 
@@ -145,7 +147,7 @@ def minute_counts(influx: InfluxService) -> dict[int, int]:
     for s in series:
         for stamp, n in s["values"]:
             if n:
-                out[int(time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone)] = int(n)
+                out[calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))] = int(n)
     return out
 
 
@@ -258,6 +260,7 @@ def run_emgate(
         "emgate_good_samples_per_s_100k": e["counts"]["good"] / e["wall_s"],
         "emgate_samples_dropped_100k": e["counts"]["dropped"],
         "emgate_samples_late_100k": e["counts"]["late"],
+        "emgate_polls_missed_100k": e["counts"]["missed_polls"],  # ticks the gateway was too late for
     }
     f["emgate_cpu_s_per_1000_samples_100k"] = e["cpu_s"] / max(e["counts"]["good"], 1.0) * 1000
     t0_s, t1_s = e["t0_ns"] / 1e9, e["t1_ns"] / 1e9
@@ -274,7 +277,8 @@ def run_emgate(
     print(
         f"emgate: {SIGNALS:,} signals at 1 s for {e['wall_s']:.0f} s (ready in {e['start_s']:.0f} s): "
         f"CPU {e['cpu_s']:.1f} s ({f['cpu_core_fraction_100k_signals']:.3f} of a core), peak RSS {e['rss_mb']:.0f} MB, "
-        f"{f['emgate_good_samples_per_s_100k']:,.0f} good samples/s, {e['counts']['dropped']:.0f} dropped; "
+        f"{f['emgate_good_samples_per_s_100k']:,.0f} good samples/s, {e['counts']['dropped']:.0f} dropped, "
+        f"{e['counts']['missed_polls']:.0f} device polls missed (the gateway late); "
         f"minute -> InfluxDB p99 {f['minute_to_influx_p99_s_100k']:.2f} s (max {lat[-1]:.2f} s) over {len(lat)} minutes; "
         f"ledger {measured}/{expected} stream-minutes measured ({stored} stored); simulated devices and publisher "
         f"{f['simulators_cpu_core_fraction']:.3f} of a core"

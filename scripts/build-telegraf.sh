@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build Telegraf (the benchmark's peer) from its Go module, with only the plugins the benchmark
-# runs (modbus and mqtt_consumer inputs, the json parser, influxdb_v2 output), and cache it under ~/.cache/emgate/
-# by version and plugin set.
+# Build Telegraf (the benchmark's peer) from its Go module, with only the plugins the benchmarks
+# run (modbus and mqtt_consumer inputs, the json parser, influxdb_v2 output), and cache it under
+# ~/.cache/emgate/ by version and plugin set.
 # The checksum database answers 404 for one of Telegraf's dependencies from here (seen with
 # v1.32.3: github.com/influxdata/tail), so the build turns the checksum-database lookup off.
 set -euo pipefail

@@ -75,8 +75,15 @@ class GatewayCollector(Collector):
             "Readings dropped at a full sample queue (poll cadence kept).",
             labels=["source"],
         )
+        missed = CounterMetricFamily(
+            "emgate_polls_missed",
+            "Poll ticks passed over because the gateway was more than a poll period late (its own load, not the device's); "
+            "their seconds are gaps in the minute.",
+            labels=["source"],
+        )
         for src in gw.sources:  # a poll's batch holds one reading per point
             dropped.add_metric([src.cfg.name], src.counters.dropped_batches * len(src.cfg.points))
+            missed.add_metric([src.cfg.name], src.counters.missed_polls)
         mqtt_dropped = CounterMetricFamily(
             "emgate_mqtt_messages_dropped",
             "MQTT messages or batches dropped at a full queue.",
@@ -125,6 +132,7 @@ class GatewayCollector(Collector):
             for code, n in sorted(sc.item_codes.items()):
                 s7_refused.add_metric([name, f"{code:#04x}"], n)
             dropped.add_metric([name], sc.dropped_batches * len(s7src.cfg.points))
+            missed.add_metric([name], sc.missed_polls)
         opcua_connects = CounterMetricFamily(
             "emgate_opcua_connects", "OPC UA sessions opened (subscription and items created).", labels=["source"]
         )
@@ -147,6 +155,7 @@ class GatewayCollector(Collector):
         yield late
         yield future
         yield dropped
+        yield missed
         yield mqtt_dropped
         yield hj_frames
         yield hj_bad

@@ -3,7 +3,9 @@
 `poll_every` polls on a fixed grid of the gateway's clock (ticks at multiples of poll_s, so
 devices polled at the same period read together); while a source is backed off it emits gaps
 (NaN, COMM_ERROR) at each tick instead of asking the device, so the minute still sees the
-missing seconds. A batch the stage cannot take is dropped and counted: the cadence is kept.
+missing seconds. A batch the stage cannot take is dropped and counted: the cadence is kept. A
+gateway more than a period late (its own load, not the device's) passes over the ticks it missed
+and counts them (`missed_polls`): their seconds are gaps in the minute, not readings made up.
 `retry_after` is the backoff after a failed poll: equal jitter on an exponential step, so
 devices that failed together (one dead network gateway) spread their retries.
 """
@@ -22,6 +24,7 @@ from gateway.core.model import SampleBatch
 
 class PollCounters(Protocol):
     skipped_polls: int
+    missed_polls: int
     dropped_batches: int
 
 
@@ -50,7 +53,9 @@ async def poll_every(
         now = clock.now()
         tick += poll_s
         if tick < now - poll_s:  # more than a period behind: skip missed ticks instead of bursting
-            tick = math.ceil(now / poll_s) * poll_s
+            resumed = math.ceil(now / poll_s) * poll_s
+            counters.missed_polls += round((resumed - tick) / poll_s)  # their seconds are gaps in the minute
+            tick = resumed
         # less than a period late (a neighbour's timeout held the line): poll at once, keep the tick
 
 

@@ -65,6 +65,7 @@ class ModbusCounters:
     polls: int = 0
     failed_polls: int = 0
     skipped_polls: int = 0  # backed off: emitted as gaps without asking the device
+    missed_polls: int = 0  # ticks passed over: the gateway was more than a poll period late
     requests: int = 0
     no_replies: int = 0
     exception_replies: int = 0

@@ -127,7 +127,7 @@ class FakeGateway:
         self.ledger = SimpleNamespace(head_seq=4, path=self.ledger_path, counters=LedgerCounters())
         self.influx = SimpleNamespace(counters=InfluxCounters(points_written=3, batches_failed=1, backlog=7))
         self.sources = [
-            SimpleNamespace(cfg=SimpleNamespace(name="bf-1", points=[1, 2]), counters=ModbusCounters(dropped_batches=3))
+            SimpleNamespace(cfg=SimpleNamespace(name="bf-1", points=[1, 2]), counters=ModbusCounters(dropped_batches=3, missed_polls=4))
         ]
         bf = self.health.get("modbus[bf-1]")
         for latency_s in (0.004, 0.02, 0.02, 0.3):

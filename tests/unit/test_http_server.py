@@ -106,6 +106,7 @@ async def test_metrics_are_read_from_the_gateways_counters(gw: FakeGateway) -> N
     assert samples[("emgate_samples_read_total", (("source", "bf-1"),))] == 20
     assert samples[("emgate_samples_late_total", (("source", "bf-1"),))] == 2
     assert samples[("emgate_samples_dropped_total", (("source", "bf-1"),))] == 6  # 3 batches x 2 points
+    assert samples[("emgate_polls_missed_total", (("source", "bf-1"),))] == 4
     assert samples[("emgate_samples_bad_total", ())] == 1
     assert samples[("emgate_samples_out_of_range_total", ())] == 1
     bucket = {
