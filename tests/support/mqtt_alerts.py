@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.services.mosquitto import MosquittoService
+from tests.support.clocks import ManualClock
 
 
 class Subscriber:
@@ -103,17 +104,8 @@ async def retained_is(broker: MosquittoService, topic: str, check: Callable[[Any
     return value is not None and check(value)
 
 
-class FixedClock:
+class FixedClock(ManualClock):
     """The site clock stands still (the test feeds minutes itself); sleeps are real."""
-
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def now(self) -> float:
-        return self.t
-
-    def real_delay(self, t: float) -> float:
-        return t - self.t
 
     async def sleep_until(self, t: float) -> None:
         await asyncio.sleep(max(0.0, t - self.t))

@@ -13,22 +13,9 @@ from gateway.core.model import SampleBatch, SampleQuality
 from gateway.pipeline import Gateway
 from gateway.settings.site import GatewaySettings
 from tests.factories import site_settings
+from tests.support.clocks import ManualClock
 
 T0 = 1_700_000_040.0  # a minute boundary
-
-
-class _Clock:
-    def __init__(self, now: float) -> None:
-        self.t = now
-
-    def now(self) -> float:
-        return self.t
-
-    def real_delay(self, t: float) -> float:
-        return t - self.t
-
-    async def sleep_until(self, t: float) -> None:
-        self.t = max(self.t, t)
 
 
 def _settings(ledger: Path) -> GatewaySettings:
@@ -48,7 +35,7 @@ def _reading(gw: Gateway, ts: float, kw: float = 600.0) -> SampleBatch:
 
 
 async def test_the_first_readings_of_a_fresh_start_are_not_late(tmp_path: Path) -> None:
-    clock = _Clock(T0 + 37.0)  # started in the middle of a minute
+    clock = ManualClock(T0 + 37.0)  # started in the middle of a minute
     gw = Gateway.build(_settings(tmp_path / "l.sqlite"), clock=clock)
     assert gw.window.next_minute == T0 + 60.0 and gw.recovery is None
     for k in range(37, 125):  # one reading a second from the start

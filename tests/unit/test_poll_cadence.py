@@ -10,23 +10,7 @@ import pytest
 from gateway.core.model import SampleBatch
 from gateway.sources.cadence import poll_every
 from gateway.sources.modbus import ModbusCounters
-
-
-class StalledClock:
-    """Site time that moves only when told: by a sleep, or by a poll that stalls the gateway."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def real_delay(self, t: float) -> float:
-        return t - self.t
-
-    async def sleep_until(self, t: float) -> None:
-        self.t = max(self.t, t)
-        await asyncio.sleep(0)
+from tests.support.clocks import ManualClock
 
 
 class Done(Exception):
@@ -38,8 +22,9 @@ def batch(tick: float) -> SampleBatch:
 
 
 async def polled_ticks(stall_s: float) -> tuple[list[float], ModbusCounters]:
-    """Poll at 1 s; the poll of tick 1 takes `stall_s` of site time (the gateway's loop was busy)."""
-    clock, counters, ticks = StalledClock(), ModbusCounters(), []
+    """Poll at 1 s; the poll of tick 1 takes `stall_s` of site time (the gateway's loop was busy).
+    The site clock moves only by the cadence's sleeps and by that stall."""
+    clock, counters, ticks = ManualClock(), ModbusCounters(), []
     out: asyncio.Queue[SampleBatch] = asyncio.Queue()
 
     async def poll(tick: float) -> SampleBatch:
