@@ -1,6 +1,7 @@
 """Fixtures for the real peers (tests/services). Nothing here starts unless a test asks for it."""
 
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -14,6 +15,13 @@ from tests.services.modbus_tk_slave import ModbusTkSlave
 from tests.services.mosquitto import MosquittoService
 from tests.services.socat import SocatPtyPair
 from tests.support.mqtt_alerts import Subscriber
+
+# Tests stop gateways with SIGINT as Ctrl-C would. A shell that starts the suite in the background
+# (`(make test &)`, some CI runners) hands it SIGINT ignored, every child inherits that, and a
+# Python child then installs no KeyboardInterrupt handler: the gateway would not stop. Restore the
+# default here, so the children start with it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
