@@ -36,7 +36,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bench.load_10k import TELEGRAF, measure, telegraf_head, telegraf_modbus
+from bench.load_10k import TELEGRAF, good_samples, measure, metric_sum, telegraf_head, telegraf_modbus
 from tests.services.influxd import InfluxService
 from tests.services.mosquitto import MosquittoService
 from tests.services.ports import free_port, tcp_accepts
@@ -123,16 +123,12 @@ def telegraf_conf(path: Path, farm_ports: list[int], broker: MosquittoService, i
     path.write_text("\n".join(out))
 
 
-def metric_sum(text: str, prefix: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
-
-
 def emgate_counts(metrics_url: str, keep: Path | None = None) -> dict[str, float]:
     text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
     if keep is not None:
         keep.write_text(text)  # the last one read: the window's end
     return {
-        "good": metric_sum(text, "emgate_samples_read_total{") - metric_sum(text, "emgate_samples_bad_total"),
+        "good": good_samples(text),
         "dropped": metric_sum(text, "emgate_samples_dropped_total{") + metric_sum(text, "emgate_mqtt_messages_dropped_total{"),
         "late": metric_sum(text, "emgate_samples_late_total{"),
         "missed_polls": metric_sum(text, "emgate_polls_missed_total{"),

@@ -107,12 +107,18 @@ def proc_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def metric_sum(text: str, prefix: str) -> float:
+    """The sum of the samples in a /metrics text whose lines start with `prefix`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
+
+
+def good_samples(text: str) -> float:
+    """Readings emgate received minus those that were not GOOD, from its /metrics text."""
+    return metric_sum(text, "emgate_samples_read_total{") - metric_sum(text, "emgate_samples_bad_total")
+
+
 def emgate_good_samples(metrics_url: str) -> float:
-    """Readings emgate received minus those that were not GOOD, from its own /metrics."""
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
-    read = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("emgate_samples_read_total{"))
-    bad = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("emgate_samples_bad_total"))
-    return read - bad
+    return good_samples(urllib.request.urlopen(metrics_url, timeout=10).read().decode())
 
 
 def telegraf_samples(influx: InfluxService, t0_ns: int, t1_ns: int) -> float:
