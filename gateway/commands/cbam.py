@@ -4,11 +4,13 @@
 
 writes cbam.json, cbam.xlsx (laid out like the communication template's Summary_Communication)
 and manifest.json (SHA-256 of each file) into --out, from the ledger's rows of the local days
---from..--to (inclusive, the site's time zone) and the site file's [cbam] section.
+--from..--to (inclusive, the site's time zone) and the site file's [cbam] section. Months that
+`emgate ledger archive` moved out of the ledger are read from their archive files: --archive DIR.
 
 Exit codes: 0 written; 2 bad arguments, configuration or input (dates, [cbam] that does not fit
-the site file, a process without output, a missing ledger, a ledger of another site); 1 the
-ledger fails verification (the message names the row), or a file cannot be written.
+the site file, a process without output, a missing ledger, a ledger of another site, an archived
+month without --archive or its file); 1 the ledger or an archive fails verification (the
+message names the row), or a file cannot be written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--from", dest="first", required=True, help="first local day, YYYY-MM-DD")
     p.add_argument("--to", dest="last", required=True, help="last local day (inclusive), YYYY-MM-DD")
     p.add_argument("--out", type=Path, required=True, help="directory for the files")
+    p.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where `emgate ledger archive` wrote the archive files: months archived out of the ledger are read from them",
+    )
     p.set_defaults(func=run)
 
 
@@ -47,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     ledger = args.ledger or settings.ledger.path
     try:
-        doc = cbam.make_report(settings, args.config.read_bytes(), ledger, args.first, args.last, args.out)
+        doc = cbam.make_report(
+            settings, args.config.read_bytes(), ledger, args.first, args.last, args.out, archive_dir=args.archive
+        )
     except ConfigError as exc:
         report_config_error(exc)
         return 2

@@ -4,7 +4,10 @@
 
 1. read: pin the ledger's head and read the period's local days as of it with the export's
    reader (gateway/ledger/month.py `read_month`): the whole hash chain is verified first, and a
-   ledger that fails is refused naming the row (LedgerIntegrityError).
+   ledger that fails is refused naming the row (LedgerIntegrityError). Months archived out of
+   the ledger are read from their archive files (--archive DIR), each file's SHA-256 checked
+   against the ledger's record and its cells as stored when it was archived
+   (gateway/ledger/period.py); a changed archive is walked and refused naming the row.
 2. sum: the period's cells summed (math.fsum) per (process, stream, scope, unit, factor).
 3. attribute: per CBAM production process, its emgate processes' direct CO2, the waste-gas
    correction (analytics/cbam.py), electricity MWh and its CO2; the activity level from
@@ -20,6 +23,7 @@ configuration give the same bytes.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import hashlib
 import math
 import os
@@ -36,8 +40,8 @@ from gateway.core.errors import GatewayError
 from gateway.export import context, manifest, times, workbook
 from gateway.export.documents import T3, T6, Column, Sheet
 from gateway.ledger import month as ledger_month
+from gateway.ledger import period as ledger_period
 from gateway.ledger.evidence import EvidenceStore
-from gateway.ledger.site import check_site_of
 from gateway.settings.cbam import CbamConfig, PrecursorConfig
 from gateway.settings.site import GatewaySettings
 
@@ -609,17 +613,24 @@ def sheets(doc: Mapping[str, Any]) -> list[Sheet]:
 
 
 def read_period(
-    settings: GatewaySettings, ledger: Path, period: Period
-) -> tuple[ledger_month.LedgerHead, list[tuple[Any, ...]], list[dict[str, Any]]]:
-    """The period's cells as of the ledger's head, chain verified; and the ledger's lab records.
+    settings: GatewaySettings, ledger: Path, period: Period, archive_dir: Path | None
+) -> tuple[ledger_period.PeriodRead, list[dict[str, Any]]]:
+    """The period's cells as of the ledger's head, from the live ledger (chain verified) and, for
+    months archived out of it, from their archive files in `archive_dir` (each checked against
+    the ledger's record: gateway/ledger/period.py); and the ledger's lab records.
 
-    Raises CbamInputError (no ledger file), LedgerError, LedgerSiteError, LedgerIntegrityError."""
+    Raises CbamInputError (no ledger file, no minute in the period, an archived month without
+    its archive), LedgerError, LedgerSiteError, LedgerIntegrityError."""
     if not ledger.is_file():
         raise CbamInputError(f"ledger {ledger}: no such file; check --ledger (or [ledger] path in the config)")
-    head = ledger_month.pin_head(ledger)
-    span = ledger_month.minute_span(ledger, head, period.day_starts_s[0], period.day_starts_s[-1])
-    if not span.month_has_minutes:
-        check_site_of(ledger, settings.site.name)  # a ledger of another site is refused as that first
+    try:
+        read = ledger_period.read_period(
+            ledger, period.day_starts_s, site=settings.site.name, timezone=period.timezone, archive_dir=archive_dir
+        )
+    except ledger_period.PeriodError as exc:
+        raise CbamInputError(str(exc)) from None
+    if not read.cells and not read.archives:
+        span = ledger_month.minute_span(ledger, read.head, period.day_starts_s[0], period.day_starts_s[-1])
         tz = ZoneInfo(period.timezone)
         held = (
             "no minute at all"
@@ -628,30 +639,43 @@ def read_period(
         )
         raise CbamInputError(
             f"ledger {ledger} has no minute in {period.first}..{period.last} ({period.timezone}): it holds {held} "
-            f"(rows 1..{head.seq}); check --from, --to and --ledger. A report of a period without data would say 0 t"
+            f"(rows 1..{read.head.seq}); check --from, --to and --ledger. A report of a period without data would say 0 t"
         )
-    read = ledger_month.read_month(ledger, period.day_starts_s, head, site=settings.site.name)
     with EvidenceStore(ledger, readonly=True) as evidence:
         labs = evidence.lab_records()
-    return head, read.cells, labs
+    return read, labs
 
 
 def make_report(
-    settings: GatewaySettings, config_bytes: bytes, ledger: Path, first: str, last: str, out_dir: Path
+    settings: GatewaySettings,
+    config_bytes: bytes,
+    ledger: Path,
+    first: str,
+    last: str,
+    out_dir: Path,
+    *,
+    archive_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Write cbam.json, cbam.xlsx and manifest.json into out_dir; return cbam.json's document."""
+    """Write cbam.json, cbam.xlsx and manifest.json into out_dir; return cbam.json's document.
+    `archive_dir`: where the archive files of months archived out of the ledger are."""
     problems = cbam_problems(settings)
     if problems:
         raise CbamInputError("; ".join(f"{'.'.join(str(k) for k in path)}: {msg}" for path, msg in problems))
     period = period_of(first, last, settings.site.timezone)
-    head, cells, labs = read_period(settings, ledger, period)
+    read, labs = read_period(settings, ledger, period, archive_dir)
+    head, cells = read.head, read.cells
     factors = {**context.factor_info(settings), **context.lab_info(labs)}
     doc = build_report(settings, _sum_cells(cells), factors, period)
     assert settings.cbam is not None  # cbam_problems refuses a site file without it
     extra = _methods_and_quality(cells, settings.cbam)
     for p in doc["processes"]:
         p.update(extra[p["process"]])
-    doc["ledger"] = {"head_seq": head.seq, "head_hash": head.hash, "rows_verified": head.seq}
+    doc["ledger"] = {
+        "head_seq": head.seq,
+        "head_hash": head.hash,
+        "rows_verified": read.live_rows_verified,
+        "archives": [dataclasses.asdict(a) for a in read.archives],
+    }
     files = {
         CBAM_JSON: manifest.json_bytes(doc),
         CBAM_XLSX: workbook.build_workbook(

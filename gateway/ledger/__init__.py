@@ -16,4 +16,7 @@
 - audit.py       walking the hash chain (and _walk.c, the native walk, with _walk_layout.h
                  generated from format.py by scripts/gen_walk_layout.py)
 - month.py       a month's cells for the export, read as of a pinned head
+- archive.py     month seals and archive files (`emgate ledger archive`)
+- month_cells.py the cells of the months an archive holds whole, stored in it when it is written
+- period.py      a period's cells across the live ledger and its archives (the CBAM year)
 """

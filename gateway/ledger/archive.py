@@ -26,7 +26,8 @@ with rows is sealed first. The archive file, DIR/<site>-ledger-<first month>-<la
 is a ledger file of this schema holding those rows exactly as they are (same seq and digest), its
 meta head at S, the meta `archived` records before it (so it verifies on its own from its own
 start), meta `archive` (what it is) and copies of the side tables an export reads (evidence with
-its report copies, exports, seals, month_seals). It is written as a hidden partial file, verified
+its report copies, exports, seals, month_seals), and the cells of each month it holds whole
+(gateway/ledger/month_cells.py). It is written as a hidden partial file, verified
 (its chain, its head, the seals of the months wholly in it), made read-only, and only then
 renamed into place. The live ledger then records the archive in meta `archived` (a JSON list:
 file name, SHA-256 of the archive file, first_seq, last_seq, last_hash, rows, months, CO2 totals)
@@ -54,6 +55,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.core.errors import GatewayError
+from gateway.ledger import month_cells
 from gateway.ledger.audit import archived_base, cpus, verify_ledger
 from gateway.ledger.backup import copy_evidence
 from gateway.ledger.database import Connection, open_ledger_db, reading, rollback
@@ -337,12 +339,10 @@ def _file_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256 (hex). hashlib releases the GIL while it hashes: files hash in parallel in threads."""
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _prefix_end(db: Connection, base: int, cut_s: float, timezone: str) -> tuple[int, list[str]]:
@@ -423,7 +423,7 @@ def archive_ledger(
         progress(f"writing rows {base + 1}..{end} to the archive")
         t = time.perf_counter()
         whole = [s for s in seals if base < s.first_seq and s.last_seq <= end]
-        months = _write_archive(path, partial, base, end, meta, timezone, whole)
+        months = _write_archive(path, partial, base, end, meta, timezone, site, whole)
         seconds["write_archive"] = time.perf_counter() - t
         name = f"{site}-ledger-{months[0]}-{months[-1]}.sqlite"
         dest = out_dir / name
@@ -434,7 +434,7 @@ def archive_ledger(
         record = _check_written(partial, base, end, last_hash, seals, workers)
         seconds["verify_archive"] = time.perf_counter() - t
         os.chmod(partial, 0o400)
-        sha = _sha256(partial)
+        sha = sha256_of(partial)
         copy_evidence(path, dest)
         os.replace(partial, dest)
     except BaseException:
@@ -472,11 +472,12 @@ def archive_ledger(
 
 
 def _write_archive(
-    source: Path, partial: Path, base: int, end: int, meta: dict[str, str], timezone: str, whole: list[MonthSeal]
+    source: Path, partial: Path, base: int, end: int, meta: dict[str, str], timezone: str, site: str, whole: list[MonthSeal]
 ) -> list[str]:
     """Rows base+1..end of `source` into a new ledger file at `partial`, with its meta and side
     tables; returns the first and last month (in `timezone`) it holds. `whole`: the seals of the
-    months it holds whole (meta `archive`, `whole_months`: the export counts them complete)."""
+    months it holds whole (meta `archive`, `whole_months`: the export counts them complete); their
+    cells are read from the rows written and stored beside them (gateway/ledger/month_cells.py)."""
     partial.unlink(missing_ok=True)
     db = open_ledger_db(partial)
     try:
@@ -506,26 +507,21 @@ def _write_archive(
             head = db.execute("SELECT seq, hash FROM main.minutes ORDER BY seq DESC LIMIT 1").fetchone()
             db.executemany(
                 "INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)",
-                [
-                    ("head_seq", str(head[0])),
-                    ("head_hash", str(head[1])),
-                    (
-                        ARCHIVE_KEY,
-                        _canonical(
-                            {
-                                "of": source.name,
-                                "first_seq": base + 1,
-                                "last_seq": end,
-                                "whole_months": [[s.month, s.record["start_s"], s.record["end_s"]] for s in whole],
-                            }
-                        ),
-                    ),
-                ],
+                [("head_seq", str(head[0])), ("head_hash", str(head[1]))],
             )
             if meta.get(ARCHIVED_KEY):  # the archives before this one: it starts after the last of them
                 db.execute("INSERT INTO main.meta (key, value) VALUES (?, ?)", (ARCHIVED_KEY, meta[ARCHIVED_KEY]))
             db.execute("COMMIT")
             db.execute("DETACH DATABASE src")
+            months = [(s.month, float(s.record["start_s"]), float(s.record["end_s"])) for s in whole]
+            cells = month_cells.read_cells(partial, months, timezone, site)  # a walk of the rows just written
+            db.execute("BEGIN")
+            month_cells.insert_cells(db, cells)
+            # last: from here on the file is an archive, which open_ledger_db never opens to write
+            whole_months = [[m, start, end_s] for m, start, end_s in months]
+            archive = {"of": source.name, "first_seq": base + 1, "last_seq": end, "whole_months": whole_months}
+            db.execute("INSERT OR REPLACE INTO main.meta (key, value) VALUES (?, ?)", (ARCHIVE_KEY, _canonical(archive)))
+            db.execute("COMMIT")
             first, last = db.execute(
                 "SELECT (SELECT minute_start FROM minutes ORDER BY minute_start LIMIT 1), "
                 "(SELECT minute_start FROM minutes ORDER BY minute_start DESC LIMIT 1)"
@@ -601,6 +597,22 @@ def _cut_live(path: Path, base: int, end: int, last_hash: str, record: dict[str,
         db.close()
 
 
+def identity_problem(archive: Path, record: dict[str, Any], sha: str) -> str | None:
+    """The archive file compared with its record: `sha` (its SHA-256) and its head (last_seq,
+    last_hash). None when both match, else what differs."""
+    if sha != record["sha256"]:
+        return f"{archive}: SHA-256 {sha}, the live ledger recorded {record['sha256']}: the archive was changed or replaced"
+    db = open_ledger_db(archive, readonly=True)
+    try:
+        with reading(archive, "reading its head"):
+            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash')").fetchall())
+    finally:
+        db.close()
+    if (int(meta.get("head_seq", -1)), meta.get("head_hash")) != (int(record["last_seq"]), record["last_hash"]):
+        return f"{archive}: its head is row {meta.get('head_seq')} {meta.get('head_hash')}, the record says {record['last_seq']} {record['last_hash']}"
+    return None
+
+
 def check_archive(folder: Path, record: dict[str, Any]) -> list[str]:
     """Compare the archive file `record` names, in `folder`, with the record: its SHA-256, its
     head (last_seq, last_hash), and the month seals of the months it holds whole. Problems, or []."""
@@ -608,24 +620,14 @@ def check_archive(folder: Path, record: dict[str, Any]) -> list[str]:
     if not archive.is_file():
         return [f"{archive}: no such archive file"]
     try:
-        sha = _sha256(archive)
+        sha = sha256_of(archive)
     except OSError as exc:
         return [f"{archive}: cannot read it: {exc.strerror}"]
-    if sha != record["sha256"]:
-        return [f"{archive}: SHA-256 {sha}, the live ledger recorded {record['sha256']}: the archive was changed or replaced"]
-    db = open_ledger_db(archive, readonly=True)
-    try:
-        with reading(archive, "reading its head"):
-            meta = dict(db.execute("SELECT key, value FROM meta WHERE key IN ('head_seq', 'head_hash')").fetchall())
-            seals = _read_seals(db)
-    finally:
-        db.close()
-    if (int(meta.get("head_seq", -1)), meta.get("head_hash")) != (int(record["last_seq"]), record["last_hash"]):
-        return [
-            f"{archive}: its head is row {meta.get('head_seq')} {meta.get('head_hash')}, the record says {record['last_seq']} {record['last_hash']}"
-        ]
+    problem = identity_problem(archive, record, sha)
+    if problem is not None:
+        return [problem]
     problems = []
-    for seal in seals:
+    for seal in month_seals(archive):
         if seal.month in record.get("sealed_months", []):
             problem = check_month_seal(archive, seal)
             if problem is not None:
