@@ -361,7 +361,7 @@ class Gateway:
                 self.s7_sources.append(s7src)
                 tg.create_task(supervise(reenter(s7src), s.retry, h7, self.clock), name=f"s7[{plc.name}]")
             tg.create_task(stage.run(), name="minute")
-            checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s)
+            checkpoints = checkpoint_loop(self.window, self.ledger, self.clock, s.ledger.checkpoint_s, lock=stage.lock)
             tg.create_task(checkpoints, name="checkpoint")
             if self.alert_publisher is not None:
                 publisher = reenter(self.alert_publisher)

@@ -273,21 +273,26 @@ def recover_window(
     return recovery
 
 
-async def checkpoint_loop(window: MinuteWindow, ledger: Ledger, clock: Clock, interval_s: float) -> None:
+async def checkpoint_loop(
+    window: MinuteWindow, ledger: Ledger, clock: Clock, interval_s: float, lock: asyncio.Lock | None = None
+) -> None:
     """Save the in-progress window every `interval_s` of the gateway's clock; retry held rows.
 
     The first save is full, later ones deltas; after a save failed the next one is full again,
-    so the deltas on disk always continue the full state on disk.
+    so the deltas on disk always continue the full state on disk. `lock`: the minute stage's,
+    held while the window closes in a worker thread (gateway/stages/minute.py); a save waits for it.
     """
     full_needed = True
     names = window.signals.names
+    lock = lock or asyncio.Lock()
     while True:
         await clock.sleep_until(clock.now() + interval_s)
-        ledger.retry_pending()
-        if full_needed:
-            ok = ledger.checkpoints.save(window_checkpoint(window))
-        else:
-            new = window.export_new_readings()
-            ok = ledger.checkpoints.save(encode_window_state(new, names), delta=True) if len(new.ts) else True
+        async with lock:
+            ledger.retry_pending()
+            if full_needed:
+                ok = ledger.checkpoints.save(window_checkpoint(window))
+            else:
+                new = window.export_new_readings()
+                ok = ledger.checkpoints.save(encode_window_state(new, names), delta=True) if len(new.ts) else True
         full_needed = not ok
         await asyncio.sleep(0)

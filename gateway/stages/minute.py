@@ -632,6 +632,7 @@ class MinuteStage:
     ) -> None:
         self._window, self._inbox, self._on_frame, self._clock = window, inbox, on_frame, clock
         self._on_clock_step = on_clock_step
+        self.lock = asyncio.Lock()  # held while the window closes in a worker thread (_close_due)
         self._steps = ClockStepDetector(clock, window.window.clock_step_tolerance_s) if isinstance(clock, SteadyClock) else None
 
     def now(self) -> float:
@@ -675,6 +676,35 @@ class MinuteStage:
             # drain what already arrived so that it counts for the minute being closed
             while not self._inbox.empty():
                 self._window.ingest(self._inbox.get_nowait(), now=self.now())
-            frame = self._window.close_due(self.now())
+            frame = await self._close_due(self.now())
             if frame is not None:
                 await self._on_frame(frame)
+
+    async def _close_due(self, now: float) -> MinuteFrame | None:
+        """The window's close, in a worker thread: the sources keep polling meanwhile (a close of
+        100,000 signals takes over a second; a poll that waited for it on the event loop missed
+        its tick, and its readings were never taken). Readings that arrive meanwhile wait in the
+        inbox. The window is the thread's until the close returns: whatever else reads it on the
+        event loop (the checkpoint loop) takes `self.lock` first; and a cancel (a stop) arriving
+        meanwhile waits for the close to end and hands its frame on before it takes effect, so a
+        stop never saves a window half closed, nor one past minutes that never reached the ledger."""
+        if not self._window.due(now):
+            return None
+        async with self.lock:
+            closing = asyncio.get_running_loop().run_in_executor(None, self._window.close_due, now)
+            try:
+                return await asyncio.shield(closing)
+            except asyncio.CancelledError:
+                frame = await _uncancellable(closing)
+                if frame is not None:
+                    await self._on_frame(frame)
+                raise
+
+
+async def _uncancellable(work: asyncio.Future[MinuteFrame | None]) -> MinuteFrame | None:
+    """`work`'s result, waited for through any further cancels (a close lasts a second or two)."""
+    while True:
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            continue
