@@ -28,6 +28,7 @@ AREAS = (
     "export_month",
     "cbam",
     "replay_year",
+    "replay_day_100k",
     "influx_latency",
     "load_10k",
     "load_100k",
@@ -54,6 +55,7 @@ GOALS: dict[str, tuple[float, str]] = {
     "backlog_drain_points_per_s": (100_000, "min"),
     "export_month_s": (5.0, "max"),
     "cbam_year_s": (10.0, "max"),
+    "replay_day_100k_s": (60.0, "max"),
     "soak_rss_mb_growth_per_day": (1.0, "max"),
     "soak_fds_growth_per_day": (0.5, "max"),  # a fit: under half a descriptor a day is none
 }

@@ -337,7 +337,7 @@ def _merge(gw: Gateway, series: dict[str, Series]) -> tuple[np.ndarray, np.ndarr
         return np.empty(0, np.int32), np.empty(0), np.empty(0)
     signal_ids = np.array([gw.signals.id(n) for n in names], dtype=np.int32)
     first = series[names[0]].ts
-    if all(np.array_equal(series[n].ts, first) for n in names) and bool(np.all(first[1:] > first[:-1])):
+    if all(series[n].ts is first or np.array_equal(series[n].ts, first) for n in names) and bool(np.all(first[1:] > first[:-1])):
         # The columns of one file (a historian export): row after row, its signals in turn; the
         # order of the stable sort below, without sorting every reading (0.3 s a month of 100 signals).
         values = np.column_stack([series[n].values for n in names]).ravel()

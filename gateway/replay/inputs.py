@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gateway.core.errors import DecodeError
+from gateway.replay.wide_csv import read_table
 from gateway.settings.site import CsvInputConfig, GatewaySettings
 
 LONG_HEADER = ["ts", "signal", "value"]
@@ -88,7 +89,13 @@ def read_inputs(paths: list[Path], settings: GatewaySettings, report: InputRepor
             parts[signal].append(part)
     out: dict[str, Series] = {}
     dropped = 0
+    increasing: dict[int, bool] = {}  # id(times) -> strictly increasing; the columns of a file share one
     for signal, chunks in parts.items():
+        if len(chunks) == 1:
+            times = chunks[0][0]
+            if increasing.setdefault(id(times), bool(np.all(times[1:] > times[:-1]))):
+                out[signal] = Series(times, chunks[0][1])  # in order, no repeat: what the sort below gives
+                continue
         ts = np.concatenate([c[0] for c in chunks])
         values = np.concatenate([c[1] for c in chunks])
         order = np.argsort(ts, kind="stable")
@@ -153,7 +160,12 @@ def _check_span(path: Path, read: dict[str, _Part], now_s: float, max_gap_days: 
     """Refuse a file with a timestamp before 2000, more than a day ahead of now, or after a gap
     longer than `max_gap_days`: the replay would write every minute in between."""
     latest_s = now_s + AHEAD_TOLERANCE_S
-    for ts, _values, where in read.values():
+    parts = list(read.values())
+    if parts and all(ts is parts[0][0] and where is parts[0][2] for ts, _v, where in parts):
+        # the columns of one file share their times and rows: one copy has the same bad rows and
+        # the same gaps, with the same rows on either side of the widest (both sides scale alike)
+        parts = parts[:1]
+    for ts, _values, where in parts:
         bad = np.flatnonzero(~((ts >= EARLIEST_S) & (ts <= latest_s)))  # NaN included
         if len(bad):
             k = int(bad[0])
@@ -165,7 +177,7 @@ def _check_span(path: Path, read: dict[str, _Part], now_s: float, max_gap_days: 
             )
     if not math.isfinite(max_gap_days) or max_gap_days <= 0:
         return
-    stamps = [(ts, where) for ts, _v, where in read.values() if len(ts)]
+    stamps = [(ts, where) for ts, _v, where in parts if len(ts)]
     if not stamps:
         return
     all_ts = np.concatenate([t for t, _ in stamps])
@@ -330,10 +342,13 @@ def _number(text: str, where: str) -> float:
 
 def _header_index(path: Path, header: list[str], names: list[str]) -> list[int]:
     clean = [h.strip() for h in header]
-    missing = [n for n in names if n not in clean]
+    first: dict[str, int] = {}
+    for i, h in enumerate(clean):
+        first.setdefault(h, i)  # a name that repeats is its first column, as list.index finds it
+    missing = [n for n in names if n not in first]
     if missing:
         raise DecodeError(f"{path}: column(s) {missing} not in the header {clean}; check [[replay.csv]] columns")
-    return [clean.index(n) for n in names]
+    return [first[n] for n in names]
 
 
 def _read_columns(path: Path, m: CsvInputConfig, tz: ZoneInfo) -> dict[str, _Part]:
@@ -341,21 +356,15 @@ def _read_columns(path: Path, m: CsvInputConfig, tz: ZoneInfo) -> dict[str, _Par
     with path.open(encoding=m.encoding, newline="") as fh:
         header = next((row for _, row in _rows(csv.reader(fh, delimiter=m.delimiter), path)), [])
         t_i, *v_i = _header_index(path, header, [m.timestamp_column, *cols])
-    numeric = _numeric_table(path, m, [t_i, *v_i]) if m.timestamp_format in ("epoch_s", "epoch_ms") else None
-    if numeric is not None:
-        t_arr = numeric[:, 0] / (1000.0 if m.timestamp_format == "epoch_ms" else 1.0)
-        return _finish_columns(m, tz, t_arr, numeric[:, 1:], lambda k: f"{path}:{_data_lines(path, m.encoding, m.delimiter)[k]}")
-    with path.open(encoding=m.encoding, newline="") as fh:
-        rows = _rows(csv.reader(fh, delimiter=m.delimiter), path)
-        next(rows, None)
-        stamps: list[str] = []
-        cells: list[list[str]] = []
-        lines: list[int] = []
-        for line, row in rows:
-            stamps.append(row[t_i] if t_i < len(row) else "")
-            cells.append([row[i] if i < len(row) else "" for i in v_i])
-            lines.append(line)
-    v_arr = _numbers(path, cells, len(cols), lines)
+    table = read_table(path, m.encoding, m.delimiter, header, t_i, v_i)  # a plain export, column-wise
+    if table is not None:
+        stamps, v_arr, lines = table
+    else:
+        numeric = _numeric_table(path, m, [t_i, *v_i]) if m.timestamp_format in ("epoch_s", "epoch_ms") else None
+        if numeric is not None:
+            t_arr = numeric[:, 0] / (1000.0 if m.timestamp_format == "epoch_ms" else 1.0)
+            return _finish_columns(m, tz, t_arr, numeric[:, 1:], lambda k: f"{path}:{_data_lines(path, m.encoding, m.delimiter)[k]}")
+        stamps, v_arr, lines = _read_cells(path, m, t_i, v_i)
     local = LocalTimes(tz, m.ambiguous)
     if m.timestamp_format in ("epoch_s", "epoch_ms"):
         try:
@@ -369,6 +378,22 @@ def _read_columns(path: Path, m: CsvInputConfig, tz: ZoneInfo) -> dict[str, _Par
             [parse_time(x, m.timestamp_format, local, where=f"{path}:{n}") for x, n in zip(stamps, lines, strict=True)]
         )
     return _finish_columns(m, tz, t_arr, v_arr, _at_lines(path, lines))
+
+
+def _read_cells(path: Path, m: CsvInputConfig, t_i: int, v_i: list[int]) -> tuple[list[str], NDArray[np.float64], list[int]]:
+    """The timestamp cells, the value columns as floats and each row's line, row by row with the
+    csv module: any file it reads, and a bad cell named by its line."""
+    with path.open(encoding=m.encoding, newline="") as fh:
+        rows = _rows(csv.reader(fh, delimiter=m.delimiter), path)
+        next(rows, None)
+        stamps: list[str] = []
+        cells: list[list[str]] = []
+        lines: list[int] = []
+        for line, row in rows:
+            stamps.append(row[t_i] if t_i < len(row) else "")
+            cells.append([row[i] if i < len(row) else "" for i in v_i])
+            lines.append(line)
+    return stamps, _numbers(path, cells, len(v_i), lines), lines
 
 
 @cache

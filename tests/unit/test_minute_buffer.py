@@ -119,3 +119,19 @@ def test_run_sets_its_memory_options() -> None:
     assert thp in ("0", "absent")  # kernels before 6.0 have no THP_enabled line
     if platform.libc_ver()[0] == "glibc":  # musl has no mallopt threshold to fix
         assert pinned == "True"
+
+
+def test_a_batch_in_time_order_gets_the_stamps_np_unique_gives() -> None:
+    ts = np.repeat([60.0, 120.0, 180.0, 240.0], 5)  # a replay's feed: each time's readings together
+    sig = np.tile(np.arange(5, dtype=np.int32), 4)
+    sorted_buf, shuffled_buf = ReadingBuffer(), ReadingBuffer()
+    sorted_buf.append(sig[:1], np.array([30.0]), np.ones(1), np.zeros(1, np.uint8))  # a stamp held before
+    sorted_buf.append(sig, ts, ts * 2, np.zeros(len(ts), np.uint8))
+    assert sorted_buf._n_stamps == 5
+    np.testing.assert_array_equal(sorted_buf._stamps[:5], [30.0, 60.0, 120.0, 180.0, 240.0])
+    np.testing.assert_array_equal(sorted_buf.columns(1)[1], ts)
+    order = np.random.default_rng(3).permutation(len(ts))  # the same readings out of order: np.unique's way
+    shuffled_buf.append(sig[:1], np.array([30.0]), np.ones(1), np.zeros(1, np.uint8))
+    shuffled_buf.append(sig[order], ts[order], ts[order] * 2, np.zeros(len(ts), np.uint8))
+    for a, b in zip(sorted_buf.sort(), shuffled_buf.sort(), strict=True):
+        np.testing.assert_array_equal(a, b)
