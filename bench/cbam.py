@@ -169,7 +169,6 @@ def run(quick: bool, *, streams: int | None = None, months: int | None = None) -
         }
     figures.update(
         {
-            "cbam_rows_per_s": round(rows / cbam_s),
             "target_s": TARGET_S,
             "meets_target": cbam_s <= TARGET_S if whole else None,
             "goods": {g["cn"]: round(g["see_cbam_tco2_per_t"], 6) for g in doc["goods"]},
