@@ -63,8 +63,21 @@ def report(config: Path, ledger: Path, out: Path, *extra: str) -> dict[str, Any]
     return doc
 
 
-def archive(config: Path, folder: Path, before: str = "2026-11") -> None:
-    assert main(["ledger", "archive", "--config", str(config), "--before", before, str(folder)]) == 0
+def archive(config: Path, ledger: Path, folder: Path) -> tuple[dict[str, Any], Path]:
+    """September and October archived into `folder`: the live ledger's record and the archive file."""
+    assert main(["ledger", "archive", "--config", str(config), "--before", "2026-11", str(folder)]) == 0
+    [rec] = archive_records(ledger)
+    return rec, folder / rec["file"]
+
+
+def edit(path: Path, *sql: str) -> None:
+    """Run statements on a ledger or archive file as someone editing it by hand would."""
+    path.chmod(0o600)  # an archive is written read-only
+    db = sqlite3.connect(path)
+    for statement in sql:
+        db.execute(statement)
+    db.commit()
+    db.close()
 
 
 def test_archived_months_read_from_their_archive_give_the_same_report(
@@ -72,8 +85,7 @@ def test_archived_months_read_from_their_archive_give_the_same_report(
 ) -> None:
     config, ledger, before = works
     folder = tmp_path / "archive"
-    archive(config, folder)
-    [rec] = archive_records(ledger)
+    rec, _ = archive(config, ledger, folder)
     capsys.readouterr()
 
     # without the archive the live ledger alone would leave September and October out: refused
@@ -108,27 +120,17 @@ def test_a_period_cut_inside_archived_months_reads_the_same_cells(
 
     live = cells(None)
     assert {c[0] for c in live} == set(range(49))  # a cell on every day, September's, October's and November's
-    archive(config, tmp_path / "archive")
+    archive(config, ledger, tmp_path / "archive")
     assert cells(tmp_path / "archive") == live
 
 
 def test_an_archive_written_without_stored_cells_is_walked(works: tuple[Path, Path, dict[str, Any]], tmp_path: Path) -> None:
     config, ledger, before = works
     folder = tmp_path / "archive"
-    archive(config, folder)
-    [rec] = archive_records(ledger)
-    path = folder / rec["file"]
-    path.chmod(0o600)
-    db = sqlite3.connect(path)
-    db.execute("DROP TABLE month_cells")  # as an archive of an emgate that did not store them
-    db.commit()
-    db.execute("VACUUM")
-    db.close()
-    rec["sha256"] = sha256_of(path)
-    db = sqlite3.connect(ledger)
-    db.execute("UPDATE meta SET value = ? WHERE key = 'archived'", (json.dumps([rec], sort_keys=True, separators=(",", ":")),))
-    db.commit()
-    db.close()
+    rec, path = archive(config, ledger, folder)
+    edit(path, "DROP TABLE month_cells", "VACUUM")  # as an archive of an emgate that did not store them
+    rec["sha256"] = sha256_of(path)  # and the live ledger's record of it
+    edit(ledger, f"UPDATE meta SET value = '{json.dumps([rec], sort_keys=True, separators=(',', ':'))}' WHERE key = 'archived'")
     after = report(config, ledger, tmp_path / "after", "--archive", str(folder))
     assert after["ledger"]["archives"][0]["cells"] == "walked"
     assert after["goods"] == before["goods"] and after["processes"] == before["processes"]
@@ -139,15 +141,8 @@ def test_an_edited_row_of_an_archive_is_refused_naming_it(
 ) -> None:
     config, ledger, _ = works
     folder = tmp_path / "archive"
-    archive(config, folder)
-    [rec] = archive_records(ledger)
-    path = folder / rec["file"]
-    path.chmod(0o600)
-    db = sqlite3.connect(path)
-    db.execute("DROP TRIGGER minutes_no_update")
-    db.execute("UPDATE minutes SET co2_kg = co2_kg / 2 WHERE seq = 7")
-    db.commit()
-    db.close()
+    rec, path = archive(config, ledger, folder)
+    edit(path, "DROP TRIGGER minutes_no_update", "UPDATE minutes SET co2_kg = co2_kg / 2 WHERE seq = 7")
     capsys.readouterr()
     assert cbam(config, ledger, tmp_path / "out", "--archive", str(folder)) == 1
     err = capsys.readouterr().err
@@ -163,7 +158,7 @@ def test_a_late_minute_of_an_archived_month_is_refused_naming_the_month(
 ) -> None:
     config, ledger, _ = works
     folder = tmp_path / "archive"
-    archive(config, folder)
+    archive(config, ledger, folder)
     lg = Ledger(ledger, site=SITE)
     try:
         lg.append(results_of([minute(start_of("2026-10") + 600.0, "blast_furnace")]))  # never sent before
