@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gateway.commands.common import build_or_report, load_or_report, report_config_error, run_stoppable
 from gateway.core.errors import ConfigError
-from gateway.core.memory import disable_huge_pages, pin_mmap_threshold
+from gateway.core.memory import built_compact, disable_huge_pages, pin_mmap_threshold
 from gateway.http import add_http_argument, http_bind
 from gateway.pipeline import Gateway
 
@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     disable_huge_pages()  # numpy's large arrays resident 4 KiB at a time, not 2 MB (gateway/core/memory.py)
     pin_mmap_threshold()  # and a minute close's temporaries given back to the system
-    settings = load_or_report(args.config)
+    # loaded, then made again once the parse's holes in the heap are given back (gateway/core/memory.py)
+    settings = built_compact(lambda: load_or_report(args.config))
     if settings is None:
         return 2
     gw = build_or_report("run", args.config, lambda: Gateway.build(settings))
