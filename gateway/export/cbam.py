@@ -41,7 +41,9 @@ from gateway.export import context, manifest, times, workbook
 from gateway.export.documents import T3, T6, Column, Sheet
 from gateway.ledger import month as ledger_month
 from gateway.ledger import period as ledger_period
+from gateway.ledger.archive import archive_records
 from gateway.ledger.evidence import EvidenceStore
+from gateway.ledger.site import check_site_of
 from gateway.settings.cbam import CbamConfig, PrecursorConfig
 from gateway.settings.site import GatewaySettings
 
@@ -623,6 +625,11 @@ def read_period(
     its archive), LedgerError, LedgerSiteError, LedgerIntegrityError."""
     if not ledger.is_file():
         raise CbamInputError(f"ledger {ledger}: no such file; check --ledger (or [ledger] path in the config)")
+    if not archive_records(ledger):  # nothing archived: a period without minutes is refused before the walk
+        head = ledger_month.pin_head(ledger)
+        if not ledger_month.minute_span(ledger, head, period.day_starts_s[0], period.day_starts_s[-1]).month_has_minutes:
+            check_site_of(ledger, settings.site.name)  # a ledger of another site is refused as that first
+            raise _no_minute(ledger, head, period)
     try:
         read = ledger_period.read_period(
             ledger, period.day_starts_s, site=settings.site.name, timezone=period.timezone, archive_dir=archive_dir
@@ -630,20 +637,24 @@ def read_period(
     except ledger_period.PeriodError as exc:
         raise CbamInputError(str(exc)) from None
     if not read.cells and not read.archives:
-        span = ledger_month.minute_span(ledger, read.head, period.day_starts_s[0], period.day_starts_s[-1])
-        tz = ZoneInfo(period.timezone)
-        held = (
-            "no minute at all"
-            if span.first_s is None or span.last_s is None
-            else f"minutes from {times.local_time(span.first_s, tz)} to {times.local_time(span.last_s, tz)}"
-        )
-        raise CbamInputError(
-            f"ledger {ledger} has no minute in {period.first}..{period.last} ({period.timezone}): it holds {held} "
-            f"(rows 1..{read.head.seq}); check --from, --to and --ledger. A report of a period without data would say 0 t"
-        )
+        raise _no_minute(ledger, read.head, period)
     with EvidenceStore(ledger, readonly=True) as evidence:
         labs = evidence.lab_records()
     return read, labs
+
+
+def _no_minute(ledger: Path, head: ledger_month.LedgerHead, period: Period) -> CbamInputError:
+    span = ledger_month.minute_span(ledger, head, period.day_starts_s[0], period.day_starts_s[-1])
+    tz = ZoneInfo(period.timezone)
+    held = (
+        "no minute at all"
+        if span.first_s is None or span.last_s is None
+        else f"minutes from {times.local_time(span.first_s, tz)} to {times.local_time(span.last_s, tz)}"
+    )
+    return CbamInputError(
+        f"ledger {ledger} has no minute in {period.first}..{period.last} ({period.timezone}): it holds {held} "
+        f"(rows 1..{head.seq}); check --from, --to and --ledger. A report of a period without data would say 0 t"
+    )
 
 
 def make_report(

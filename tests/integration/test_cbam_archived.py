@@ -105,8 +105,14 @@ def test_archived_months_read_from_their_archive_give_the_same_report(
     # the workbook carries no file names: the same bytes
     assert (tmp_path / "after" / "cbam.xlsx").read_bytes() == (tmp_path / "before" / "cbam.xlsx").read_bytes()
 
-    # November alone needs no archive
+    # November alone needs no archive; December has no minute, archived or live
     assert cbam(config, ledger, tmp_path / "nov", period=["--from", "2026-11-01", "--to", "2026-11-30"]) == 0
+    capsys.readouterr()
+    assert (
+        cbam(config, ledger, tmp_path / "dec", "--archive", str(folder), period=["--from", "2026-12-01", "--to", "2026-12-31"])
+        == 2
+    )
+    assert "has no minute in 2026-12-01..2026-12-31" in capsys.readouterr().err
 
 
 def test_a_period_cut_inside_archived_months_reads_the_same_cells(
