@@ -23,8 +23,9 @@ document was alive, so the memory the parse used stays with the process for its 
 At 100,000 signals (an 11 MB site file) the settings are 84 MB and the load left RSS 169 MB
 higher. `built_compact(load)` makes them again from a pickle once the parse's objects are freed
 and asks glibc to return the free pages (malloc_trim): RSS after the gateway was built went from
-235 to 162 MB at 100,000 signals (bench.load_100k's peak: 571 MB before, 411 MB after), and
-8 MB lower at 10,000; it costs 0.7 s and 0.07 s of start-up.
+235 to 162 MB at 100,000 signals, and 8 MB lower at 10,000; it costs 0.7 s and 0.07 s of
+start-up. (bench.load_100k's peak, which moves by 100 MB from run to run: 571 MB in a run
+before, 411, 495 and 527 MB in three after.)
 """
 
 from __future__ import annotations
