@@ -74,7 +74,8 @@ def read_period(live: Path, day_starts_s: Sequence[float], *, site: str, timezon
     LedgerSiteError (a ledger of another site), LedgerError (a file cannot be read)."""
     bounds = [float(b) for b in day_starts_s]
     head = pin_head(live)
-    plan = _archived_months(live, bounds, timezone)
+    day_month = [month_of(b, timezone) for b in bounds[:-1]]  # each day's month, YYYY-MM
+    plan = _archived_months(live, set(day_month))
     if plan and archive_dir is None:
         named = "; ".join(f"{', '.join(months)} in {rec['file']}" for rec, months in plan)
         raise PeriodError(
@@ -82,7 +83,6 @@ def read_period(live: Path, day_starts_s: Sequence[float], *, site: str, timezon
             "`emgate ledger archive` wrote them to: the live ledger alone would leave their rows out"
         )
     read = read_month(live, bounds, head, site=site)
-    day_month = [month_of(b, timezone) for b in bounds[:-1]]
     archived = {m: rec["file"] for rec, months in plan for m in months}
     for c in read.cells:
         month = day_month[c[_DAY]]
@@ -112,9 +112,9 @@ def read_period(live: Path, day_starts_s: Sequence[float], *, site: str, timezon
     return PeriodRead(head, cells, read.report.rows, archives)
 
 
-def _archived_months(live: Path, bounds: list[float], timezone: str) -> list[tuple[dict[str, Any], list[str]]]:
-    """(archive record, months of the period it holds whole) for each archive the period needs,
-    oldest first. Raises PeriodError for a month split between files."""
+def _archived_months(live: Path, wanted: set[str]) -> list[tuple[dict[str, Any], list[str]]]:
+    """(archive record, months of the period it holds whole) for each archive the period needs
+    (`wanted`: the period's months), oldest first. Raises PeriodError for a month split between files."""
     records = archive_records(live)
     if not records:
         return []
@@ -122,7 +122,6 @@ def _archived_months(live: Path, bounds: list[float], timezone: str) -> list[tup
     if problems:  # the seals say which months were archived: a changed one could hide one
         raise LedgerIntegrityError(f"ledger {live}: BROKEN month seals: {'; '.join(problems)}")
     base = int(records[-1]["last_seq"])
-    wanted = sorted({month_of(b, timezone) for b in bounds[:-1]})
     plan: dict[int, list[str]] = defaultdict(list)
     for seal in month_seals(live):
         if seal.month not in wanted or seal.first_seq > base:
